@@ -1,0 +1,10 @@
+//! The harness: an end-to-end test harness and outage simulator for the shipper.
+//!
+//! Local tier components (DESIGN §4): `simnode` writes kubelet-style log files, `standin`
+//! serves the Kubernetes Pods API, `backend` provisions CloudWatch Logs emulators, `audit`
+//! reads every group and stream back.
+
+pub mod audit;
+pub mod backend;
+pub mod simnode;
+pub mod standin;

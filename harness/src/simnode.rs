@@ -1,0 +1,1 @@
+//! simnode (to be implemented)

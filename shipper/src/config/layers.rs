@@ -1,0 +1,141 @@
+//! The layers a setting can come from, and how they merge.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// Settings from flags and environment (clap resolves flag over env), all optional.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Settings {
+    /// Cluster part of log group names.
+    #[arg(long, env = "CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Node whose pods are watched (downward API `spec.nodeName`).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// AWS region (else the SDK default chain).
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// Comma-separated globs of container log files.
+    #[arg(long, env = "SHIPPER_LOG_PATHS")]
+    pub log_paths: Option<String>,
+    /// Directory for checkpoints, spool and dead letters.
+    #[arg(long, env = "SHIPPER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Spool size cap, e.g. `1GiB`, `512MiB`.
+    #[arg(long, env = "SHIPPER_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<String>,
+    /// Max age of a partly filled batch, e.g. `1s`, `500ms`.
+    #[arg(long, env = "SHIPPER_FLUSH_INTERVAL")]
+    pub flush_interval: Option<String>,
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    #[arg(long, env = "SHIPPER_LISTEN")]
+    pub listen: Option<String>,
+    /// Own log format: `json` or `text`.
+    #[arg(long, env = "SHIPPER_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log group template.
+    #[arg(long, env = "SHIPPER_GROUP_TEMPLATE")]
+    pub group_template: Option<String>,
+    /// Log stream template.
+    #[arg(long, env = "SHIPPER_STREAM_TEMPLATE")]
+    pub stream_template: Option<String>,
+    /// How long lines wait for their pod's metadata before being routed from the file name.
+    #[arg(long, env = "SHIPPER_METADATA_WAIT")]
+    pub metadata_wait: Option<String>,
+    /// How long SIGTERM waits for the spool to drain before exiting.
+    #[arg(long, env = "SHIPPER_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    /// Max concurrent PutLogEvents calls (one per stream at most).
+    #[arg(long, env = "SHIPPER_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<String>,
+}
+
+/// The config file (TOML). Same keys as `Settings`, snake_case; unknown keys are errors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    /// See [`Settings::cluster_name`].
+    pub cluster_name: Option<String>,
+    /// See [`Settings::node_name`].
+    pub node_name: Option<String>,
+    /// See [`Settings::aws_region`].
+    pub aws_region: Option<String>,
+    /// A list of globs (or one comma-separated string).
+    pub log_paths: Option<LogPaths>,
+    /// See [`Settings::state_dir`].
+    pub state_dir: Option<PathBuf>,
+    /// See [`Settings::spool_max_bytes`].
+    pub spool_max_bytes: Option<String>,
+    /// See [`Settings::flush_interval`].
+    pub flush_interval: Option<String>,
+    /// See [`Settings::listen`].
+    pub listen: Option<String>,
+    /// See [`Settings::log_format`].
+    pub log_format: Option<String>,
+    /// See [`Settings::group_template`].
+    pub group_template: Option<String>,
+    /// See [`Settings::stream_template`].
+    pub stream_template: Option<String>,
+    /// See [`Settings::metadata_wait`].
+    pub metadata_wait: Option<String>,
+    /// See [`Settings::shutdown_grace`].
+    pub shutdown_grace: Option<String>,
+    /// See [`Settings::max_concurrency`].
+    pub max_concurrency: Option<u32>,
+}
+
+/// `log_paths` in the file: a list or a comma-separated string.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LogPaths {
+    /// `["/a/*.log", "/b/*.log"]`
+    List(Vec<String>),
+    /// `"/a/*.log,/b/*.log"`
+    Joined(String),
+}
+
+impl FileSettings {
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Settings {
+    /// Fill every unset field from the file (flags/env win over the file).
+    pub fn over(self, file: FileSettings) -> Settings {
+        let log_paths = file.log_paths.map(|p| match p {
+            LogPaths::List(v) => v.join(","),
+            LogPaths::Joined(s) => s,
+        });
+        Settings {
+            cluster_name: self.cluster_name.or(file.cluster_name),
+            node_name: self.node_name.or(file.node_name),
+            aws_region: self.aws_region.or(file.aws_region),
+            log_paths: self.log_paths.or(log_paths),
+            state_dir: self.state_dir.or(file.state_dir),
+            spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
+            flush_interval: self.flush_interval.or(file.flush_interval),
+            listen: self.listen.or(file.listen),
+            log_format: self.log_format.or(file.log_format),
+            group_template: self.group_template.or(file.group_template),
+            stream_template: self.stream_template.or(file.stream_template),
+            metadata_wait: self.metadata_wait.or(file.metadata_wait),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            max_concurrency: self
+                .max_concurrency
+                .or(file.max_concurrency.map(|n| n.to_string())),
+        }
+    }
+}

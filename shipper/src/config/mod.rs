@@ -1,0 +1,10 @@
+//! Configuration: defaults < config file < environment < command-line flags (DESIGN §3).
+//!
+//! `Settings` is what the user may set (every field optional, from any layer); `Config` is
+//! the validated, effective configuration the agent runs with.
+
+mod layers;
+pub mod validate;
+
+pub use layers::{FileSettings, Settings};
+pub use validate::{Config, ConfigError};

@@ -1,0 +1,288 @@
+//! Validation: turn merged `Settings` into the effective `Config`, or say which key is wrong
+//! and how to fix it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Settings;
+use crate::route::{DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Router};
+use crate::telemetry::LogFormat;
+
+/// A configuration problem, naming the key (env var) and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is absent.
+    #[error("{key} is required: {fix}")]
+    Missing {
+        /// The env var / flag / file key.
+        key: &'static str,
+        /// How to provide it.
+        fix: &'static str,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("{key}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The env var / flag / file key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// Why, and what would be valid.
+        reason: String,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// `CLUSTER_NAME`
+    pub cluster_name: String,
+    /// `NODE_NAME`
+    pub node_name: String,
+    /// `AWS_REGION`, if set (else the SDK chain decides).
+    pub aws_region: Option<String>,
+    /// `SHIPPER_LOG_PATHS`
+    pub log_paths: Vec<String>,
+    /// `SHIPPER_STATE_DIR`
+    pub state_dir: PathBuf,
+    /// `SHIPPER_SPOOL_MAX_BYTES`
+    pub spool_max_bytes: u64,
+    /// `SHIPPER_FLUSH_INTERVAL`
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_interval: Duration,
+    /// `SHIPPER_LISTEN`
+    pub listen: SocketAddr,
+    /// `SHIPPER_LOG_FORMAT`
+    pub log_format: LogFormat,
+    /// `SHIPPER_GROUP_TEMPLATE`
+    pub group_template: String,
+    /// `SHIPPER_STREAM_TEMPLATE`
+    pub stream_template: String,
+    /// `SHIPPER_METADATA_WAIT`
+    #[serde(with = "humantime_serde_compat")]
+    pub metadata_wait: Duration,
+    /// `SHIPPER_SHUTDOWN_GRACE`
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+    /// `SHIPPER_MAX_CONCURRENCY`
+    pub max_concurrency: usize,
+}
+
+/// Defaults (contract values where the contract names one).
+pub mod defaults {
+    /// `SHIPPER_LOG_PATHS`
+    pub const LOG_PATHS: &str = "/var/log/containers/*.log";
+    /// `SHIPPER_STATE_DIR`
+    pub const STATE_DIR: &str = "/var/lib/shipper";
+    /// `SHIPPER_SPOOL_MAX_BYTES`
+    pub const SPOOL_MAX_BYTES: &str = "1GiB";
+    /// `SHIPPER_FLUSH_INTERVAL`
+    pub const FLUSH_INTERVAL: &str = "1s";
+    /// `SHIPPER_LISTEN`
+    pub const LISTEN: &str = "0.0.0.0:2021";
+    /// `SHIPPER_METADATA_WAIT`
+    pub const METADATA_WAIT: &str = "30s";
+    /// `SHIPPER_SHUTDOWN_GRACE`
+    pub const SHUTDOWN_GRACE: &str = "10s";
+    /// `SHIPPER_MAX_CONCURRENCY`
+    pub const MAX_CONCURRENCY: usize = 32;
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+fn duration(
+    key: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let raw = value.unwrap_or_else(|| default.to_owned());
+    let d = humantime::parse_duration(raw.trim()).map_err(|e| ConfigError::Invalid {
+        key,
+        value: raw.clone(),
+        reason: format!("{e}; use a duration like \"500ms\", \"1s\" or \"2m\""),
+    })?;
+    if d.is_zero() {
+        return Err(ConfigError::Invalid {
+            key,
+            value: raw,
+            reason: "must be greater than zero".into(),
+        });
+    }
+    Ok(d)
+}
+
+fn required(
+    key: &'static str,
+    value: Option<String>,
+    fix: &'static str,
+) -> Result<String, ConfigError> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing { key, fix }),
+    }
+}
+
+impl Settings {
+    /// Validate and apply defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let cluster_name = required(
+            "CLUSTER_NAME",
+            self.cluster_name,
+            "set CLUSTER_NAME (or --cluster-name, or cluster_name in the config file) to your cluster's name",
+        )?;
+        let node_name = required(
+            "NODE_NAME",
+            self.node_name,
+            "set NODE_NAME from the downward API (fieldRef spec.nodeName) or --node-name",
+        )?;
+
+        let raw_paths = self
+            .log_paths
+            .unwrap_or_else(|| defaults::LOG_PATHS.to_owned());
+        let log_paths: Vec<String> = raw_paths
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if log_paths.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_LOG_PATHS",
+                value: raw_paths,
+                reason: "no glob given; use e.g. /var/log/containers/*.log".into(),
+            });
+        }
+        for g in &log_paths {
+            if let Err(e) = glob::Pattern::new(g) {
+                return Err(ConfigError::Invalid {
+                    key: "SHIPPER_LOG_PATHS",
+                    value: g.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+
+        let raw_size = self
+            .spool_max_bytes
+            .unwrap_or_else(|| defaults::SPOOL_MAX_BYTES.to_owned());
+        let spool_max_bytes = raw_size
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "SHIPPER_SPOOL_MAX_BYTES",
+                value: raw_size.clone(),
+                reason: format!("{e}; use a size like \"1GiB\" or \"512MiB\""),
+            })?
+            .as_u64();
+        if spool_max_bytes < 4 * 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_SPOOL_MAX_BYTES",
+                value: raw_size,
+                reason: "must be at least 4MiB (a few full PutLogEvents batches)".into(),
+            });
+        }
+
+        let raw_listen = self.listen.unwrap_or_else(|| defaults::LISTEN.to_owned());
+        let listen = raw_listen
+            .trim()
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "SHIPPER_LISTEN",
+                value: raw_listen.clone(),
+                reason: format!("{e}; use host:port like 0.0.0.0:2021"),
+            })?;
+
+        let log_format = match self.log_format {
+            None => LogFormat::default(),
+            Some(v) => v
+                .parse::<LogFormat>()
+                .map_err(|reason| ConfigError::Invalid {
+                    key: "SHIPPER_LOG_FORMAT",
+                    value: v,
+                    reason,
+                })?,
+        };
+
+        let group_template = self
+            .group_template
+            .unwrap_or_else(|| DEFAULT_GROUP_TEMPLATE.to_owned());
+        let stream_template = self
+            .stream_template
+            .unwrap_or_else(|| DEFAULT_STREAM_TEMPLATE.to_owned());
+        if let Err(e) = Router::new(&group_template, DEFAULT_STREAM_TEMPLATE) {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_GROUP_TEMPLATE",
+                value: group_template,
+                reason: e.reason,
+            });
+        }
+        if let Err(e) = Router::new(DEFAULT_GROUP_TEMPLATE, &stream_template) {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_STREAM_TEMPLATE",
+                value: stream_template,
+                reason: e.reason,
+            });
+        }
+
+        let max_concurrency = match self.max_concurrency {
+            None => defaults::MAX_CONCURRENCY,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "SHIPPER_MAX_CONCURRENCY",
+                        value: v,
+                        reason: "must be a whole number from 1 to 1024".into(),
+                    });
+                }
+            },
+        };
+
+        Ok(Config {
+            cluster_name,
+            node_name,
+            aws_region: self.aws_region.filter(|r| !r.trim().is_empty()),
+            log_paths,
+            state_dir: self
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
+            spool_max_bytes,
+            flush_interval: duration(
+                "SHIPPER_FLUSH_INTERVAL",
+                self.flush_interval,
+                defaults::FLUSH_INTERVAL,
+            )?,
+            listen,
+            log_format,
+            group_template,
+            stream_template,
+            metadata_wait: duration(
+                "SHIPPER_METADATA_WAIT",
+                self.metadata_wait,
+                defaults::METADATA_WAIT,
+            )?,
+            shutdown_grace: duration(
+                "SHIPPER_SHUTDOWN_GRACE",
+                self.shutdown_grace,
+                defaults::SHUTDOWN_GRACE,
+            )?,
+            max_concurrency,
+        })
+    }
+}

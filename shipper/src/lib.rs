@@ -1,0 +1,13 @@
+//! The shipper: a Kubernetes node agent that tails container logs and ships them to
+//! CloudWatch Logs, one log group per kind of container, without losing a line.
+//!
+//! Data path (DESIGN §2): `source` → `parse` → `kube` (metadata) → `route` → `spool` → `sink`.
+
+pub mod config;
+pub mod kube;
+pub mod parse;
+pub mod route;
+pub mod sink;
+pub mod source;
+pub mod spool;
+pub mod telemetry;

@@ -1,0 +1,2 @@
+//! `shipper` binary: see `shipper --help`.
+fn main() {}

@@ -1,0 +1,159 @@
+//! Discovery and tailing of container log files, rotation, and checkpoints.
+//!
+//! The tailer finds files matching the configured globs (inotify plus a periodic rescan),
+//! follows each by identity (device, inode, fingerprint of the first bytes) through
+//! rename-rotation, copytruncate and deletion, and hands out complete lines as byte chunks.
+//! It never advances a checkpoint by itself: the agent calls `set_safe_offset` for what the
+//! spool holds, and `state()` is stored atomically with the spool's commit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Identity of a file's content, stable across renames, unique across inode reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
+    /// `st_dev`
+    pub dev: u64,
+    /// `st_ino`
+    pub ino: u64,
+    /// Hash of the file's first bytes (0 while the file is too short to fingerprint).
+    pub fingerprint: u64,
+}
+
+/// A file's durable read position.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Path the file was discovered at (the glob match, e.g. the `/var/log/containers` link).
+    pub path: PathBuf,
+    /// Its identity.
+    pub id: FileId,
+    /// Every byte before this offset is in the spool.
+    pub offset: u64,
+}
+
+/// Everything the tailer must remember across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceState {
+    /// One per file still tailed.
+    pub files: Vec<Checkpoint>,
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct TailerOptions {
+    /// Globs of container log files.
+    pub globs: Vec<String>,
+    /// Safety-net rescan period (inotify is the fast path).
+    pub rescan_interval: Duration,
+    /// Most bytes handed out by one `read`.
+    pub read_chunk_bytes: usize,
+}
+
+/// Handle of a tailed file, stable while the tailer follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey(pub u64);
+
+/// What `scan` noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// A new file is tailed (from its checkpoint or from the start).
+    Opened {
+        key: FileKey,
+        path: PathBuf,
+        offset: u64,
+    },
+    /// The file at `path` was renamed away; `key` is drained to its end, then closed.
+    Rotated { key: FileKey, path: PathBuf },
+    /// The file shrank below the read offset (copytruncate): reading restarts at 0.
+    Truncated { key: FileKey, path: PathBuf },
+    /// The file was fully read and is no longer at its path: forgotten.
+    Closed { key: FileKey, path: PathBuf },
+    /// Bytes that can never be read (file vanished before it was opened or finished).
+    Lost {
+        path: PathBuf,
+        from: u64,
+        to: Option<u64>,
+    },
+}
+
+/// Bytes handed out by `read`: whole lines only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadChunk {
+    /// File offset of the first byte.
+    pub start: u64,
+    /// File offset just past the last byte (always just after a `\n`).
+    pub end: u64,
+}
+
+/// Tailing failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A glob in `SHIPPER_LOG_PATHS` is invalid.
+    #[error("invalid log path glob {glob:?}: {reason}")]
+    Glob {
+        /// The glob.
+        glob: String,
+        /// Why.
+        reason: String,
+    },
+    /// I/O on a tailed file.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Follows every matching file.
+#[derive(Debug)]
+pub struct Tailer {
+    _private: (),
+}
+
+impl Tailer {
+    /// Start tailing; files in `restored` resume at their checkpoint when found by identity.
+    pub fn new(_options: TailerOptions, _restored: SourceState) -> Result<Self, SourceError> {
+        unimplemented!("source::Tailer::new")
+    }
+
+    /// Discover new files and notice rotation, truncation and deletion.
+    pub fn scan(&mut self) -> Vec<SourceEvent> {
+        unimplemented!("source::Tailer::scan")
+    }
+
+    /// Files with unread complete lines, oldest rotation first per path.
+    pub fn readable(&self) -> Vec<FileKey> {
+        unimplemented!("source::Tailer::readable")
+    }
+
+    /// The path a file was discovered at.
+    pub fn path(&self, _key: FileKey) -> Option<&std::path::Path> {
+        unimplemented!("source::Tailer::path")
+    }
+
+    /// Append up to `read_chunk_bytes` of complete lines to `out`.
+    pub fn read(
+        &mut self,
+        _key: FileKey,
+        _out: &mut Vec<u8>,
+    ) -> Result<Option<ReadChunk>, SourceError> {
+        unimplemented!("source::Tailer::read")
+    }
+
+    /// Everything before `offset` of `key` is in the spool (not yet committed).
+    pub fn set_safe_offset(&mut self, _key: FileKey, _offset: u64) {
+        unimplemented!("source::Tailer::set_safe_offset")
+    }
+
+    /// Checkpoints of every followed file, at their safe offsets.
+    pub fn state(&self) -> SourceState {
+        unimplemented!("source::Tailer::state")
+    }
+
+    /// Wait until a watched directory changes or `timeout` passes.
+    pub async fn changed(&mut self, _timeout: Duration) {
+        unimplemented!("source::Tailer::changed")
+    }
+}

@@ -1,0 +1,340 @@
+//! Counters and gauges exported on `/metrics` in Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Why an event was dropped. Every drop is intended and explained; there is no "unknown".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// CloudWatch rejected the event as older than 14 days (`tooOldLogEventEndIndex`).
+    TooOld,
+    /// CloudWatch rejected the event as more than 2 h in the future (`tooNewLogEventStartIndex`).
+    TooNew,
+    /// CloudWatch rejected the event as older than the group's retention (`expiredLogEventEndIndex`).
+    Expired,
+    /// CloudWatch rejected the event itself as invalid (isolated by bisection).
+    Invalid,
+    /// A spool record failed its checksum on recovery and was quarantined.
+    SpoolCorrupt,
+    /// A source file disappeared (rotated away and deleted) before it was fully read.
+    SourceLost,
+}
+
+impl DropReason {
+    /// All reasons, in export order.
+    pub const ALL: [DropReason; 6] = [
+        DropReason::TooOld,
+        DropReason::TooNew,
+        DropReason::Expired,
+        DropReason::Invalid,
+        DropReason::SpoolCorrupt,
+        DropReason::SourceLost,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::TooOld => "too_old",
+            DropReason::TooNew => "too_new",
+            DropReason::Expired => "expired",
+            DropReason::Invalid => "invalid",
+            DropReason::SpoolCorrupt => "spool_corrupt",
+            DropReason::SourceLost => "source_lost",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Outcome of one PutLogEvents call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PutOutcome {
+    /// Accepted (possibly with rejected events, counted separately).
+    Ok,
+    /// `ThrottlingException` or a rate-exceeded answer.
+    Throttled,
+    /// 5xx / `ServiceUnavailableException`.
+    ServerError,
+    /// Timeout, connection refused/reset, DNS: no answer from the service.
+    Network,
+    /// `ResourceNotFoundException`: group or stream to be created.
+    NotFound,
+    /// `InvalidParameterException` for the batch as a whole.
+    Invalid,
+    /// Missing or rejected credentials.
+    Credentials,
+    /// Anything else the service answered.
+    Other,
+}
+
+impl PutOutcome {
+    /// All outcomes, in export order.
+    pub const ALL: [PutOutcome; 8] = [
+        PutOutcome::Ok,
+        PutOutcome::Throttled,
+        PutOutcome::ServerError,
+        PutOutcome::Network,
+        PutOutcome::NotFound,
+        PutOutcome::Invalid,
+        PutOutcome::Credentials,
+        PutOutcome::Other,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PutOutcome::Ok => "ok",
+            PutOutcome::Throttled => "throttled",
+            PutOutcome::ServerError => "server_error",
+            PutOutcome::Network => "network",
+            PutOutcome::NotFound => "not_found",
+            PutOutcome::Invalid => "invalid",
+            PutOutcome::Credentials => "credentials",
+            PutOutcome::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The shipper's metrics. Cheap to update from any thread; shared as `Arc<Metrics>`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Complete lines parsed from container log files (after partial merge).
+    pub lines_read: AtomicU64,
+    /// Bytes read from container log files.
+    pub bytes_read: AtomicU64,
+    /// Events CloudWatch accepted.
+    pub events_delivered: AtomicU64,
+    /// Events spooled (a line split for size counts once per piece).
+    pub events_spooled: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    put_requests: [AtomicU64; PutOutcome::ALL.len()],
+    /// Retried CloudWatch calls (any operation).
+    pub retries: AtomicU64,
+    /// Lines whose bytes were not valid UTF-8 and were repaired with U+FFFD.
+    pub invalid_utf8_lines: AtomicU64,
+    /// Lines that could not be parsed as CRI or docker json-file and were shipped raw.
+    pub malformed_lines: AtomicU64,
+    /// Lines routed without pod metadata (from the file name) after the wait ran out.
+    pub metadata_missing: AtomicU64,
+    /// Lines split into several events because they exceeded the event size limit.
+    pub lines_split: AtomicU64,
+    /// Log groups created.
+    pub groups_created: AtomicU64,
+    /// Log streams created.
+    pub streams_created: AtomicU64,
+    /// Bytes currently held in the spool.
+    pub spool_bytes: AtomicI64,
+    /// Events currently held in the spool.
+    pub spool_events: AtomicI64,
+    /// Files currently tailed.
+    pub files_tailed: AtomicI64,
+    /// 1 while reading is paused because the spool is full.
+    pub backpressure: AtomicI64,
+    /// 1 once pod metadata has synced.
+    pub metadata_ready: AtomicI64,
+}
+
+impl Metrics {
+    /// Count `n` events dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        self.dropped[reason.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Events dropped so far for `reason`.
+    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Count one PutLogEvents call with its outcome.
+    pub fn put_request(&self, outcome: PutOutcome) {
+        self.put_requests[outcome.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// PutLogEvents calls so far with `outcome`.
+    pub fn put_requests_total(&self, outcome: PutOutcome) -> u64 {
+        self.put_requests[outcome.index()].load(Ordering::Relaxed)
+    }
+
+    /// Add to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Set a gauge.
+    pub fn set(gauge: &AtomicI64, v: i64) {
+        gauge.store(v, Ordering::Relaxed);
+    }
+
+    /// Render all metrics in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let c = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let g = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let gload = |a: &AtomicI64| a.load(Ordering::Relaxed);
+
+        c(
+            &mut out,
+            "shipper_lines_read_total",
+            "Complete lines read from container log files.",
+            load(&self.lines_read),
+        );
+        c(
+            &mut out,
+            "shipper_bytes_read_total",
+            "Bytes read from container log files.",
+            load(&self.bytes_read),
+        );
+        c(
+            &mut out,
+            "shipper_events_spooled_total",
+            "Events written to the durable spool.",
+            load(&self.events_spooled),
+        );
+        c(
+            &mut out,
+            "shipper_events_delivered_total",
+            "Events accepted by CloudWatch Logs.",
+            load(&self.events_delivered),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP shipper_events_dropped_total Events dropped, by reason. Every drop is also dead-lettered or logged.\n# TYPE shipper_events_dropped_total counter"
+        );
+        for r in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "shipper_events_dropped_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.dropped_total(r)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shipper_put_requests_total PutLogEvents calls, by outcome.\n# TYPE shipper_put_requests_total counter"
+        );
+        for o in PutOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "shipper_put_requests_total{{outcome=\"{}\"}} {}",
+                o.as_str(),
+                self.put_requests_total(o)
+            );
+        }
+        c(
+            &mut out,
+            "shipper_retries_total",
+            "CloudWatch calls retried.",
+            load(&self.retries),
+        );
+        c(
+            &mut out,
+            "shipper_invalid_utf8_lines_total",
+            "Lines repaired because they were not valid UTF-8.",
+            load(&self.invalid_utf8_lines),
+        );
+        c(
+            &mut out,
+            "shipper_malformed_lines_total",
+            "Lines in neither CRI nor docker format, shipped raw.",
+            load(&self.malformed_lines),
+        );
+        c(
+            &mut out,
+            "shipper_metadata_missing_total",
+            "Lines routed from the file name because pod metadata never arrived.",
+            load(&self.metadata_missing),
+        );
+        c(
+            &mut out,
+            "shipper_lines_split_total",
+            "Lines split into several events because of the event size limit.",
+            load(&self.lines_split),
+        );
+        c(
+            &mut out,
+            "shipper_groups_created_total",
+            "Log groups created.",
+            load(&self.groups_created),
+        );
+        c(
+            &mut out,
+            "shipper_streams_created_total",
+            "Log streams created.",
+            load(&self.streams_created),
+        );
+        g(
+            &mut out,
+            "shipper_spool_bytes",
+            "Bytes held in the spool.",
+            gload(&self.spool_bytes),
+        );
+        g(
+            &mut out,
+            "shipper_spool_events",
+            "Events held in the spool.",
+            gload(&self.spool_events),
+        );
+        g(
+            &mut out,
+            "shipper_files_tailed",
+            "Container log files tailed.",
+            gload(&self.files_tailed),
+        );
+        g(
+            &mut out,
+            "shipper_backpressure",
+            "1 while reading is paused because the spool is full.",
+            gload(&self.backpressure),
+        );
+        g(
+            &mut out,
+            "shipper_metadata_ready",
+            "1 once pod metadata has synced.",
+            gload(&self.metadata_ready),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_contract_metric_with_labels() {
+        let m = Metrics::default();
+        m.dropped(DropReason::TooOld, 3);
+        m.put_request(PutOutcome::Throttled);
+        Metrics::add(&m.lines_read, 7);
+        let text = m.render();
+        for name in [
+            "shipper_lines_read_total 7",
+            "shipper_events_delivered_total 0",
+            "shipper_events_dropped_total{reason=\"too_old\"} 3",
+            "shipper_spool_bytes 0",
+            "shipper_spool_events 0",
+            "shipper_put_requests_total{outcome=\"throttled\"} 1",
+            "shipper_retries_total 0",
+            "shipper_files_tailed 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == name),
+                "missing line {name:?} in\n{text}"
+            );
+        }
+    }
+}
