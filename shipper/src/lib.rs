@@ -3,6 +3,8 @@
 //!
 //! Data path (DESIGN §2): `source` → `parse` → `kube` (metadata) → `route` → `spool` → `sink`.
 
+pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod kube;
 pub mod parse;

@@ -286,3 +286,170 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileSettings;
+
+    fn base() -> Settings {
+        Settings {
+            cluster_name: Some("prod".into()),
+            node_name: Some("node-1".into()),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = base().resolve().expect("valid");
+        assert_eq!(c.log_paths, vec!["/var/log/containers/*.log".to_owned()]);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/shipper"));
+        assert_eq!(c.spool_max_bytes, 1024 * 1024 * 1024);
+        assert_eq!(c.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.listen, "0.0.0.0:2021".parse().expect("addr"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.group_template, DEFAULT_GROUP_TEMPLATE);
+        assert_eq!(c.stream_template, DEFAULT_STREAM_TEMPLATE);
+    }
+
+    #[test]
+    fn missing_cluster_name_names_the_key_and_the_fix() {
+        let err = Settings {
+            cluster_name: None,
+            ..base()
+        }
+        .resolve()
+        .expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains("CLUSTER_NAME"), "{text}");
+        assert!(text.contains("set CLUSTER_NAME"), "{text}");
+        let err = Settings {
+            node_name: Some("  ".into()),
+            ..base()
+        }
+        .resolve()
+        .expect_err("blank node");
+        assert!(err.to_string().contains("NODE_NAME"));
+    }
+
+    #[test]
+    fn invalid_values_are_reported_with_key_and_value() {
+        let cases: Vec<(Settings, &str)> = vec![
+            (
+                Settings {
+                    flush_interval: Some("soon".into()),
+                    ..base()
+                },
+                "SHIPPER_FLUSH_INTERVAL",
+            ),
+            (
+                Settings {
+                    flush_interval: Some("0s".into()),
+                    ..base()
+                },
+                "SHIPPER_FLUSH_INTERVAL",
+            ),
+            (
+                Settings {
+                    spool_max_bytes: Some("lots".into()),
+                    ..base()
+                },
+                "SHIPPER_SPOOL_MAX_BYTES",
+            ),
+            (
+                Settings {
+                    spool_max_bytes: Some("1KiB".into()),
+                    ..base()
+                },
+                "SHIPPER_SPOOL_MAX_BYTES",
+            ),
+            (
+                Settings {
+                    listen: Some("2021".into()),
+                    ..base()
+                },
+                "SHIPPER_LISTEN",
+            ),
+            (
+                Settings {
+                    log_format: Some("xml".into()),
+                    ..base()
+                },
+                "SHIPPER_LOG_FORMAT",
+            ),
+            (
+                Settings {
+                    log_paths: Some(" , ".into()),
+                    ..base()
+                },
+                "SHIPPER_LOG_PATHS",
+            ),
+            (
+                Settings {
+                    log_paths: Some("/var/log/[".into()),
+                    ..base()
+                },
+                "SHIPPER_LOG_PATHS",
+            ),
+            (
+                Settings {
+                    group_template: Some("k8s_{nope}".into()),
+                    ..base()
+                },
+                "SHIPPER_GROUP_TEMPLATE",
+            ),
+            (
+                Settings {
+                    stream_template: Some("{pod".into()),
+                    ..base()
+                },
+                "SHIPPER_STREAM_TEMPLATE",
+            ),
+            (
+                Settings {
+                    max_concurrency: Some("0".into()),
+                    ..base()
+                },
+                "SHIPPER_MAX_CONCURRENCY",
+            ),
+        ];
+        for (settings, key) in cases {
+            let err = settings.resolve().expect_err(key);
+            assert!(err.to_string().starts_with(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn env_and_flags_win_over_the_file() {
+        let file: FileSettings = toml::from_str(
+            r#"
+            cluster_name = "from-file"
+            node_name = "file-node"
+            log_paths = ["/a/*.log", "/b/*.log"]
+            flush_interval = "250ms"
+            "#,
+        )
+        .expect("parses");
+        let merged = Settings {
+            cluster_name: Some("from-env".into()),
+            node_name: None,
+            ..Settings::default()
+        }
+        .over(file);
+        let c = merged.resolve().expect("valid");
+        assert_eq!(c.cluster_name, "from-env");
+        assert_eq!(c.node_name, "file-node");
+        assert_eq!(
+            c.log_paths,
+            vec!["/a/*.log".to_owned(), "/b/*.log".to_owned()]
+        );
+        assert_eq!(c.flush_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let err = toml::from_str::<FileSettings>("cluster = \"x\"").expect_err("unknown key");
+        assert!(err.to_string().contains("cluster"), "{err}");
+    }
+}

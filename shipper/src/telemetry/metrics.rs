@@ -124,6 +124,11 @@ pub struct Metrics {
     pub metadata_missing: AtomicU64,
     /// Lines split into several events because they exceeded the event size limit.
     pub lines_split: AtomicU64,
+    /// Files that vanished before they were fully read (data lost outside the shipper's
+    /// control, e.g. rotated away while the shipper was down).
+    pub source_lost_files: AtomicU64,
+    /// Bytes known to be lost that way (when the file's size was known).
+    pub source_lost_bytes: AtomicU64,
     /// Log groups created.
     pub groups_created: AtomicU64,
     /// Log streams created.

@@ -1,0 +1,261 @@
+//! The ingest loop: tail files, run each through its pipeline into the spool, and group-commit
+//! the spool together with the file checkpoints.
+//!
+//! It runs on a blocking thread: file reads and fsyncs are blocking calls, and one thread
+//! keeps the spool's appends ordered without per-line locking (the spool lock is taken once
+//! per read chunk).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{FilePipeline, Routed};
+use crate::config::Config;
+use crate::kube::PodCache;
+use crate::route::Router;
+use crate::source::{FileKey, SourceEvent, Tailer, container_ref};
+use crate::spool::{Spool, SpoolError};
+use crate::telemetry::Metrics;
+
+/// Tunables of the ingest loop.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Cluster name for routing.
+    pub cluster: String,
+    /// Node name for routing and messages.
+    pub node: String,
+    /// Routing templates.
+    pub router: Router,
+    /// How long a file's lines wait for pod metadata.
+    pub metadata_wait: Duration,
+    /// Group-commit period.
+    pub commit_interval: Duration,
+    /// Commit early after this many appended bytes.
+    pub commit_bytes: usize,
+    /// Idle wait when nothing was read.
+    pub idle_wait: Duration,
+}
+
+impl IngestOptions {
+    /// From the effective configuration (templates were validated there).
+    pub fn from_config(config: &Config) -> Self {
+        IngestOptions {
+            cluster: config.cluster_name.clone(),
+            node: config.node_name.clone(),
+            router: Router::new(&config.group_template, &config.stream_template)
+                .unwrap_or_else(|_| unreachable_router()),
+            metadata_wait: config.metadata_wait,
+            commit_interval: Duration::from_millis(200).min(config.flush_interval),
+            commit_bytes: 8 * 1024 * 1024,
+            idle_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+fn unreachable_router() -> Router {
+    // Config::resolve validated both templates; the defaults always parse.
+    Router::new(
+        crate::route::DEFAULT_GROUP_TEMPLATE,
+        crate::route::DEFAULT_STREAM_TEMPLATE,
+    )
+    .unwrap_or_else(|e| panic!("default templates must parse: {e}"))
+}
+
+/// The ingest loop's state.
+#[derive(Debug)]
+pub struct Ingest {
+    tailer: Tailer,
+    spool: Arc<Mutex<Spool>>,
+    pods: Arc<PodCache>,
+    metrics: Arc<Metrics>,
+    options: IngestOptions,
+    wake: Arc<Notify>,
+    files: HashMap<FileKey, FilePipeline>,
+    buf: Vec<u8>,
+}
+
+impl Ingest {
+    /// Assemble the loop.
+    pub fn new(
+        tailer: Tailer,
+        spool: Arc<Mutex<Spool>>,
+        pods: Arc<PodCache>,
+        metrics: Arc<Metrics>,
+        options: IngestOptions,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Ingest {
+            tailer,
+            spool,
+            pods,
+            metrics,
+            options,
+            wake,
+            files: HashMap::new(),
+            buf: Vec::with_capacity(512 * 1024),
+        }
+    }
+
+    /// Run until `shutdown` fires, then seal and commit everything read so far.
+    pub fn run_blocking(mut self, shutdown: CancellationToken) -> Result<(), SpoolError> {
+        let handle = tokio::runtime::Handle::current();
+        let mut last_commit = Instant::now();
+        let mut uncommitted = 0usize;
+        while !shutdown.is_cancelled() {
+            self.handle_events();
+            let full = self.lock_spool().is_full();
+            Metrics::set(&self.metrics.backpressure, i64::from(full));
+            let read = if full { 0 } else { self.read_ready()? };
+            uncommitted += read;
+            if last_commit.elapsed() >= self.options.commit_interval
+                || uncommitted >= self.options.commit_bytes
+            {
+                self.commit(false)?;
+                last_commit = Instant::now();
+                uncommitted = 0;
+            }
+            if read == 0 {
+                let wait = self.options.idle_wait;
+                handle.block_on(async {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = self.tailer.changed(wait) => {}
+                    }
+                });
+            }
+        }
+        self.commit(true)
+    }
+
+    fn lock_spool(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle_events(&mut self) {
+        for event in self.tailer.scan() {
+            match event {
+                SourceEvent::Opened { path, offset, .. } => {
+                    tracing::info!(path = %path.display(), offset, "tailing");
+                }
+                SourceEvent::Rotated { path, .. } => {
+                    tracing::info!(path = %path.display(), "rotated; draining the old file")
+                }
+                SourceEvent::Truncated { path, .. } => {
+                    tracing::warn!(path = %path.display(), "truncated; reading from the start")
+                }
+                SourceEvent::Closed { key, path } => {
+                    if let Some(mut file) = self.files.remove(&key) {
+                        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Err(e) = file.finish(&mut spool, &self.metrics) {
+                            tracing::error!(error = %e, path = %path.display(), "spooling the last partial line failed");
+                        }
+                    }
+                    tracing::info!(path = %path.display(), "finished");
+                }
+                SourceEvent::Lost { path, from, to } => {
+                    Metrics::add(&self.metrics.source_lost_files, 1);
+                    if let Some(to) = to {
+                        Metrics::add(&self.metrics.source_lost_bytes, to.saturating_sub(from));
+                    }
+                    tracing::error!(path = %path.display(), from, to, "log data lost: the file vanished before it was read");
+                }
+            }
+        }
+        Metrics::set(&self.metrics.files_tailed, self.files.len() as i64);
+    }
+
+    /// Read every readable file once; returns bytes read.
+    fn read_ready(&mut self) -> Result<usize, SpoolError> {
+        let now = Instant::now();
+        let mut total = 0;
+        for key in self.tailer.readable() {
+            if !self.ensure_routed(key, now) {
+                continue;
+            }
+            self.buf.clear();
+            let chunk = match self.tailer.read(key, &mut self.buf) {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "read failed; retrying on the next pass");
+                    continue;
+                }
+            };
+            total += self.buf.len();
+            Metrics::add(&self.metrics.bytes_read, self.buf.len() as u64);
+            let Some(file) = self.files.get_mut(&key) else {
+                continue;
+            };
+            let safe = {
+                let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+                file.process(&self.buf, chunk.start, &mut spool, &self.metrics)?
+            };
+            self.tailer.set_safe_offset(key, safe);
+        }
+        Ok(total)
+    }
+
+    /// Make sure the file has a destination; false while its lines wait for metadata.
+    fn ensure_routed(&mut self, key: FileKey, now: Instant) -> bool {
+        if !self.files.contains_key(&key) {
+            let Some(path) = self.tailer.path(key) else {
+                return false;
+            };
+            let Some(container) = container_ref(path) else {
+                tracing::warn!(path = %path.display(), "not a kubelet container log name; routing needs <pod>_<namespace>_<container>-<id>.log");
+                return false;
+            };
+            self.files.insert(key, FilePipeline::new(container, now));
+        }
+        let Some(file) = self.files.get_mut(&key) else {
+            return false;
+        };
+        if file.routed.is_some() {
+            return true;
+        }
+        let pod = self
+            .pods
+            .get(&file.container.namespace, &file.container.pod);
+        let waited = now.saturating_duration_since(file.first_seen);
+        if pod.is_none() && waited < self.options.metadata_wait {
+            return false;
+        }
+        if pod.is_none() {
+            tracing::warn!(
+                namespace = %file.container.namespace,
+                pod = %file.container.pod,
+                waited = ?waited,
+                "no pod metadata; routing from the file name"
+            );
+        }
+        let routed = Routed::new(
+            &self.options.router,
+            &self.options.cluster,
+            &self.options.node,
+            &file.container,
+            pod.as_deref(),
+        );
+        tracing::info!(group = %routed.dest().group, stream = %routed.dest().stream, "routing");
+        file.routed = Some(routed);
+        true
+    }
+
+    fn commit(&mut self, seal_all: bool) -> Result<(), SpoolError> {
+        let state = serde_json::to_vec(&self.tailer.state()).unwrap_or_default();
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        if seal_all {
+            spool.seal_all();
+        } else {
+            spool.seal_expired(Instant::now());
+        }
+        spool.commit(&state)?;
+        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
+        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+        drop(spool);
+        self.wake.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! The running agent: wires source → parse → route → spool (the ingest loop) and
+//! spool → sink (the dispatcher), the pod watch, the HTTP endpoints and shutdown.
+//!
+//! Shutdown (contract): on SIGTERM reading stops, open chunks are sealed and committed, the
+//! dispatcher keeps delivering for the grace period, then everything left stays in the spool
+//! for the next start. A second signal exits at once; only committed data counts as spooled,
+//! and the checkpoints never ran ahead of it, so nothing is lost either way.
+
+mod dispatch;
+mod http;
+mod ingest;
+mod pipeline;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::kube::PodCache;
+use crate::sink::{CloudWatch, SinkOptions};
+use crate::source::{SourceState, Tailer, TailerOptions};
+use crate::spool::{Spool, SpoolOptions};
+use crate::telemetry::{DropReason, Metrics};
+
+pub use dispatch::Dispatcher;
+pub use ingest::{Ingest, IngestOptions};
+
+/// The agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The state directory is unusable.
+    #[error("state directory {path}: {reason}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    /// The tailer could not start.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// The HTTP endpoint could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// How long deleted pods stay in the metadata cache (their last lines still route right).
+const RETAIN_DELETED_PODS: Duration = Duration::from_secs(600);
+
+/// Run until SIGTERM/SIGINT, then drain within the grace period.
+pub async fn run(config: Config) -> Result<(), AgentError> {
+    let metrics = Arc::new(Metrics::default());
+    let spool_dir = config.state_dir.join("spool");
+    std::fs::create_dir_all(&spool_dir).map_err(|e| AgentError::StateDir {
+        path: spool_dir.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let (spool, recovery) = Spool::open(
+        &spool_dir,
+        SpoolOptions {
+            max_bytes: config.spool_max_bytes,
+            flush_interval: config.flush_interval,
+        },
+    )?;
+    if recovery.corrupt_events > 0 {
+        metrics.dropped(DropReason::SpoolCorrupt, recovery.corrupt_events);
+    }
+    tracing::info!(
+        spool_bytes = spool.bytes(),
+        spool_events = spool.events(),
+        truncated_bytes = recovery.truncated_bytes,
+        quarantined = recovery.quarantined.len(),
+        corrupt_events = recovery.corrupt_events,
+        "spool recovered"
+    );
+    let restored: SourceState = match recovery.source_state.as_deref() {
+        None => SourceState::default(),
+        Some(bytes) => serde_json::from_slice(bytes).unwrap_or_else(|e| {
+            // The manifest checksum passed, so this is a format change, not corruption:
+            // starting over re-reads files from the start (duplicates, never loss).
+            tracing::error!(error = %e, "stored checkpoints unreadable; re-reading files from the start");
+            SourceState::default()
+        }),
+    };
+    let spool = Arc::new(Mutex::new(spool));
+
+    let tailer = Tailer::new(
+        TailerOptions {
+            globs: config.log_paths.clone(),
+            rescan_interval: Duration::from_secs(1),
+            read_chunk_bytes: 256 * 1024,
+        },
+        restored,
+    )?;
+
+    let pods = Arc::new(PodCache::new(RETAIN_DELETED_PODS));
+    let shutdown = CancellationToken::new();
+    let stop_delivery = CancellationToken::new();
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(addr = %config.listen, "serving /metrics, /healthz, /readyz");
+    let http = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        pods.clone(),
+        stop_delivery.clone(),
+    ));
+
+    let watch = {
+        let pods = pods.clone();
+        let metrics = metrics.clone();
+        let node = config.node_name.clone();
+        let cancel = stop_delivery.clone();
+        tokio::spawn(async move {
+            loop {
+                match crate::kube::client_from_env().await {
+                    Ok(client) => {
+                        crate::kube::run_pod_watch(client, &node, pods, metrics, cancel).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "no Kubernetes client (KUBECONFIG or in-cluster config); retrying");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let client = crate::sink::client_from_env(Duration::from_secs(30)).await;
+    let sink = CloudWatch::new(
+        client,
+        SinkOptions {
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            dead_letter_dir: config.state_dir.join("dead-letters"),
+            create_group_rate: 5.0,
+        },
+        metrics.clone(),
+    );
+
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let dispatcher = Dispatcher::new(
+        spool.clone(),
+        sink,
+        metrics.clone(),
+        config.max_concurrency,
+        wake.clone(),
+    );
+    let dispatch_task = tokio::spawn(dispatcher.run(stop_delivery.clone()));
+
+    let ingest = Ingest::new(
+        tailer,
+        spool.clone(),
+        pods.clone(),
+        metrics.clone(),
+        IngestOptions::from_config(&config),
+        wake.clone(),
+    );
+    let ingest_shutdown = shutdown.clone();
+    let ingest_task = tokio::task::spawn_blocking(move || ingest.run_blocking(ingest_shutdown));
+
+    wait_for_signal().await;
+    tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: reading stops, draining the spool");
+    shutdown.cancel();
+    match ingest_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "final spool commit failed; uncommitted lines will be re-read on restart")
+        }
+        Err(e) => tracing::error!(error = %e, "ingest task failed"),
+    }
+    wake.notify_one();
+
+    let drained = {
+        let spool = spool.clone();
+        async move {
+            loop {
+                let events = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
+                if events == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = drained => tracing::info!("spool drained"),
+        _ = tokio::time::sleep(config.shutdown_grace) => {
+            let left = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
+            tracing::warn!(events = left, "grace period over; undelivered events stay in the spool for the next start");
+        }
+        _ = wait_for_signal() => tracing::warn!("second signal: exiting now; spooled events stay for the next start"),
+    }
+    stop_delivery.cancel();
+    let _ = dispatch_task.await;
+    watch.abort();
+    http.abort();
+    // Persist acks made while draining (chunks already deleted are simply absent on recovery).
+    let state = {
+        let spool = spool.lock().unwrap_or_else(|e| e.into_inner());
+        spool.events()
+    };
+    tracing::info!(spooled_events = state, "stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we can only wait forever; the process is then stopped by
+        // SIGKILL, which the spool is built to survive.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
