@@ -272,7 +272,11 @@ mod tests {
         let encoder = MessageEncoder::new(&META);
         let mut out = vec!["earlier".to_owned()];
         let count = encoder.encode(log, continued, &mut out);
-        assert_eq!(out.len(), count + 1, "returned count matches pushed messages");
+        assert_eq!(
+            out.len(),
+            count + 1,
+            "returned count matches pushed messages"
+        );
         assert_eq!(out[0], "earlier", "encode appends, never clears");
         let pieces = &out[1..];
         let mut reassembled = String::new();
@@ -298,7 +302,10 @@ mod tests {
             };
             if !is_last {
                 // Greedy: the next character (at most 6 escaped bytes) did not fit.
-                assert!(piece.len() > MAX_EVENT_BYTES - 6, "piece {index} underfilled");
+                assert!(
+                    piece.len() > MAX_EVENT_BYTES - 6,
+                    "piece {index} underfilled"
+                );
             }
             reassembled.push_str(text);
         }

@@ -40,7 +40,13 @@ const REPLACEMENT: char = '_';
 pub fn sanitize_group_name(rendered: &str) -> String {
     let mut name: String = rendered
         .chars()
-        .map(|c| if is_group_name_char(c) { c } else { REPLACEMENT })
+        .map(|c| {
+            if is_group_name_char(c) {
+                c
+            } else {
+                REPLACEMENT
+            }
+        })
         .collect();
     if name.is_empty() {
         name.push(REPLACEMENT);
@@ -112,7 +118,10 @@ mod tests {
         assert_eq!(sanitize_group_name("prod cluster:eu"), "prod_cluster_eu");
         assert_eq!(sanitize_group_name("café☕"), "caf__");
         assert_eq!(sanitize_group_name("a{b}*c\n"), "a_b__c_");
-        assert_eq!(sanitize_group_name("k8s_prod/ns.app#1-x"), "k8s_prod/ns.app#1-x");
+        assert_eq!(
+            sanitize_group_name("k8s_prod/ns.app#1-x"),
+            "k8s_prod/ns.app#1-x"
+        );
     }
 
     #[test]

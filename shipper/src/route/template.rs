@@ -13,7 +13,8 @@
 use super::{RouteInput, TemplateError};
 
 /// Names of the fields a fallback may use, for error messages.
-const FIELD_HELP: &str = "cluster, node, namespace, pod, container, labels.<key>, annotations.<key>";
+const FIELD_HELP: &str =
+    "cluster, node, namespace, pod, container, labels.<key>, annotations.<key>";
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
