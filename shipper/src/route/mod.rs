@@ -1,7 +1,28 @@
 //! Routing: log group and stream names from templates, CloudWatch name rules, and the
 //! message shape (the **contract** in DESIGN §3).
+//!
+//! - `template.rs`: the placeholder syntax (`{labels.app|labels.k8s-app|pod}`), parsed once
+//!   by [`Router::new`] and rendered per (pod, container) without re-parsing.
+//! - `sanitize.rs`: rendered text → a valid CloudWatch group/stream name, never rejected
+//!   (invalid characters → `_`, empty → `_`, `aws/` prefix escaped, over 512 bytes cut with
+//!   a hash suffix). The exact rules are in that module's docs.
+//! - `message.rs`: the JSON message envelope, encoded once per (pod, container), and the
+//!   splitting of over-long lines with [`CONTINUATION_MARKER`].
+//!
+//! Routing runs once per container, not per line; encoding runs per line.
+
+mod message;
+mod sanitize;
+mod template;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
+
+pub use message::{CONTINUATION_MARKER, MAX_ENVELOPE_FIELD_BYTES, MessageEncoder, MessageMeta};
+pub use sanitize::{MAX_NAME_BYTES, sanitize_group_name, sanitize_stream_name};
+
+use template::Template;
 
 /// Default group template (contract).
 pub const DEFAULT_GROUP_TEMPLATE: &str =
@@ -53,53 +74,32 @@ pub struct TemplateError {
 }
 
 /// Renders destinations from the group and stream templates.
+///
+/// Both templates are parsed once here; [`Router::route`] only renders and sanitises, and
+/// always returns valid names, whatever the input.
 #[derive(Debug, Clone)]
 pub struct Router {
-    _private: (),
+    group: Template,
+    stream: Template,
 }
 
 impl Router {
     /// Parse both templates.
-    pub fn new(_group_template: &str, _stream_template: &str) -> Result<Self, TemplateError> {
-        unimplemented!("route::Router::new")
+    pub fn new(group_template: &str, stream_template: &str) -> Result<Self, TemplateError> {
+        Ok(Self {
+            group: Template::parse(group_template)?,
+            stream: Template::parse(stream_template)?,
+        })
     }
 
     /// The destination of a container's lines.
-    pub fn route(&self, _input: &RouteInput<'_>) -> Destination {
-        unimplemented!("route::Router::route")
-    }
-}
-
-/// The fields of the message envelope, fixed per (pod, container).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageMeta<'a> {
-    /// Pod namespace.
-    pub namespace: &'a str,
-    /// Pod name.
-    pub pod_name: &'a str,
-    /// Container name.
-    pub container_name: &'a str,
-    /// Container image.
-    pub container_image: &'a str,
-    /// Node name.
-    pub host: &'a str,
-}
-
-/// Encodes messages for one (pod, container): the envelope is serialised once.
-#[derive(Debug, Clone)]
-pub struct MessageEncoder {
-    _private: (),
-}
-
-impl MessageEncoder {
-    /// Pre-encode the envelope.
-    pub fn new(_meta: &MessageMeta<'_>) -> Self {
-        unimplemented!("route::MessageEncoder::new")
-    }
-
-    /// Encode `log` (`continued`: the line goes on in the next call) into one or more
-    /// messages, each at most `MAX_EVENT_BYTES`, pushed onto `out`. Returns how many.
-    pub fn encode(&self, _log: &str, _continued: bool, _out: &mut Vec<String>) -> usize {
-        unimplemented!("route::MessageEncoder::encode")
+    pub fn route(&self, input: &RouteInput<'_>) -> Destination {
+        let mut rendered = String::with_capacity(128);
+        self.group.render_into(input, &mut rendered);
+        let group = sanitize_group_name(&rendered);
+        rendered.clear();
+        self.stream.render_into(input, &mut rendered);
+        let stream = sanitize_stream_name(&rendered);
+        Destination { group, stream }
     }
 }
