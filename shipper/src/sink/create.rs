@@ -106,7 +106,11 @@ impl GroupCreateLimiter {
 
     /// Reserve the next slot; returns how long to wait before calling.
     pub(crate) fn reserve(&self) -> Duration {
-        let now = Instant::now();
+        self.reserve_at(Instant::now())
+    }
+
+    /// `reserve` as seen at `now`.
+    fn reserve_at(&self, now: Instant) -> Duration {
         let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
         let slot = next.map_or(now, |n| n.max(now));
         *next = Some(slot + self.interval);
@@ -153,13 +157,14 @@ mod tests {
         assert_eq!(known.len(), 1);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn group_creates_are_spaced_by_the_rate() {
+    #[test]
+    fn group_creates_are_spaced_by_the_rate() {
         let limiter = GroupCreateLimiter::new(10.0);
         let interval = Duration::from_millis(100);
+        let now = Instant::now();
         for n in 0..5u32 {
-            let wait = limiter.reserve();
-            // Slot n starts n intervals from now (the clock is paused), jitter adds < 1/2.
+            let wait = limiter.reserve_at(now);
+            // Slot n starts n intervals after `now`; jitter adds at most half an interval.
             assert!(wait >= interval * n, "call {n} waits {wait:?}");
             assert!(
                 wait <= interval * n + interval / 2,

@@ -100,7 +100,7 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn sleep_returns_cancelled_when_the_token_fires() {
         let cancel = CancellationToken::new();
         cancel.cancel();
