@@ -538,3 +538,57 @@ async fn an_empty_batch_makes_no_call() {
     assert_eq!(report, DeliveryReport::default());
     assert!(fake.calls().is_empty());
 }
+
+/// A credentials chain that finds nothing (no env, no IRSA, no IMDS).
+#[derive(Debug)]
+struct NoCredentials;
+
+impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded("test: none"),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn missing_credentials_are_retried_as_credentials_failures_until_cancelled() {
+    let fake = FakeCloudWatch::start().await;
+    fake.with_stream(GROUP, Some(STREAM));
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let config = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+        .endpoint_url(&fake.url)
+        .credentials_provider(NoCredentials)
+        .retry_config(aws_sdk_cloudwatchlogs::config::retry::RetryConfig::disabled())
+        .build();
+    let cw = CloudWatch::new(
+        aws_sdk_cloudwatchlogs::Client::from_conf(config),
+        options(dir.path()),
+        Arc::clone(&metrics),
+    );
+    let cancel = CancellationToken::new();
+    {
+        let (cancel, metrics) = (cancel.clone(), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            while metrics.put_requests_total(PutOutcome::Credentials) < 3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cancel.cancel();
+        });
+    }
+
+    let result = bounded(cw.deliver(&batch(&as_refs(&recent(1))), &cancel)).await;
+
+    assert!(matches!(result, Err(Cancelled)));
+    assert!(metrics.put_requests_total(PutOutcome::Credentials) >= 3);
+    assert_eq!(metrics.put_requests_total(PutOutcome::Network), 0);
+    assert!(fake.calls().is_empty(), "nothing is sent unsigned");
+}
