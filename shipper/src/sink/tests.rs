@@ -592,3 +592,41 @@ async fn missing_credentials_are_retried_as_credentials_failures_until_cancelled
     assert_eq!(metrics.put_requests_total(PutOutcome::Network), 0);
     assert!(fake.calls().is_empty(), "nothing is sent unsigned");
 }
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_times_out_and_is_retried() {
+    // Accepts connections and never answers (the gateway's "blackhole").
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let mut opts = options(dir.path());
+    opts.request_timeout = Duration::from_millis(20);
+    let cw = CloudWatch::new(
+        client_for_endpoint(&url, "us-east-1", Duration::from_secs(60)),
+        opts,
+        Arc::clone(&metrics),
+    );
+    let cancel = CancellationToken::new();
+    {
+        let (cancel, metrics) = (cancel.clone(), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            while metrics.put_requests_total(PutOutcome::Network) < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cancel.cancel();
+        });
+    }
+
+    let result = bounded(cw.deliver(&batch(&as_refs(&recent(1))), &cancel)).await;
+
+    assert!(matches!(result, Err(Cancelled)));
+    assert!(metrics.put_requests_total(PutOutcome::Network) >= 2);
+    assert!(metrics.retries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+}
