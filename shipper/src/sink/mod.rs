@@ -1,14 +1,42 @@
 //! Sending to CloudWatch Logs: one PutLogEvents per spool chunk, group/stream creation,
 //! retry forever on transient errors, bisection of invalid batches, dead letters.
+//!
+//! `deliver` returns only when every event of the batch is either accepted by CloudWatch or
+//! dead-lettered with a reason (fsync'd), or when shutdown cancels it — then the chunk stays
+//! in the spool and is resent whole (duplicates bounded by the chunks in flight).
 
+mod calls;
+mod classify;
+mod client;
+mod create;
+mod deadletter;
+mod rejected;
+mod retry;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::spool::Batch;
-use crate::telemetry::{DropReason, Metrics};
+use crate::route::Destination;
+use crate::spool::{Batch, Event};
+use crate::telemetry::{DropReason, Metrics, PutOutcome};
+
+use calls::CallResult;
+use classify::Failure;
+use create::{GroupCreateLimiter, KNOWN_STREAMS_CAPACITY, KnownStreams};
+use deadletter::DeadLetterFile;
+use rejected::Rejections;
+use retry::{Backoff, or_cancel};
+
+pub use client::{client_for_endpoint, client_from_env};
+pub use deadletter::{DEAD_LETTER_FILE, DeadLetterError};
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -17,7 +45,7 @@ pub struct SinkOptions {
     pub backoff_base: Duration,
     /// Largest retry delay (full jitter below it).
     pub backoff_cap: Duration,
-    /// Per-call timeout.
+    /// Per-call timeout (zero: rely on the SDK client's own timeout).
     pub request_timeout: Duration,
     /// Where rejected events are written, one JSON object per line.
     pub dead_letter_dir: PathBuf,
@@ -41,29 +69,319 @@ pub struct DeliveryReport {
 #[error("delivery cancelled by shutdown")]
 pub struct Cancelled;
 
-/// The CloudWatch Logs client with the shipper's error policy.
+/// The CloudWatch Logs client with the shipper's error policy. Cheap to clone; clones share
+/// the stream cache, the group-create rate limit and the dead-letter file.
 #[derive(Debug, Clone)]
 pub struct CloudWatch {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: aws_sdk_cloudwatchlogs::Client,
+    options: SinkOptions,
+    metrics: Arc<Metrics>,
+    known_streams: KnownStreams,
+    group_limiter: GroupCreateLimiter,
+    dead_letters: Arc<DeadLetterFile>,
+}
+
+/// How CloudWatch finally answered one PutLogEvents request.
+enum Answer {
+    /// Accepted, maybe with some events rejected.
+    Accepted(Option<Rejections>),
+    /// Rejected as a whole as invalid. `names` is true when the group or stream name is at
+    /// fault (no subset of the events can succeed, so bisecting is pointless).
+    Invalid { names: bool },
+}
+
+/// The call `put_until_answered` makes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Put,
+    CreateStream,
+    CreateGroup,
+}
+
+impl Step {
+    fn operation(self) -> &'static str {
+        match self {
+            Step::Put => "PutLogEvents",
+            Step::CreateStream => "CreateLogStream",
+            Step::CreateGroup => "CreateLogGroup",
+        }
+    }
 }
 
 impl CloudWatch {
     /// Build from an SDK client.
     pub fn new(
-        _client: aws_sdk_cloudwatchlogs::Client,
-        _options: SinkOptions,
-        _metrics: Arc<Metrics>,
+        client: aws_sdk_cloudwatchlogs::Client,
+        options: SinkOptions,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        unimplemented!("sink::CloudWatch::new")
+        let dead_letters = Arc::new(DeadLetterFile::new(&options.dead_letter_dir));
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                group_limiter: GroupCreateLimiter::new(options.create_group_rate),
+                known_streams: KnownStreams::new(KNOWN_STREAMS_CAPACITY),
+                options,
+                metrics,
+                dead_letters,
+            }),
+        }
     }
 
     /// Deliver one batch. Returns only once every event was accepted or dropped with a
     /// reason; transient failures are retried forever until `cancel` fires.
     pub async fn deliver(
         &self,
-        _batch: &Batch,
-        _cancel: &CancellationToken,
+        batch: &Batch,
+        cancel: &CancellationToken,
     ) -> Result<DeliveryReport, Cancelled> {
-        unimplemented!("sink::CloudWatch::deliver")
+        if cancel.is_cancelled() {
+            return Err(Cancelled);
+        }
+        let mut report = DeliveryReport::default();
+        // CloudWatch fails the whole call on out-of-order events; the sort is stable so
+        // equal timestamps keep their spool (= file) order.
+        let mut sorted: Vec<&Event> = batch.events.iter().collect();
+        sorted.sort_by_key(|e| e.timestamp_ms);
+
+        let mut dead: Vec<(DropReason, &Event)> = Vec::new();
+        // Ranges of `sorted` still to send; the first half of a split is popped first so the
+        // stream receives events in order.
+        let mut pending: Vec<Range<usize>> = Vec::new();
+        if !sorted.is_empty() {
+            pending.push(0..sorted.len());
+        }
+        while let Some(range) = pending.pop() {
+            let events = &sorted[range.clone()];
+            match self
+                .put_until_answered(&batch.dest, events, cancel, &mut report)
+                .await?
+            {
+                Answer::Accepted(None) => report.accepted += events.len() as u64,
+                Answer::Accepted(Some(rejections)) => {
+                    let now_ms = unix_ms(SystemTime::now());
+                    for (index, event) in events.iter().enumerate() {
+                        match rejections.reason(index, event.timestamp_ms, now_ms) {
+                            Some(reason) => dead.push((reason, event)),
+                            None => report.accepted += 1,
+                        }
+                    }
+                }
+                Answer::Invalid { names } if names || events.len() == 1 => {
+                    dead.extend(events.iter().map(|e| (DropReason::Invalid, *e)));
+                }
+                Answer::Invalid { .. } => {
+                    let mid = range.start + events.len() / 2;
+                    pending.push(mid..range.end);
+                    pending.push(range.start..mid);
+                }
+            }
+        }
+
+        if !dead.is_empty() {
+            self.write_dead_letters(&batch.dest, &dead, cancel, &mut report)
+                .await?;
+        }
+        // Counted only now: a cancelled delivery is resent, and must not count twice.
+        let metrics = &self.inner.metrics;
+        Metrics::add(&metrics.events_delivered, report.accepted);
+        for reason in DropReason::ALL {
+            let n = dead.iter().filter(|(r, _)| *r == reason).count() as u64;
+            if n > 0 {
+                metrics.dropped(reason, n);
+                report.dropped.push((reason, n));
+                tracing::warn!(
+                    group = %batch.dest.group,
+                    stream = %batch.dest.stream,
+                    reason = reason.as_str(),
+                    events = n,
+                    "events rejected by CloudWatch, dead-lettered"
+                );
+            }
+        }
+        Ok(report)
     }
+
+    /// Send `events` to `dest` until CloudWatch gives a final answer, creating the stream
+    /// (and group) when missing and retrying everything transient with backoff.
+    async fn put_until_answered(
+        &self,
+        dest: &Arc<Destination>,
+        events: &[&Event],
+        cancel: &CancellationToken,
+        report: &mut DeliveryReport,
+    ) -> Result<Answer, Cancelled> {
+        let inner = &*self.inner;
+        let mut backoff = Backoff::new(inner.options.backoff_base, inner.options.backoff_cap);
+        let mut step = Step::Put;
+        let mut failures_in_a_row: u32 = 0;
+        loop {
+            let result = match step {
+                Step::Put => {
+                    let result = self.put(dest, events, cancel).await?;
+                    inner.metrics.put_request(match &result {
+                        CallResult::Ok(_) => PutOutcome::Ok,
+                        CallResult::Failed { failure, .. } => failure.outcome(),
+                    });
+                    match result {
+                        CallResult::Ok(rejections) => {
+                            inner.known_streams.insert(dest);
+                            return Ok(Answer::Accepted(rejections));
+                        }
+                        CallResult::Failed {
+                            failure: Failure::DataAlreadyAccepted,
+                            ..
+                        } => return Ok(Answer::Accepted(None)),
+                        CallResult::Failed {
+                            failure: Failure::Invalid,
+                            message,
+                            ..
+                        } => {
+                            let names = message.as_deref().is_some_and(mentions_names);
+                            tracing::debug!(
+                                group = %dest.group,
+                                stream = %dest.stream,
+                                events = events.len(),
+                                message = message.as_deref().unwrap_or_default(),
+                                "batch rejected as invalid"
+                            );
+                            return Ok(Answer::Invalid { names });
+                        }
+                        CallResult::Failed {
+                            failure: Failure::NotFound,
+                            ..
+                        } => {
+                            if inner.known_streams.contains(dest) {
+                                tracing::warn!(group = %dest.group, stream = %dest.stream,
+                                    "log stream disappeared, re-creating it");
+                                inner.known_streams.remove(dest);
+                            }
+                            self.count_retry(report);
+                            backoff.reset();
+                            step = Step::CreateStream;
+                            continue;
+                        }
+                        other => other.map(|_| ()),
+                    }
+                }
+                Step::CreateStream => match self.create_stream(dest, cancel).await? {
+                    CallResult::Ok(()) => {
+                        inner.known_streams.insert(dest);
+                        backoff.reset();
+                        step = Step::Put;
+                        continue;
+                    }
+                    CallResult::Failed {
+                        failure: Failure::NotFound,
+                        ..
+                    } => {
+                        // CreateLogStream says NotFound only when the group is missing.
+                        self.count_retry(report);
+                        backoff.reset();
+                        step = Step::CreateGroup;
+                        continue;
+                    }
+                    other => other,
+                },
+                Step::CreateGroup => {
+                    let wait = inner.group_limiter.reserve();
+                    retry::sleep(cancel, wait).await?;
+                    match self.create_group(dest, cancel).await? {
+                        CallResult::Ok(()) => {
+                            backoff.reset();
+                            step = Step::CreateStream;
+                            continue;
+                        }
+                        other => other,
+                    }
+                }
+            };
+            let CallResult::Failed {
+                failure, detail, ..
+            } = result
+            else {
+                continue;
+            };
+            if failure == Failure::Invalid {
+                // A create refused the name itself: nothing sent to this destination can
+                // ever succeed. Dead-letter rather than block the spool forever.
+                tracing::error!(group = %dest.group, stream = %dest.stream,
+                    operation = step.operation(), error = %detail,
+                    "destination name rejected as invalid");
+                return Ok(Answer::Invalid { names: true });
+            }
+            failures_in_a_row = failures_in_a_row.saturating_add(1);
+            log_failure(dest, step, failure, &detail, failures_in_a_row);
+            self.count_retry(report);
+            retry::sleep(cancel, backoff.next_delay()).await?;
+        }
+    }
+
+    fn count_retry(&self, report: &mut DeliveryReport) {
+        report.retries += 1;
+        Metrics::add(&self.inner.metrics.retries, 1);
+    }
+
+    /// Append the dead letters durably, retrying (the data stays in the spool meanwhile).
+    async fn write_dead_letters(
+        &self,
+        dest: &Destination,
+        dead: &[(DropReason, &Event)],
+        cancel: &CancellationToken,
+        report: &mut DeliveryReport,
+    ) -> Result<(), Cancelled> {
+        let bytes: Arc<[u8]> = deadletter::render(dest, dead, SystemTime::now()).into();
+        let mut backoff = Backoff::new(
+            self.inner.options.backoff_base,
+            self.inner.options.backoff_cap,
+        );
+        loop {
+            let file = Arc::clone(&self.inner.dead_letters);
+            let chunk = Arc::clone(&bytes);
+            let write = tokio::task::spawn_blocking(move || file.append_synced(&chunk));
+            match or_cancel(cancel, write).await? {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "cannot write dead letters, retrying")
+                }
+                Err(join) => tracing::error!(error = %join, "dead-letter writer failed, retrying"),
+            }
+            self.count_retry(report);
+            retry::sleep(cancel, backoff.next_delay()).await?;
+        }
+    }
+}
+
+/// Whether an InvalidParameterException message blames the group or stream name.
+fn mentions_names(message: &str) -> bool {
+    message.contains("logGroupName") || message.contains("logStreamName")
+}
+
+/// Log a transient failure: the first one and then every 10th at warn (credentials at
+/// error, since they need an operator), the rest at debug so long outages do not flood.
+fn log_failure(dest: &Destination, step: Step, failure: Failure, detail: &str, in_a_row: u32) {
+    let operation = step.operation();
+    let kind = failure.outcome().as_str();
+    if failure == Failure::Credentials {
+        tracing::error!(group = %dest.group, stream = %dest.stream, operation, kind,
+            attempt = in_a_row, error = %detail,
+            "CloudWatch credentials missing or rejected; data waits in the spool");
+    } else if in_a_row == 1 || in_a_row.is_multiple_of(10) {
+        tracing::warn!(group = %dest.group, stream = %dest.stream, operation, kind,
+            attempt = in_a_row, error = %detail, "CloudWatch call failed, retrying");
+    } else {
+        tracing::debug!(group = %dest.group, stream = %dest.stream, operation, kind,
+            attempt = in_a_row, error = %detail, "CloudWatch call failed, retrying");
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
