@@ -132,7 +132,7 @@ struct PendingLine {
     /// Decoded text not yet emitted; at most the cap between calls.
     text: String,
     /// An incomplete UTF-8 character at the end of the bytes so far (`carry[..carry_len]`).
-    carry: [u8; 3],
+    carry: [u8; 4],
     carry_len: usize,
     /// `text` holds a U+FFFD that replaced invalid bytes.
     repaired: bool,
@@ -478,6 +478,9 @@ mod tests {
         assert_eq!(texts, ["😀", "😀"]);
     }
 
+    /// A stream, its lines, and for each line the points where it is cut into records.
+    type StreamLines = (Stream, Vec<Vec<u8>>, Vec<Vec<prop::sample::Index>>);
+
     /// One record of the generated input: which stream, the bytes, whether it ends its line.
     #[derive(Debug, Clone)]
     struct Piece {
@@ -501,10 +504,7 @@ mod tests {
 
     /// Per stream, lines cut into records at the given points; then both streams' records
     /// interleaved in the order `choices` says (then whatever is left, in order).
-    fn records(
-        lines: &[(Stream, Vec<Vec<u8>>, Vec<Vec<prop::sample::Index>>)],
-        choices: &[bool],
-    ) -> Vec<Piece> {
+    fn records(lines: &[StreamLines], choices: &[bool]) -> Vec<Piece> {
         let mut per_stream: Vec<Vec<Piece>> = Vec::new();
         let mut timestamp_ms = 0;
         for (stream, texts, cuts) in lines {
@@ -532,8 +532,8 @@ mod tests {
             }
             per_stream.push(pieces);
         }
-        let mut b = per_stream.pop().unwrap_or_default().into_iter().peekable();
-        let mut a = per_stream.pop().unwrap_or_default().into_iter().peekable();
+        let mut b = per_stream.pop().unwrap_or_default().into_iter();
+        let mut a = per_stream.pop().unwrap_or_default().into_iter();
         let mut merged = Vec::new();
         for &take_a in choices {
             let next = if take_a {
@@ -581,7 +581,7 @@ mod tests {
                 timestamp_ms: piece.timestamp_ms,
                 stream: piece.stream,
                 partial: piece.partial,
-                message: Cow::Borrowed(&piece.message),
+                message: Cow::Borrowed(piece.message.as_slice()),
             };
             asm.push(record, offset, &mut out);
             let open = &mut open_since[slot(piece.stream)];
@@ -675,7 +675,7 @@ mod tests {
                     timestamp_ms: piece.timestamp_ms,
                     stream: piece.stream,
                     partial: piece.partial,
-                    message: Cow::Borrowed(&piece.message),
+                    message: Cow::Borrowed(piece.message.as_slice()),
                 };
                 asm.push(record, i as u64, &mut out);
             }

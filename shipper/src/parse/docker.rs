@@ -24,12 +24,16 @@ struct JsonRecord<'a> {
 
 /// Parse one json-file line (without its trailing newline).
 pub(super) fn parse(line: &[u8]) -> Result<Record<'_>, ParseError> {
+    // Checked first so that, say, a CRI line is not reported as a JSON type mismatch.
+    if line.first() != Some(&b'{') {
+        return Err(malformed("not a JSON object"));
+    }
     let record: JsonRecord<'_> = serde_json::from_slice(line).map_err(|e| {
         malformed(match e.classify() {
             serde_json::error::Category::Data => "log, stream and time must all be strings",
             serde_json::error::Category::Eof => "JSON object is truncated",
             serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
-                "not a JSON object"
+                "not a single valid JSON object"
             }
         })
     })?;
@@ -139,7 +143,7 @@ mod tests {
             }) => reason,
             other => panic!("{line:?} parsed as {other:?}"),
         };
-        assert_eq!(reason(""), "JSON object is truncated");
+        assert_eq!(reason(""), "not a JSON object");
         assert_eq!(
             reason(r#"{"log":"x\n","stream":"std"#),
             "JSON object is truncated"
@@ -166,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             reason(r#"{"log":"x","stream":"stdout","time":"2026-11-25T10:00:00Z"} trailing"#),
-            "not a JSON object"
+            "not a single valid JSON object"
         );
     }
 
