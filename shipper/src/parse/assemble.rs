@@ -548,12 +548,7 @@ mod tests {
         merged
     }
 
-    fn arbitrary_input() -> impl Strategy<
-        Value = (
-            Vec<(Stream, Vec<Vec<u8>>, Vec<Vec<prop::sample::Index>>)>,
-            Vec<bool>,
-        ),
-    > {
+    fn arbitrary_input() -> impl Strategy<Value = (Vec<StreamLines>, Vec<bool>)> {
         let stream_lines = |stream| {
             (
                 Just(stream),
