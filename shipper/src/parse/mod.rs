@@ -1,9 +1,24 @@
 //! Container log line formats: CRI (containerd, CRI-O) and docker json-file, and the merging
 //! of partial records into complete lines. See `shared/reference/kubelet-logs.md`.
 //!
-//! Interface fixed by the skeleton; implementation in `cri.rs`, `docker.rs`, `assemble.rs`.
+//! [`detect_format`] picks the format of a file from its first complete line;
+//! [`parse_record`] turns each line into a [`Record`] (borrowing the message where the format
+//! allows); an [`Assembler`] per file merges partial records into [`Line`]s per stream and
+//! tells the tailer how far it may checkpoint ([`Assembler::pending_since`]).
+//!
+//! - `cri.rs`: `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <message>`
+//! - `docker.rs`: `{"log":"...","stream":"...","time":"..."}`
+//! - `time.rs`: the RFC 3339 → milliseconds parser both share
+//! - `assemble.rs`: partial merge, UTF-8 repair, the per-line cap
 
 use std::borrow::Cow;
+
+mod assemble;
+mod cri;
+mod docker;
+mod time;
+
+pub use assemble::Assembler;
 
 /// Which output stream of the container a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,6 +27,16 @@ pub enum Stream {
     Stdout,
     /// stderr
     Stderr,
+}
+
+impl Stream {
+    /// `"stdout"` or `"stderr"`, as the runtimes write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
 }
 
 /// File format, detected per file from its first complete line.
@@ -40,7 +65,7 @@ pub struct Record<'a> {
 /// Why a line could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
-    /// Placeholder until the parser lands.
+    /// The line does not have the shape of a record of `format`.
     #[error("not a {format:?} record: {reason}")]
     Malformed {
         /// The format that was expected.
@@ -50,14 +75,24 @@ pub enum ParseError {
     },
 }
 
-/// Guess the format of a file from one complete line (without its newline).
-pub fn detect_format(_line: &[u8]) -> Option<Format> {
-    unimplemented!("parse::detect_format")
+/// Guess the format of a file from one complete line (without its newline): the format
+/// that parses it, if any.
+pub fn detect_format(line: &[u8]) -> Option<Format> {
+    // A CRI line starts with a digit, a docker one with `{`: at most one parse succeeds.
+    [Format::Cri, Format::Docker]
+        .into_iter()
+        .find(|&format| parse_record(format, line).is_ok())
 }
 
 /// Parse one line (without its trailing newline) in the given format.
-pub fn parse_record(_format: Format, _line: &[u8]) -> Result<Record<'_>, ParseError> {
-    unimplemented!("parse::parse_record")
+///
+/// Never panics, whatever the bytes; a CRI message is borrowed from `line`, a docker one
+/// is borrowed unless its JSON string had escapes (it usually has: the `\n`).
+pub fn parse_record(format: Format, line: &[u8]) -> Result<Record<'_>, ParseError> {
+    match format {
+        Format::Cri => cri::parse(line),
+        Format::Docker => docker::parse(line),
+    }
 }
 
 /// A complete line, ready for routing.
@@ -76,33 +111,124 @@ pub struct Line {
     pub continued: bool,
 }
 
-/// Merges partial records into lines, per stream, bounded by `max_line_bytes`.
-#[derive(Debug)]
-pub struct Assembler {
-    _max_line_bytes: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
 
-impl Assembler {
-    /// A new assembler that never holds more than `max_line_bytes` of one line.
-    pub fn new(max_line_bytes: usize) -> Self {
-        Assembler {
-            _max_line_bytes: max_line_bytes,
+    const CRI: &[u8] = b"2026-11-25T10:00:00.1234567Z stderr P:x caf\xc3\xa9";
+    const DOCKER: &[u8] =
+        br#"{"log":"caf\u00e9\n","stream":"stdout","time":"2026-11-25T10:00:00.123456789+09:00"}"#;
+
+    #[test]
+    fn detects_each_format_from_one_line() {
+        assert_eq!(detect_format(CRI), Some(Format::Cri));
+        assert_eq!(
+            detect_format(b"2026-11-25T10:00:00Z stdout F"),
+            Some(Format::Cri)
+        );
+        assert_eq!(detect_format(DOCKER), Some(Format::Docker));
+        assert_eq!(detect_format(b""), None);
+        assert_eq!(detect_format(b"plain text from somewhere"), None);
+        assert_eq!(
+            detect_format(br#"{"msg":"structured but not docker"}"#),
+            None
+        );
+        // Cut mid-line: not enough to decide.
+        assert_eq!(detect_format(&DOCKER[..20]), None);
+    }
+
+    #[test]
+    fn stream_names_match_the_runtimes() {
+        assert_eq!(Stream::Stdout.as_str(), "stdout");
+        assert_eq!(Stream::Stderr.as_str(), "stderr");
+    }
+
+    /// Every rejection reason, as the operator would read it in a log line.
+    #[test]
+    fn error_messages() {
+        let cases: [(Format, &str); 16] = [
+            (Format::Cri, ""),
+            (Format::Cri, "2026-11-25T10:00:00Z"),
+            (Format::Cri, "2026-11-25T10:00:00Z stdout"),
+            (Format::Cri, "2026-11-25T10:00:00Z stdin F x"),
+            (Format::Cri, "2026-11-25T10:00:00Z stdout Q x"),
+            (Format::Cri, "2026-11-25 stdout F x"),
+            (Format::Cri, "2026-13-25T10:00:00Z stdout F x"),
+            (Format::Cri, "2026-02-30T10:00:00Z stdout F x"),
+            (Format::Cri, "2026-11-25T10:61:00Z stdout F x"),
+            (Format::Cri, "2026-11-25T10:00:00. stdout F x"),
+            (Format::Cri, "2026-11-25T10:00:00+9 stdout F x"),
+            (Format::Cri, "2026-11-25T10:00:00+99:00 stdout F x"),
+            (Format::Docker, "not json"),
+            (Format::Docker, r#"{"log":"x"#),
+            (Format::Docker, r#"{"log":"x","stream":"stdout"}"#),
+            (
+                Format::Docker,
+                r#"{"log":"x","stream":"tty","time":"2026-11-25T10:00:00Z"}"#,
+            ),
+        ];
+        let table: Vec<String> = cases
+            .iter()
+            .map(
+                |(format, line)| match parse_record(*format, line.as_bytes()) {
+                    Ok(record) => format!("{line:?} => unexpectedly parsed: {record:?}"),
+                    Err(e) => format!("{line:?} => {e}"),
+                },
+            )
+            .collect();
+        insta::assert_snapshot!(table.join("\n"));
+    }
+
+    /// A valid line with one byte replaced, one inserted, or cut short.
+    fn mutated(valid: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+        (any::<prop::sample::Index>(), any::<u8>(), 0u8..3).prop_map(move |(at, byte, how)| {
+            let mut line = valid.to_vec();
+            let at = at.index(line.len());
+            match how {
+                0 => line[at] = byte,
+                1 => line.insert(at, byte),
+                _ => line.truncate(at),
+            }
+            line
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = detect_format(&line);
+            let _ = parse_record(Format::Cri, &line);
+            let _ = parse_record(Format::Docker, &line);
         }
-    }
 
-    /// Feed one record that started at byte `offset` of its file; complete lines go to `out`.
-    pub fn push(&mut self, _record: Record<'_>, _offset: u64, _out: &mut Vec<Line>) {
-        unimplemented!("parse::Assembler::push")
-    }
+        #[test]
+        fn near_valid_lines_never_panic(cri in mutated(CRI), docker in mutated(DOCKER)) {
+            for line in [&cri, &docker] {
+                let _ = detect_format(line);
+                let _ = parse_record(Format::Cri, line);
+                let _ = parse_record(Format::Docker, line);
+            }
+        }
 
-    /// File offset of the first record of the oldest unfinished line, if any. A checkpoint
-    /// must not advance past it, so a restart re-reads the whole unfinished line.
-    pub fn pending_since(&self) -> Option<u64> {
-        unimplemented!("parse::Assembler::pending_since")
-    }
-
-    /// Emit whatever is pending as complete lines (the file ended for good).
-    pub fn flush(&mut self, _out: &mut Vec<Line>) {
-        unimplemented!("parse::Assembler::flush")
+        #[test]
+        fn arbitrary_records_never_panic_the_assembler(
+            records in proptest::collection::vec((any::<bool>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..12)), 0..24),
+            cap in 0usize..10,
+        ) {
+            let mut asm = Assembler::new(cap);
+            let mut out = Vec::new();
+            for (i, (stderr, partial, message)) in records.iter().enumerate() {
+                let record = Record {
+                    timestamp_ms: i64::MIN,
+                    stream: if *stderr { Stream::Stderr } else { Stream::Stdout },
+                    partial: *partial,
+                    message: Cow::Borrowed(message),
+                };
+                asm.push(record, u64::MAX - i as u64, &mut out);
+            }
+            asm.flush(&mut out);
+            prop_assert!(out.iter().all(|l| l.text.len() <= cap.max(4)));
+        }
     }
 }
