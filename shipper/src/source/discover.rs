@@ -65,10 +65,7 @@ fn literal_root(pattern: &Path) -> PathBuf {
             .to_str()
             .is_some_and(|s| s.contains(['*', '?', '[']))
     };
-    let literal: PathBuf = pattern
-        .components()
-        .take_while(|c| !is_wild(c))
-        .collect();
+    let literal: PathBuf = pattern.components().take_while(|c| !is_wild(c)).collect();
     if !pattern.components().any(|c| is_wild(&c)) {
         // No wildcard at all: the file itself, whose directory is what changes.
         return literal.parent().map(Path::to_path_buf).unwrap_or_default();

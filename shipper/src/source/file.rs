@@ -228,6 +228,9 @@ impl TailedFile {
             return;
         }
         let from = self.head_len - start;
+        if from >= data.len() {
+            return;
+        }
         let take = (FINGERPRINT_BYTES - self.head_len).min(data.len().saturating_sub(from));
         self.head[self.head_len..self.head_len + take].copy_from_slice(&data[from..from + take]);
         self.head_len += take;

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use super::discover::{DirWatcher, Globs};
 use super::file::{Phase, TailedFile};
 use super::identity::verify;
-use super::{
-    Checkpoint, FileKey, ReadChunk, SourceError, SourceEvent, SourceState, TailerOptions,
-};
+use super::{Checkpoint, FileKey, ReadChunk, SourceError, SourceEvent, SourceState, TailerOptions};
 
 /// `(st_dev, st_ino)`: unique among files we hold open.
 type Inode = (u64, u64);
@@ -109,7 +107,10 @@ impl Tailer {
                     .iter()
                     .filter_map(|key| self.files.get(key).map(|file| (*key, file)))
                     .find(|(_, file)| file.phase != Phase::Finished)?;
-                oldest_unfinished.1.has_unread().then_some(oldest_unfinished.0)
+                oldest_unfinished
+                    .1
+                    .has_unread()
+                    .then_some(oldest_unfinished.0)
             })
             .collect();
         keys.sort_unstable();
@@ -427,10 +428,11 @@ impl Tailer {
         let Some(chain) = self.files.get(&key).and_then(|f| self.chains.get(&f.path)) else {
             return false;
         };
-        chain
-            .iter()
-            .take_while(|k| **k != key)
-            .any(|k| self.files.get(k).is_some_and(|f| f.phase != Phase::Finished))
+        chain.iter().take_while(|k| **k != key).any(|k| {
+            self.files
+                .get(k)
+                .is_some_and(|f| f.phase != Phase::Finished)
+        })
     }
 }
 
@@ -439,7 +441,10 @@ fn open(path: &Path) -> io::Result<(File, Metadata)> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     Ok((file, meta))
 }

@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -221,10 +221,7 @@ fn chunks_hold_whole_lines_and_a_long_line_still_makes_progress() {
     }
     let mut long_line = long.to_vec();
     long_line.push(b'\n');
-    assert_eq!(
-        reads,
-        [b"ab\ncd\n".to_vec(), long_line, b"ef\n".to_vec()]
-    );
+    assert_eq!(reads, [b"ab\ncd\n".to_vec(), long_line, b"ef\n".to_vec()]);
 }
 
 #[test]
@@ -241,10 +238,13 @@ fn rename_rotation_mid_stream_loses_nothing_and_keeps_order() {
     app.rotate();
     app.write(b"5\n");
     let events = tailer.scan();
-    assert_eq!(events[0], SourceEvent::Rotated {
-        key: old,
-        path: app.link.clone()
-    });
+    assert_eq!(
+        events[0],
+        SourceEvent::Rotated {
+            key: old,
+            path: app.link.clone()
+        }
+    );
     let new = opened_key(&events);
     // The new file waits until the rotated one is drained.
     assert_eq!(tailer.readable(), [old]);
@@ -274,7 +274,12 @@ fn a_drained_rotated_file_is_kept_until_its_lines_are_safe() {
     tailer.scan();
     let (_, chunk) = read_once(&mut tailer, old).expect("old line");
     let events = tailer.scan();
-    assert!(!events.iter().any(|e| matches!(e, SourceEvent::Closed { .. })), "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SourceEvent::Closed { .. })),
+        "{events:?}"
+    );
     // Not yet spooled: its checkpoint still says 0.
     let state = tailer.state();
     assert_eq!(state.files[0].offset, 0);
@@ -305,7 +310,11 @@ fn copytruncate_restarts_at_zero_under_a_new_key() {
     let new = match events.as_slice() {
         [
             SourceEvent::Truncated { key, .. },
-            SourceEvent::Opened { key: new, offset: 0, .. },
+            SourceEvent::Opened {
+                key: new,
+                offset: 0,
+                ..
+            },
         ] if *key == old => *new,
         other => panic!("unexpected events {other:?}"),
     };
@@ -329,10 +338,13 @@ fn a_deleted_file_is_read_to_its_end_then_closed() {
     app.remove();
     let mut events = Vec::new();
     assert_eq!(drain(&mut tailer, &mut events), b"one\ntwo\n");
-    assert_eq!(events, [SourceEvent::Closed {
-        key,
-        path: app.link.clone()
-    }]);
+    assert_eq!(
+        events,
+        [SourceEvent::Closed {
+            key,
+            path: app.link.clone()
+        }]
+    );
     assert_eq!(tailer.state(), SourceState::default());
 }
 
@@ -356,11 +368,14 @@ fn restart_from_state_neither_rereads_nor_skips() {
     let mut tailer = node.tailer(4, state);
     let events = tailer.scan();
     let resumed = opened_key(&events);
-    assert_eq!(events, [SourceEvent::Opened {
-        key: resumed,
-        path: app.link.clone(),
-        offset: 4
-    }]);
+    assert_eq!(
+        events,
+        [SourceEvent::Opened {
+            key: resumed,
+            path: app.link.clone(),
+            offset: 4
+        }]
+    );
     let mut events = Vec::new();
     let mut all = first;
     all.append(&mut drain(&mut tailer, &mut events));
@@ -387,17 +402,20 @@ fn a_file_rotated_while_down_is_found_by_identity_and_finished() {
     all.append(&mut drain(&mut tailer, &mut events));
     assert_eq!(all, b"1\n2\n3\n");
     let resumed = opened_key(&events);
-    assert_eq!(events[..2], [
-        SourceEvent::Opened {
-            key: resumed,
-            path: app.link.clone(),
-            offset: 2
-        },
-        SourceEvent::Rotated {
-            key: resumed,
-            path: app.link.clone()
-        },
-    ]);
+    assert_eq!(
+        events[..2],
+        [
+            SourceEvent::Opened {
+                key: resumed,
+                path: app.link.clone(),
+                offset: 2
+            },
+            SourceEvent::Rotated {
+                key: resumed,
+                path: app.link.clone()
+            },
+        ]
+    );
 }
 
 #[test]
@@ -428,18 +446,21 @@ fn a_checkpoint_for_a_reused_inode_restarts_at_zero() {
         b"2026-11-25T11:00:00.000000001Z stdout F new content, longer than the old\n"
     );
     let key = opened_key(&events);
-    assert_eq!(events, [
-        SourceEvent::Lost {
-            path: app.link.clone(),
-            from: old_offset,
-            to: None
-        },
-        SourceEvent::Opened {
-            key,
-            path: app.link.clone(),
-            offset: 0
-        },
-    ]);
+    assert_eq!(
+        events,
+        [
+            SourceEvent::Lost {
+                path: app.link.clone(),
+                from: old_offset,
+                to: None
+            },
+            SourceEvent::Opened {
+                key,
+                path: app.link.clone(),
+                offset: 0
+            },
+        ]
+    );
 }
 
 #[test]
@@ -460,11 +481,14 @@ fn a_checkpoint_whose_file_is_gone_is_reported_lost() {
     let mut tailer = node.tailer(1024, restored.clone());
     // Until the first scan the restored checkpoints are kept.
     assert_eq!(tailer.state(), restored);
-    assert_eq!(tailer.scan(), [SourceEvent::Lost {
-        path,
-        from: 1,
-        to: None
-    }]);
+    assert_eq!(
+        tailer.scan(),
+        [SourceEvent::Lost {
+            path,
+            from: 1,
+            to: None
+        }]
+    );
     assert_eq!(tailer.state(), SourceState::default());
 }
 
@@ -479,7 +503,10 @@ fn checkpoint_fingerprints_cover_the_safe_prefix() {
     assert_eq!(tailer.state().files[0].id.fingerprint, 0);
     let (_, chunk) = read_once(&mut tailer, key).expect("short line");
     tailer.set_safe_offset(key, chunk.end);
-    assert_eq!(tailer.state().files[0].id.fingerprint, fingerprint(b"short\n"));
+    assert_eq!(
+        tailer.state().files[0].id.fingerprint,
+        fingerprint(b"short\n")
+    );
     let (_, chunk) = read_once(&mut tailer, key).expect("long line");
     tailer.set_safe_offset(key, chunk.end);
     assert_eq!(
@@ -496,9 +523,21 @@ fn invalid_options_are_rejected() {
         read_chunk_bytes: chunk,
     };
     let zero_chunk = Tailer::new(options(0, Duration::from_secs(1)), SourceState::default());
-    assert!(matches!(zero_chunk, Err(SourceError::Option { name: "read_chunk_bytes", .. })));
+    assert!(matches!(
+        zero_chunk,
+        Err(SourceError::Option {
+            name: "read_chunk_bytes",
+            ..
+        })
+    ));
     let zero_rescan = Tailer::new(options(1, Duration::ZERO), SourceState::default());
-    assert!(matches!(zero_rescan, Err(SourceError::Option { name: "rescan_interval", .. })));
+    assert!(matches!(
+        zero_rescan,
+        Err(SourceError::Option {
+            name: "rescan_interval",
+            ..
+        })
+    ));
 }
 
 #[tokio::test]
@@ -509,15 +548,21 @@ async fn changed_returns_when_a_file_is_created() {
     let mut app = node.container("web");
     app.write(b"hello\n");
     // The rescan is an hour away: only the inotify wake-up can end this wait.
-    tokio::time::timeout(Duration::from_secs(60), tailer.changed(Duration::from_secs(3600)))
-        .await
-        .expect("changed() woke up on the new file");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tailer.changed(Duration::from_secs(3600)),
+    )
+    .await
+    .expect("changed() woke up on the new file");
     let events = tailer.scan();
-    assert_eq!(events, [SourceEvent::Opened {
-        key: opened_key(&events),
-        path: app.link.clone(),
-        offset: 0
-    }]);
+    assert_eq!(
+        events,
+        [SourceEvent::Opened {
+            key: opened_key(&events),
+            path: app.link.clone(),
+            offset: 0
+        }]
+    );
 }
 
 /// One step of the interleaving property.
@@ -600,7 +645,10 @@ fn check_interleaving(steps: &[Step], read_chunk_bytes: usize) -> Result<(), Tes
         "{:?}",
         events
     );
-    prop_assert_eq!(String::from_utf8_lossy(&read), String::from_utf8_lossy(&written));
+    prop_assert_eq!(
+        String::from_utf8_lossy(&read),
+        String::from_utf8_lossy(&written)
+    );
     Ok(())
 }
 
