@@ -199,6 +199,11 @@ impl TailedFile {
                 memchr::memchr(b'\n', fresh)
             };
             if let Some(i) = newline {
+                // Only the first round searched backwards: after a later round's first
+                // `\n` there may be more lines, so only its end counts as looked at.
+                if round != base {
+                    pos = start + (round + i + 1 - base) as u64;
+                }
                 break Some(round + i + 1);
             }
             if n < limit {
