@@ -82,10 +82,10 @@ impl Tailer {
             if present.contains(path) {
                 continue;
             }
-            if let Some(file) = chain.last().and_then(|key| self.files.get_mut(key)) {
-                if file.phase == Phase::Live {
-                    file.phase = Phase::Deleted;
-                }
+            if let Some(file) = chain.last().and_then(|key| self.files.get_mut(key))
+                && file.phase == Phase::Live
+            {
+                file.phase = Phase::Deleted;
             }
         }
         self.finish_drained(&mut events);
@@ -195,23 +195,23 @@ impl Tailer {
             return false;
         }
         let live = self.live_key(path);
-        if let Some(key) = live {
-            if let Some(file) = self.files.get_mut(&key) {
-                if file.inode() == (meta.dev(), meta.ino()) {
-                    if meta.len() < file.read_offset() {
-                        self.truncated(key, meta.len(), events);
-                    } else {
-                        file.observe_len(meta.len());
-                    }
-                    return true;
+        if let Some(key) = live
+            && let Some(file) = self.files.get_mut(&key)
+        {
+            if file.inode() == (meta.dev(), meta.ino()) {
+                if meta.len() < file.read_offset() {
+                    self.truncated(key, meta.len(), events);
+                } else {
+                    file.observe_len(meta.len());
                 }
-                // The path resolves to another file: this one was renamed away.
-                file.phase = Phase::Rotated;
-                events.push(SourceEvent::Rotated {
-                    key,
-                    path: path.to_path_buf(),
-                });
+                return true;
             }
+            // The path resolves to another file: this one was renamed away.
+            file.phase = Phase::Rotated;
+            events.push(SourceEvent::Rotated {
+                key,
+                path: path.to_path_buf(),
+            });
         }
         let (file, meta) = match open(path) {
             Ok(opened) => opened,
@@ -463,10 +463,10 @@ fn locate(checkpoint: &Checkpoint) -> Option<(PathBuf, File, Metadata)> {
         (meta.dev(), meta.ino()) == (checkpoint.id.dev, checkpoint.id.ino)
             && verify(file, &checkpoint.id, checkpoint.offset).unwrap_or(false)
     };
-    if let Ok((file, meta)) = open(&checkpoint.path) {
-        if is_it(&file, &meta) {
-            return Some((checkpoint.path.clone(), file, meta));
-        }
+    if let Ok((file, meta)) = open(&checkpoint.path)
+        && is_it(&file, &meta)
+    {
+        return Some((checkpoint.path.clone(), file, meta));
     }
     for dir in search_dirs(&checkpoint.path) {
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -481,10 +481,10 @@ fn locate(checkpoint: &Checkpoint) -> Option<(PathBuf, File, Metadata)> {
             if !same_inode {
                 continue;
             }
-            if let Ok((file, meta)) = open(&candidate) {
-                if is_it(&file, &meta) {
-                    return Some((candidate, file, meta));
-                }
+            if let Ok((file, meta)) = open(&candidate)
+                && is_it(&file, &meta)
+            {
+                return Some((candidate, file, meta));
             }
         }
     }
