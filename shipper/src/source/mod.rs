@@ -5,9 +5,28 @@
 //! rename-rotation, copytruncate and deletion, and hands out complete lines as byte chunks.
 //! It never advances a checkpoint by itself: the agent calls `set_safe_offset` for what the
 //! spool holds, and `state()` is stored atomically with the spool's commit.
+//!
+//! - `discover`: glob expansion and inotify wake-ups.
+//! - `identity`: fingerprints that tell a checkpointed file from a reused inode.
+//! - `file`: one tailed file, line-aligned positioned reads.
+//! - `tailer`: the `Tailer` tying it together (rotation chains, restore, checkpoints).
+//! - `container_path`: pod, namespace, container and id from a kubelet file name.
+
+mod container_path;
+mod discover;
+mod file;
+mod identity;
+mod tailer;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use container_path::{ContainerRef, container_ref};
+pub use identity::FINGERPRINT_BYTES;
+pub use tailer::Tailer;
 
 /// Identity of a file's content, stable across renames, unique across inode reuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -16,7 +35,9 @@ pub struct FileId {
     pub dev: u64,
     /// `st_ino`
     pub ino: u64,
-    /// Hash of the file's first bytes (0 while the file is too short to fingerprint).
+    /// Hash of the first `min(FINGERPRINT_BYTES, offset)` bytes of the checkpointed file,
+    /// i.e. of content the checkpoint vouches for (0 at offset 0). A file found at this
+    /// device and inode resumes only if it still starts with those bytes.
     pub fingerprint: u64,
 }
 
@@ -64,7 +85,9 @@ pub enum SourceEvent {
     },
     /// The file at `path` was renamed away; `key` is drained to its end, then closed.
     Rotated { key: FileKey, path: PathBuf },
-    /// The file shrank below the read offset (copytruncate): reading restarts at 0.
+    /// The file shrank below the read offset (copytruncate): `key` is retired and an
+    /// `Opened` event with a new key at offset 0 follows (so safe offsets still in flight
+    /// for the old content cannot land in the new one).
     Truncated { key: FileKey, path: PathBuf },
     /// The file was fully read and is no longer at its path: forgotten.
     Closed { key: FileKey, path: PathBuf },
@@ -96,6 +119,14 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// A tailer option is out of range.
+    #[error("invalid tailer option {name}: {reason}")]
+    Option {
+        /// The option.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// I/O on a tailed file.
     #[error("reading {path}: {source}")]
     Io {
@@ -104,56 +135,4 @@ pub enum SourceError {
         /// The underlying error.
         source: std::io::Error,
     },
-}
-
-/// Follows every matching file.
-#[derive(Debug)]
-pub struct Tailer {
-    _private: (),
-}
-
-impl Tailer {
-    /// Start tailing; files in `restored` resume at their checkpoint when found by identity.
-    pub fn new(_options: TailerOptions, _restored: SourceState) -> Result<Self, SourceError> {
-        unimplemented!("source::Tailer::new")
-    }
-
-    /// Discover new files and notice rotation, truncation and deletion.
-    pub fn scan(&mut self) -> Vec<SourceEvent> {
-        unimplemented!("source::Tailer::scan")
-    }
-
-    /// Files with unread complete lines, oldest rotation first per path.
-    pub fn readable(&self) -> Vec<FileKey> {
-        unimplemented!("source::Tailer::readable")
-    }
-
-    /// The path a file was discovered at.
-    pub fn path(&self, _key: FileKey) -> Option<&std::path::Path> {
-        unimplemented!("source::Tailer::path")
-    }
-
-    /// Append up to `read_chunk_bytes` of complete lines to `out`.
-    pub fn read(
-        &mut self,
-        _key: FileKey,
-        _out: &mut Vec<u8>,
-    ) -> Result<Option<ReadChunk>, SourceError> {
-        unimplemented!("source::Tailer::read")
-    }
-
-    /// Everything before `offset` of `key` is in the spool (not yet committed).
-    pub fn set_safe_offset(&mut self, _key: FileKey, _offset: u64) {
-        unimplemented!("source::Tailer::set_safe_offset")
-    }
-
-    /// Checkpoints of every followed file, at their safe offsets.
-    pub fn state(&self) -> SourceState {
-        unimplemented!("source::Tailer::state")
-    }
-
-    /// Wait until a watched directory changes or `timeout` passes.
-    pub async fn changed(&mut self, _timeout: Duration) {
-        unimplemented!("source::Tailer::changed")
-    }
 }

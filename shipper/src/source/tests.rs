@@ -1,0 +1,673 @@
+//! Tailer behaviour on a kubelet-like layout in a temp dir: `pods/<ns>_<pod>_<uid>/<c>/0.log`
+//! with `containers/<pod>_<ns>_<c>-<id>.log` symlinks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::identity::fingerprint;
+use super::*;
+
+const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A node's log directories.
+struct Node {
+    root: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(root.path().join("containers")).expect("containers dir");
+        Self { root }
+    }
+
+    fn glob(&self) -> String {
+        format!("{}/containers/*.log", self.root.path().display())
+    }
+
+    fn tailer(&self, read_chunk_bytes: usize, restored: SourceState) -> Tailer {
+        Tailer::new(
+            TailerOptions {
+                globs: vec![self.glob()],
+                rescan_interval: Duration::from_secs(3600),
+                read_chunk_bytes,
+            },
+            restored,
+        )
+        .expect("tailer")
+    }
+
+    /// A running container: its `0.log` and the symlink kubelet makes to it.
+    fn container(&self, pod: &str) -> Container {
+        let dir = self
+            .root
+            .path()
+            .join("pods")
+            .join(format!("default_{pod}_uid-{pod}"))
+            .join("app");
+        fs::create_dir_all(&dir).expect("pod dir");
+        let log = dir.join("0.log");
+        let writer = File::create(&log).expect("create log");
+        let link = self
+            .root
+            .path()
+            .join("containers")
+            .join(format!("{pod}_default_app-{ID}.log"));
+        std::os::unix::fs::symlink(&log, &link).expect("symlink");
+        Container {
+            link,
+            log,
+            writer,
+            rotations: 0,
+        }
+    }
+}
+
+/// What the container runtime and kubelet do to one container's log.
+struct Container {
+    link: PathBuf,
+    log: PathBuf,
+    writer: File,
+    rotations: u32,
+}
+
+impl Container {
+    fn write(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    /// kubelet's rotation: rename `0.log` aside, the runtime reopens a new `0.log`.
+    fn rotate(&mut self) -> PathBuf {
+        self.rotations += 1;
+        let rotated = self
+            .log
+            .with_file_name(format!("0.log.2026112510{:04}", self.rotations));
+        fs::rename(&self.log, &rotated).expect("rename");
+        self.writer = File::create(&self.log).expect("reopen");
+        rotated
+    }
+
+    /// logrotate's copytruncate, without the copy.
+    fn truncate(&mut self) {
+        self.writer.set_len(0).expect("truncate");
+        self.writer = OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("reopen");
+    }
+
+    /// Container removed: kubelet deletes its logs and the symlink.
+    fn remove(&self) {
+        fs::remove_file(&self.link).expect("remove link");
+        fs::remove_file(&self.log).expect("remove log");
+    }
+}
+
+/// Scan and read everything readable, marking it safe, until nothing moves.
+fn drain(tailer: &mut Tailer, events: &mut Vec<SourceEvent>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 3 {
+        events.extend(tailer.scan());
+        let mut progressed = false;
+        for key in tailer.readable() {
+            while let Some(chunk) = tailer.read(key, &mut out).expect("read") {
+                tailer.set_safe_offset(key, chunk.end);
+                progressed = true;
+            }
+        }
+        idle = if progressed { 0 } else { idle + 1 };
+    }
+    out
+}
+
+fn read_once(tailer: &mut Tailer, key: FileKey) -> Option<(Vec<u8>, ReadChunk)> {
+    let mut out = Vec::new();
+    let chunk = tailer.read(key, &mut out).expect("read")?;
+    Some((out, chunk))
+}
+
+fn opened_key(events: &[SourceEvent]) -> FileKey {
+    events
+        .iter()
+        .find_map(|event| match event {
+            SourceEvent::Opened { key, .. } => Some(*key),
+            _ => None,
+        })
+        .expect("an Opened event")
+}
+
+#[test]
+fn new_file_is_read_from_the_start() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"one\ntwo\n");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let events = tailer.scan();
+    let key = opened_key(&events);
+    assert_eq!(
+        events,
+        [SourceEvent::Opened {
+            key,
+            path: app.link.clone(),
+            offset: 0
+        }]
+    );
+    assert_eq!(tailer.path(key), Some(app.link.as_path()));
+    assert_eq!(tailer.readable(), [key]);
+    let (out, chunk) = read_once(&mut tailer, key).expect("lines");
+    assert_eq!(out, b"one\ntwo\n");
+    assert_eq!(chunk, ReadChunk { start: 0, end: 8 });
+    assert_eq!(read_once(&mut tailer, key), None);
+    assert!(tailer.readable().is_empty());
+}
+
+#[test]
+fn lines_appended_later_are_read_after_the_next_scan() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"one\n");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let mut events = Vec::new();
+    assert_eq!(drain(&mut tailer, &mut events), b"one\n");
+    app.write(b"two\nthree\n");
+    assert_eq!(drain(&mut tailer, &mut events), b"two\nthree\n");
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[test]
+fn a_torn_line_stays_unread_until_its_newline_arrives() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"one\ntw");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    assert_eq!(
+        read_once(&mut tailer, key),
+        Some((b"one\n".to_vec(), ReadChunk { start: 0, end: 4 }))
+    );
+    assert_eq!(read_once(&mut tailer, key), None);
+    // Looked at already: not reported readable again until the file grows.
+    assert!(tailer.readable().is_empty());
+    app.write(b"o\n");
+    tailer.scan();
+    assert_eq!(tailer.readable(), [key]);
+    assert_eq!(
+        read_once(&mut tailer, key),
+        Some((b"two\n".to_vec(), ReadChunk { start: 4, end: 8 }))
+    );
+}
+
+#[test]
+fn chunks_hold_whole_lines_and_a_long_line_still_makes_progress() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    let long = [b'x'; 30];
+    app.write(b"ab\ncd\n");
+    app.write(&long);
+    app.write(b"\nef\n");
+    let mut tailer = node.tailer(8, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    let mut reads = Vec::new();
+    while let Some((out, chunk)) = read_once(&mut tailer, key) {
+        assert_eq!(out.len() as u64, chunk.end - chunk.start);
+        assert_eq!(out.last(), Some(&b'\n'));
+        reads.push(out);
+    }
+    let mut long_line = long.to_vec();
+    long_line.push(b'\n');
+    assert_eq!(reads, [b"ab\ncd\n".to_vec(), long_line, b"ef\n".to_vec()]);
+}
+
+#[test]
+fn rename_rotation_mid_stream_loses_nothing_and_keeps_order() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"1\n2\n3\n");
+    let mut tailer = node.tailer(4, SourceState::default());
+    let old = opened_key(&tailer.scan());
+    let (first, _) = read_once(&mut tailer, old).expect("first chunk");
+    assert_eq!(first, b"1\n2\n");
+
+    app.write(b"4\n");
+    app.rotate();
+    app.write(b"5\n");
+    let events = tailer.scan();
+    assert_eq!(
+        events[0],
+        SourceEvent::Rotated {
+            key: old,
+            path: app.link.clone()
+        }
+    );
+    let new = opened_key(&events);
+    // The new file waits until the rotated one is drained.
+    assert_eq!(tailer.readable(), [old]);
+    assert_eq!(read_once(&mut tailer, new), None);
+
+    let mut events = Vec::new();
+    let mut rest = drain(&mut tailer, &mut events);
+    let mut all = first;
+    all.append(&mut rest);
+    assert_eq!(all, b"1\n2\n3\n4\n5\n");
+    assert!(events.contains(&SourceEvent::Closed {
+        key: old,
+        path: app.link.clone()
+    }));
+    assert!(!events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })));
+}
+
+#[test]
+fn a_drained_rotated_file_is_kept_until_its_lines_are_safe() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"old\n");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let old = opened_key(&tailer.scan());
+    app.rotate();
+    app.write(b"new\n");
+    tailer.scan();
+    let (_, chunk) = read_once(&mut tailer, old).expect("old line");
+    let events = tailer.scan();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SourceEvent::Closed { .. })),
+        "{events:?}"
+    );
+    // Not yet spooled: its checkpoint still says 0.
+    let state = tailer.state();
+    assert_eq!(state.files[0].offset, 0);
+    assert_eq!(state.files[0].path, app.link);
+
+    tailer.set_safe_offset(old, chunk.end);
+    assert_eq!(tailer.state().files[0].offset, 4);
+    let events = tailer.scan();
+    assert!(events.contains(&SourceEvent::Closed {
+        key: old,
+        path: app.link.clone()
+    }));
+    assert_eq!(tailer.state().files.len(), 1);
+}
+
+#[test]
+fn copytruncate_restarts_at_zero_under_a_new_key() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"before truncation\n");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let mut events = Vec::new();
+    assert_eq!(drain(&mut tailer, &mut events), b"before truncation\n");
+    let old = opened_key(&events);
+    app.truncate();
+    app.write(b"after\n");
+    let events = tailer.scan();
+    let new = match events.as_slice() {
+        [
+            SourceEvent::Truncated { key, .. },
+            SourceEvent::Opened {
+                key: new,
+                offset: 0,
+                ..
+            },
+        ] if *key == old => *new,
+        other => panic!("unexpected events {other:?}"),
+    };
+    // A safe offset still in flight for the old content does not move the new checkpoint.
+    tailer.set_safe_offset(old, 18);
+    assert_eq!(tailer.state().files[0].offset, 0);
+    assert_eq!(
+        read_once(&mut tailer, new),
+        Some((b"after\n".to_vec(), ReadChunk { start: 0, end: 6 }))
+    );
+}
+
+#[test]
+fn a_deleted_file_is_read_to_its_end_then_closed() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"one\n");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    app.write(b"two\n");
+    app.remove();
+    let mut events = Vec::new();
+    assert_eq!(drain(&mut tailer, &mut events), b"one\ntwo\n");
+    assert_eq!(
+        events,
+        [SourceEvent::Closed {
+            key,
+            path: app.link.clone()
+        }]
+    );
+    assert_eq!(tailer.state(), SourceState::default());
+}
+
+#[test]
+fn restart_from_state_neither_rereads_nor_skips() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"1\n2\n3\n");
+    let mut tailer = node.tailer(4, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    let (first, chunk) = read_once(&mut tailer, key).expect("chunk");
+    tailer.set_safe_offset(key, chunk.end);
+    // Read but never made safe: must be read again after the restart.
+    read_once(&mut tailer, key).expect("second chunk");
+    let state = tailer.state();
+    assert_eq!(state.files.len(), 1);
+    assert_eq!(state.files[0].offset, 4);
+    drop(tailer);
+
+    app.write(b"4\n");
+    let mut tailer = node.tailer(4, state);
+    let events = tailer.scan();
+    let resumed = opened_key(&events);
+    assert_eq!(
+        events,
+        [SourceEvent::Opened {
+            key: resumed,
+            path: app.link.clone(),
+            offset: 4
+        }]
+    );
+    let mut events = Vec::new();
+    let mut all = first;
+    all.append(&mut drain(&mut tailer, &mut events));
+    assert_eq!(all, b"1\n2\n3\n4\n");
+}
+
+#[test]
+fn a_file_rotated_while_down_is_found_by_identity_and_finished() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"1\n2\n");
+    let mut tailer = node.tailer(2, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    let (first, chunk) = read_once(&mut tailer, key).expect("chunk");
+    tailer.set_safe_offset(key, chunk.end);
+    let state = tailer.state();
+    drop(tailer);
+
+    app.rotate();
+    app.write(b"3\n");
+    let mut tailer = node.tailer(2, state);
+    let mut events = Vec::new();
+    let mut all = first;
+    all.append(&mut drain(&mut tailer, &mut events));
+    assert_eq!(all, b"1\n2\n3\n");
+    let resumed = opened_key(&events);
+    assert_eq!(
+        events[..2],
+        [
+            SourceEvent::Opened {
+                key: resumed,
+                path: app.link.clone(),
+                offset: 2
+            },
+            SourceEvent::Rotated {
+                key: resumed,
+                path: app.link.clone()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_checkpoint_for_a_reused_inode_restarts_at_zero() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"2026-11-25T10:00:00.000000001Z stdout F old content\n");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let mut events = Vec::new();
+    drain(&mut tailer, &mut events);
+    let mut state = tailer.state();
+    drop(tailer);
+
+    // The file is replaced; pretend the filesystem handed the new file the old inode.
+    app.remove();
+    let mut app = node.container("web");
+    app.write(b"2026-11-25T11:00:00.000000001Z stdout F new content, longer than the old\n");
+    let meta = fs::metadata(&app.log).expect("stat");
+    let old_offset = state.files[0].offset;
+    state.files[0].id.dev = meta.dev();
+    state.files[0].id.ino = meta.ino();
+
+    let mut tailer = node.tailer(1024, state);
+    let mut events = Vec::new();
+    let out = drain(&mut tailer, &mut events);
+    assert_eq!(
+        out,
+        b"2026-11-25T11:00:00.000000001Z stdout F new content, longer than the old\n"
+    );
+    let key = opened_key(&events);
+    assert_eq!(
+        events,
+        [
+            SourceEvent::Lost {
+                path: app.link.clone(),
+                from: old_offset,
+                to: None
+            },
+            SourceEvent::Opened {
+                key,
+                path: app.link.clone(),
+                offset: 0
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_checkpoint_whose_file_is_gone_is_reported_lost() {
+    let node = Node::new();
+    let path = node.root.path().join("containers").join("gone.log");
+    let restored = SourceState {
+        files: vec![Checkpoint {
+            path: path.clone(),
+            id: FileId {
+                dev: 1,
+                ino: 2,
+                fingerprint: fingerprint(b"x"),
+            },
+            offset: 1,
+        }],
+    };
+    let mut tailer = node.tailer(1024, restored.clone());
+    // Until the first scan the restored checkpoints are kept.
+    assert_eq!(tailer.state(), restored);
+    assert_eq!(
+        tailer.scan(),
+        [SourceEvent::Lost {
+            path,
+            from: 1,
+            to: None
+        }]
+    );
+    assert_eq!(tailer.state(), SourceState::default());
+}
+
+#[test]
+fn checkpoint_fingerprints_cover_the_safe_prefix() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    let content = [b"short\n".as_slice(), &[b'y'; 100], b"\n"].concat();
+    app.write(&content);
+    let mut tailer = node.tailer(6, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    assert_eq!(tailer.state().files[0].id.fingerprint, 0);
+    let (_, chunk) = read_once(&mut tailer, key).expect("short line");
+    tailer.set_safe_offset(key, chunk.end);
+    assert_eq!(
+        tailer.state().files[0].id.fingerprint,
+        fingerprint(b"short\n")
+    );
+    let (_, chunk) = read_once(&mut tailer, key).expect("long line");
+    tailer.set_safe_offset(key, chunk.end);
+    assert_eq!(
+        tailer.state().files[0].id.fingerprint,
+        fingerprint(&content[..FINGERPRINT_BYTES])
+    );
+}
+
+#[test]
+fn invalid_options_are_rejected() {
+    let options = |chunk, rescan| TailerOptions {
+        globs: vec!["/var/log/containers/*.log".into()],
+        rescan_interval: rescan,
+        read_chunk_bytes: chunk,
+    };
+    let zero_chunk = Tailer::new(options(0, Duration::from_secs(1)), SourceState::default());
+    assert!(matches!(
+        zero_chunk,
+        Err(SourceError::Option {
+            name: "read_chunk_bytes",
+            ..
+        })
+    ));
+    let zero_rescan = Tailer::new(options(1, Duration::ZERO), SourceState::default());
+    assert!(matches!(
+        zero_rescan,
+        Err(SourceError::Option {
+            name: "rescan_interval",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn changed_returns_when_a_file_is_created() {
+    let node = Node::new();
+    let mut tailer = node.tailer(1024, SourceState::default());
+    assert!(tailer.scan().is_empty());
+    let mut app = node.container("web");
+    app.write(b"hello\n");
+    // The rescan is an hour away: only the inotify wake-up can end this wait.
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tailer.changed(Duration::from_secs(3600)),
+    )
+    .await
+    .expect("changed() woke up on the new file");
+    let events = tailer.scan();
+    assert_eq!(
+        events,
+        [SourceEvent::Opened {
+            key: opened_key(&events),
+            path: app.link.clone(),
+            offset: 0
+        }]
+    );
+}
+
+/// One step of the interleaving property.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The runtime writes these bytes (any split of lines).
+    Write(Vec<u8>),
+    /// kubelet rotates (only at a line boundary, as a runtime reopens between records);
+    /// optionally the rotated file is deleted right away.
+    Rotate { delete_rotated: bool },
+    /// The agent scans and reads one chunk of the first readable file.
+    Read,
+    /// The agent restarts from `state()`.
+    Restart,
+}
+
+fn steps(with_deletes: bool, with_restarts: bool) -> impl Strategy<Value = Vec<Step>> {
+    let byte = prop_oneof![3 => b'a'..=b'z', 1 => Just(b'\n')];
+    let step = prop_oneof![
+        4 => prop::collection::vec(byte, 1..24).prop_map(Step::Write),
+        1 => any::<bool>().prop_map(move |d| Step::Rotate { delete_rotated: d && with_deletes }),
+        4 => Just(Step::Read),
+        1 => Just(Step::Read).prop_map(move |s| if with_restarts { Step::Restart } else { s }),
+    ];
+    prop::collection::vec(step, 1..40)
+}
+
+/// Runs `steps` against a real tailer: everything written must come out once, in order,
+/// with nothing reported lost.
+fn check_interleaving(steps: &[Step], read_chunk_bytes: usize) -> Result<(), TestCaseError> {
+    let node = Node::new();
+    let mut app = node.container("web");
+    let mut tailer = node.tailer(read_chunk_bytes, SourceState::default());
+    let mut written = Vec::new();
+    let mut read = Vec::new();
+    let mut events = Vec::new();
+    let mut out = Vec::new();
+    for step in steps {
+        match step {
+            Step::Write(bytes) => {
+                app.write(bytes);
+                written.extend_from_slice(bytes);
+            }
+            Step::Rotate { delete_rotated } => {
+                if written.last().is_some_and(|b| *b != b'\n') {
+                    continue;
+                }
+                // The agent looks at least once per rotation interval.
+                events.extend(tailer.scan());
+                let rotated = app.rotate();
+                if *delete_rotated {
+                    fs::remove_file(rotated).expect("remove rotated");
+                }
+            }
+            Step::Read => {
+                events.extend(tailer.scan());
+                if let Some(key) = tailer.readable().first().copied() {
+                    out.clear();
+                    if let Some(chunk) = tailer.read(key, &mut out).expect("read") {
+                        prop_assert_eq!(out.len() as u64, chunk.end - chunk.start);
+                        read.extend_from_slice(&out);
+                        tailer.set_safe_offset(key, chunk.end);
+                    }
+                }
+            }
+            Step::Restart => {
+                let state = tailer.state();
+                drop(tailer);
+                tailer = node.tailer(read_chunk_bytes, state);
+            }
+        }
+    }
+    if written.last().is_some_and(|b| *b != b'\n') {
+        app.write(b"\n");
+        written.push(b'\n');
+    }
+    read.extend(drain(&mut tailer, &mut events));
+    prop_assert!(
+        !events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })),
+        "{:?}",
+        events
+    );
+    prop_assert_eq!(
+        String::from_utf8_lossy(&read),
+        String::from_utf8_lossy(&written)
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn writes_rotations_and_reads_interleaved_lose_nothing(
+        steps in steps(true, false),
+        read_chunk_bytes in 1usize..16,
+    ) {
+        check_interleaving(&steps, read_chunk_bytes)?;
+    }
+
+    #[test]
+    fn restarts_from_state_lose_and_repeat_nothing(
+        steps in steps(false, true),
+        read_chunk_bytes in 1usize..16,
+    ) {
+        check_interleaving(&steps, read_chunk_bytes)?;
+    }
+}
