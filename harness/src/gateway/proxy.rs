@@ -46,18 +46,26 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr
                 Ok(reopened) => listener = Some(reopened),
                 Err(error) => {
                     tracing::warn!(%addr, %error, "gateway: cannot re-open listener, retrying");
-                    tokio::select! {
-                        () = shared.shutdown.cancelled() => return,
-                        () = tokio::time::sleep(REBIND_RETRY) => continue,
+                    let stop = tokio::select! {
+                        () = shared.shutdown.cancelled() => true,
+                        () = tokio::time::sleep(REBIND_RETRY) => false,
+                    };
+                    if stop {
+                        return;
                     }
+                    continue;
                 }
             }
         }
         let Some(active) = listener.as_ref() else {
-            tokio::select! {
-                () = shared.shutdown.cancelled() => return,
-                _ = changes.changed() => continue,
+            let stop = tokio::select! {
+                () = shared.shutdown.cancelled() => true,
+                _ = changes.changed() => false,
+            };
+            if stop {
+                return;
             }
+            continue;
         };
         tokio::select! {
             () = shared.shutdown.cancelled() => return,

@@ -526,7 +526,8 @@ mod tests {
 
         /// Any sorted batch within a day is accepted; swapping two distinct timestamps is not.
         #[test]
-        fn order_verdict(mut stamps in proptest::collection::vec(0i64..MAX_BATCH_SPAN_MS, 2..50)) {
+        fn order_verdict(stamps in proptest::collection::vec(0i64..MAX_BATCH_SPAN_MS, 2..50)) {
+            let mut stamps = stamps;
             stamps.sort_unstable();
             let sorted = stamps.iter().map(|&t| event(t, "m")).collect();
             prop_assert!(check_put_log_events(&batch(sorted)).is_ok());
