@@ -122,7 +122,10 @@ const T0: i64 = 1_700_000_000_000;
 async fn put(
     client: &Client,
     events: Vec<InputLogEvent>,
-) -> Result<PutLogEventsOutput, SdkError<PutLogEventsError, aws_sdk_cloudwatchlogs::config::http::HttpResponse>> {
+) -> Result<
+    PutLogEventsOutput,
+    SdkError<PutLogEventsError, aws_sdk_cloudwatchlogs::config::http::HttpResponse>,
+> {
     client
         .put_log_events()
         .log_group_name("k8s_test_ns_app_c")
@@ -142,9 +145,12 @@ fn is_transport_failure<E, R>(error: &SdkError<E, R>) -> bool {
 #[tokio::test]
 async fn valid_put_reaches_the_upstream_unchanged() {
     let (upstream, gateway) = proxied().await;
-    let output = put(&sdk(&gateway), vec![event(T0, "one"), event(T0 + 1, "two é")])
-        .await
-        .expect("valid put succeeds");
+    let output = put(
+        &sdk(&gateway),
+        vec![event(T0, "one"), event(T0 + 1, "two é")],
+    )
+    .await
+    .expect("valid put succeeds");
     assert_eq!(output.next_sequence_token(), Some("49650"));
 
     let received = upstream.received();
@@ -154,7 +160,10 @@ async fn valid_put_reaches_the_upstream_unchanged() {
         forwarded.headers["x-amz-target"],
         "Logs_20140328.PutLogEvents"
     );
-    assert!(forwarded.headers.contains_key("authorization"), "SigV4 header kept");
+    assert!(
+        forwarded.headers.contains_key("authorization"),
+        "SigV4 header kept"
+    );
     let body: serde_json::Value = serde_json::from_slice(&forwarded.body).expect("json body");
     assert_eq!(body["logEvents"][1]["message"], "two é");
 
@@ -204,7 +213,10 @@ async fn invalid_put_never_reaches_the_upstream() {
 
     assert!(upstream.received().is_empty());
     let summary = gateway.summary();
-    assert_eq!(summary.rejected.get(&RejectReason::NotChronological), Some(&1));
+    assert_eq!(
+        summary.rejected.get(&RejectReason::NotChronological),
+        Some(&1)
+    );
     assert_eq!(summary.rejected.get(&RejectReason::EmptyMessage), Some(&1));
 }
 
@@ -267,7 +279,10 @@ async fn ambiguous_fault_writes_upstream_but_the_client_sees_an_error() {
             upstream_status: Some(200)
         }
     );
-    assert_eq!(gateway.summary().accepted["k8s_test_ns_app_c"]["pod_c"].events, 1);
+    assert_eq!(
+        gateway.summary().accepted["k8s_test_ns_app_c"]["pod_c"].events,
+        1
+    );
 }
 
 #[tokio::test]
@@ -295,21 +310,32 @@ async fn refuse_is_a_connect_error_until_cleared() {
     let (upstream, gateway) = proxied().await;
     let client = sdk(&gateway);
     // A pooled keep-alive connection exists before the fault: it must be cut too.
-    put(&client, vec![event(T0, "before")]).await.expect("healthy");
+    put(&client, vec![event(T0, "before")])
+        .await
+        .expect("healthy");
 
-    gateway.inject(Fault::new(FaultKind::Refuse)).expect("valid fault");
+    gateway
+        .inject(Fault::new(FaultKind::Refuse))
+        .expect("valid fault");
     let error = put(&client, vec![event(T0, "refused")])
         .await
         .expect_err("refused");
-    assert!(matches!(error, SdkError::DispatchFailure(_)), "got {error:?}");
+    assert!(
+        matches!(error, SdkError::DispatchFailure(_)),
+        "got {error:?}"
+    );
     let fresh = sdk(&gateway);
     let error = put(&fresh, vec![event(T0, "refused")])
         .await
         .expect_err("refused on a new connection too");
-    assert!(matches!(error, SdkError::DispatchFailure(_)), "got {error:?}");
+    assert!(
+        matches!(error, SdkError::DispatchFailure(_)),
+        "got {error:?}"
+    );
     assert_eq!(upstream.received().len(), 1);
 
     gateway.clear();
+    gateway.listening().await;
     put(&sdk(&gateway), vec![event(T0, "after")])
         .await
         .expect("listener re-opened");
@@ -319,7 +345,9 @@ async fn refuse_is_a_connect_error_until_cleared() {
 #[tokio::test]
 async fn reset_cuts_the_request_before_it_is_forwarded() {
     let (upstream, gateway) = proxied().await;
-    gateway.inject(Fault::new(FaultKind::Reset)).expect("valid fault");
+    gateway
+        .inject(Fault::new(FaultKind::Reset))
+        .expect("valid fault");
     let error = put(&sdk(&gateway), vec![event(T0, "cut")])
         .await
         .expect_err("reset");
@@ -369,7 +397,10 @@ async fn sink_mode_validates_acknowledges_and_counts() {
     let summary = gateway.summary();
     assert_eq!(summary.outcomes.get("acknowledged"), Some(&3));
     let totals = summary.accepted["k8s_sink"]["s1"];
-    assert_eq!((totals.events, totals.bytes, totals.requests), (2, 7 + 52, 1));
+    assert_eq!(
+        (totals.events, totals.bytes, totals.requests),
+        (2, 7 + 52, 1)
+    );
 }
 
 #[tokio::test]

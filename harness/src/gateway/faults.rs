@@ -121,9 +121,9 @@ impl FromStr for FaultKind {
             ("throttle", None) => Self::Throttle,
             ("service_unavailable", None) => Self::ServiceUnavailable,
             ("ambiguous", None) => Self::Ambiguous,
-            ("latency", Some(delay)) => Self::Latency(
-                humantime::parse_duration(delay).map_err(|e| invalid(e.to_string()))?,
-            ),
+            ("latency", Some(delay)) => {
+                Self::Latency(humantime::parse_duration(delay).map_err(|e| invalid(e.to_string()))?)
+            }
             ("bandwidth", Some(rate)) => {
                 let rate: u64 = rate.parse().map_err(|e| invalid(format!("{e}")))?;
                 if rate == 0 {
@@ -358,7 +358,15 @@ mod tests {
 
     #[test]
     fn bad_kinds_are_errors() {
-        for text in ["", "latency", "latency=soon", "bandwidth=0", "bandwidth=-1", "throttle=2", "nap"] {
+        for text in [
+            "",
+            "latency",
+            "latency=soon",
+            "bandwidth=0",
+            "bandwidth=-1",
+            "throttle=2",
+            "nap",
+        ] {
             assert!(text.parse::<FaultKind>().is_err(), "{text:?}");
         }
     }
@@ -379,9 +387,15 @@ mod tests {
     fn validation_rejects_bad_probability_and_ops_on_refuse() {
         let mut set = FaultSet::default();
         let bad = Fault::new(FaultKind::Throttle).with_probability(1.5);
-        assert!(matches!(set.inject(bad), Err(FaultError::InvalidProbability { .. })));
+        assert!(matches!(
+            set.inject(bad),
+            Err(FaultError::InvalidProbability { .. })
+        ));
         let refuse = Fault::new(FaultKind::Refuse).only(["PutLogEvents"]);
-        assert!(matches!(set.inject(refuse), Err(FaultError::OpsNotApplicable { .. })));
+        assert!(matches!(
+            set.inject(refuse),
+            Err(FaultError::OpsNotApplicable { .. })
+        ));
         assert!(set.list().is_empty());
     }
 
@@ -391,8 +405,10 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         set.inject(Fault::new(FaultKind::Latency(Duration::from_millis(100))))
             .expect("valid");
-        set.inject(Fault::new(FaultKind::Bandwidth(1_000))).expect("valid");
-        set.inject(Fault::new(FaultKind::Bandwidth(500))).expect("valid");
+        set.inject(Fault::new(FaultKind::Bandwidth(1_000)))
+            .expect("valid");
+        set.inject(Fault::new(FaultKind::Bandwidth(500)))
+            .expect("valid");
         let throttle = set
             .inject(Fault::new(FaultKind::Throttle).only(["CreateLogGroup"]))
             .expect("valid");
@@ -403,7 +419,10 @@ mod tests {
         let put = set.plan("PutLogEvents", &mut rng);
         assert_eq!(put.latency, Duration::from_millis(100));
         assert_eq!(put.bandwidth, Some(500));
-        assert_eq!(put.terminal, Some((unavailable, FaultKind::ServiceUnavailable)));
+        assert_eq!(
+            put.terminal,
+            Some((unavailable, FaultKind::ServiceUnavailable))
+        );
 
         let create = set.plan("CreateLogGroup", &mut rng);
         assert_eq!(create.terminal, Some((throttle, FaultKind::Throttle)));
@@ -428,7 +447,10 @@ mod tests {
         let first = hits(42);
         assert_eq!(first, hits(42), "same seed, same decisions");
         let count = first.iter().filter(|hit| **hit).count();
-        assert!((800..1_200).contains(&count), "about a quarter hit, got {count}");
+        assert!(
+            (800..1_200).contains(&count),
+            "about a quarter hit, got {count}"
+        );
 
         let mut never = FaultSet::default();
         never

@@ -124,8 +124,14 @@ impl Gateway {
             None => None,
         };
         for (name, value) in [
-            ("create_log_group_per_second", options.create_log_group_per_second),
-            ("create_log_stream_per_second", options.create_log_stream_per_second),
+            (
+                "create_log_group_per_second",
+                options.create_log_group_per_second,
+            ),
+            (
+                "create_log_stream_per_second",
+                options.create_log_stream_per_second,
+            ),
         ] {
             if value == 0 {
                 return Err(GatewayError::InvalidOption {
@@ -158,6 +164,7 @@ impl Gateway {
             started: now,
             faults: Mutex::new(faults::FaultSet::default()),
             fault_changes,
+            listening: watch::Sender::new(true),
             rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
             group_bucket: Mutex::new(rules::TokenBucket::new(
                 options.create_log_group_per_second,
@@ -172,12 +179,11 @@ impl Gateway {
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(proxy::accept_loop(Arc::clone(&shared), listener, addr));
-        let url = Url::parse(&format!("http://{addr}/")).map_err(|e| {
-            GatewayError::InvalidOption {
+        let url =
+            Url::parse(&format!("http://{addr}/")).map_err(|e| GatewayError::InvalidOption {
                 name: "listen",
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(GatewayHandle { shared, addr, url })
     }
 }
@@ -211,9 +217,19 @@ impl GatewayHandle {
         self.shared.remove(id)
     }
 
-    /// Ends every fault: service is restored.
+    /// Ends every fault: service is restored. After a certain `Refuse` the listener is
+    /// re-opened asynchronously, within milliseconds; await [`listening`](Self::listening)
+    /// to be sure new connections are accepted.
     pub fn clear(&self) {
         self.shared.clear();
+    }
+
+    /// Resolves once the listening socket is open (at once unless a certain `Refuse` is
+    /// active or has just ended; while one is active it waits until it is removed).
+    pub async fn listening(&self) {
+        let mut listening = self.shared.listening.subscribe();
+        // An error means the gateway is gone; nothing to wait for.
+        let _ = listening.wait_for(|open| *open).await;
     }
 
     /// The active faults.
@@ -255,6 +271,9 @@ struct Shared {
     faults: Mutex<faults::FaultSet>,
     /// Bumped on every fault change, so held connections and the listener re-evaluate.
     fault_changes: watch::Sender<u64>,
+    /// Whether the listening socket is open (false while a certain `Refuse` lasts and until
+    /// the accept loop re-opens it afterwards).
+    listening: watch::Sender<bool>,
     rng: Mutex<fastrand::Rng>,
     group_bucket: Mutex<rules::TokenBucket>,
     stream_bucket: Mutex<rules::TokenBucket>,
@@ -266,19 +285,22 @@ struct Shared {
 impl Shared {
     fn inject(&self, fault: Fault) -> Result<FaultId, FaultError> {
         let id = lock(&self.faults).inject(fault)?;
-        self.fault_changes.send_modify(|generation| *generation += 1);
+        self.fault_changes
+            .send_modify(|generation| *generation += 1);
         Ok(id)
     }
 
     fn remove(&self, id: FaultId) -> bool {
         let removed = lock(&self.faults).remove(id);
-        self.fault_changes.send_modify(|generation| *generation += 1);
+        self.fault_changes
+            .send_modify(|generation| *generation += 1);
         removed
     }
 
     fn clear(&self) {
         lock(&self.faults).clear();
-        self.fault_changes.send_modify(|generation| *generation += 1);
+        self.fault_changes
+            .send_modify(|generation| *generation += 1);
     }
 
     fn plan(&self, operation: &str) -> faults::Plan {

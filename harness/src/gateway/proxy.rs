@@ -40,10 +40,15 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr
     loop {
         if lock(&shared.faults).refuses_all() {
             // Closing the socket makes the kernel refuse connections (RST to SYN).
-            listener = None;
+            if listener.take().is_some() {
+                shared.listening.send_replace(false);
+            }
         } else if listener.is_none() {
             match TcpListener::bind(addr).await {
-                Ok(reopened) => listener = Some(reopened),
+                Ok(reopened) => {
+                    listener = Some(reopened);
+                    shared.listening.send_replace(true);
+                }
                 Err(error) => {
                     tracing::warn!(%addr, %error, "gateway: cannot re-open listener, retrying");
                     let stop = tokio::select! {
@@ -477,13 +482,22 @@ mod tests {
         assert_eq!(inspect(body, &mut info), Ok(()));
         assert_eq!(info.group.as_deref(), Some("g"));
         assert_eq!(info.stream.as_deref(), Some("s"));
-        assert_eq!(info.stats, BatchStats { events: 1, bytes: 29 });
+        assert_eq!(
+            info.stats,
+            BatchStats {
+                events: 1,
+                bytes: 29
+            }
+        );
 
         let mut create = RequestInfo {
             operation: "CreateLogStream".to_owned(),
             ..RequestInfo::default()
         };
-        let rejected = inspect(br#"{"logGroupName":"g","logStreamName":"a:b"}"#, &mut create);
+        let rejected = inspect(
+            br#"{"logGroupName":"g","logStreamName":"a:b"}"#,
+            &mut create,
+        );
         assert_eq!(
             rejected.map_err(|r| r.reason),
             Err(rules::RejectReason::InvalidStreamName)

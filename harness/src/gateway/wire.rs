@@ -92,7 +92,10 @@ mod tests {
         let response = error(400, "ThrottlingException", "Rate exceeded", 9);
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()[CONTENT_TYPE], AMZ_JSON);
-        assert_eq!(response.headers()["x-amzn-errortype"], "ThrottlingException");
+        assert_eq!(
+            response.headers()["x-amzn-errortype"],
+            "ThrottlingException"
+        );
         let body = response.into_body();
         let bytes = futures::executor::block_on(http_body_util::BodyExt::collect(body))
             .map(|c| c.to_bytes())
