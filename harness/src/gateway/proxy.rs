@@ -289,10 +289,12 @@ async fn handle(
         None => wire::acknowledge(&info.operation, request_id),
     };
     let status = response.status();
-    if status.is_success() && info.operation == "PutLogEvents" {
-        if let (Some(group), Some(stream)) = (&info.group, &info.stream) {
-            lock(&shared.journal).accept(group, stream, info.stats.events, info.stats.bytes);
-        }
+    if let (true, Some(group), Some(stream)) = (
+        status.is_success() && info.operation == "PutLogEvents",
+        &info.group,
+        &info.stream,
+    ) {
+        lock(&shared.journal).accept(group, stream, info.stats.events, info.stats.bytes);
     }
     if ambiguous {
         shared.record(info.entry(faulted(FaultKind::Ambiguous, Some(status.as_u16()))));
