@@ -485,3 +485,22 @@ async fn control_api_injects_lists_and_clears_faults() {
         .expect("restored");
     assert_eq!(upstream.received().len(), 1);
 }
+
+#[tokio::test]
+async fn shaping_faults_delay_but_still_deliver() {
+    let (upstream, gateway) = proxied().await;
+    gateway
+        .inject(Fault::new(FaultKind::Latency(Duration::from_millis(20))))
+        .expect("valid fault");
+    gateway
+        .inject(Fault::new(FaultKind::Bandwidth(1_000_000)))
+        .expect("valid fault");
+    put(&sdk(&gateway), vec![event(T0, "slow but sure")])
+        .await
+        .expect("shaped request still succeeds");
+    assert_eq!(upstream.received().len(), 1);
+    assert_eq!(
+        gateway.journal()[0].outcome,
+        Outcome::Forwarded { status: 200 }
+    );
+}
