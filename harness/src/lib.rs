@@ -6,5 +6,6 @@
 
 pub mod audit;
 pub mod backend;
+pub mod gateway;
 pub mod simnode;
 pub mod standin;
