@@ -143,16 +143,13 @@ impl Ingest {
                 SourceEvent::Rotated { path, .. } => {
                     tracing::info!(path = %path.display(), "rotated; draining the old file")
                 }
-                SourceEvent::Truncated { path, .. } => {
-                    tracing::warn!(path = %path.display(), "truncated; reading from the start")
+                SourceEvent::Truncated { key, path } => {
+                    // The tailer retires the key and reopens the file under a new one.
+                    self.finish_file(key, &path);
+                    tracing::warn!(path = %path.display(), "truncated; reading from the start");
                 }
                 SourceEvent::Closed { key, path } => {
-                    if let Some(mut file) = self.files.remove(&key) {
-                        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Err(e) = file.finish(&mut spool, &self.metrics) {
-                            tracing::error!(error = %e, path = %path.display(), "spooling the last partial line failed");
-                        }
-                    }
+                    self.finish_file(key, &path);
                     tracing::info!(path = %path.display(), "finished");
                 }
                 SourceEvent::Lost { path, from, to } => {
@@ -165,6 +162,40 @@ impl Ingest {
             }
         }
         Metrics::set(&self.metrics.files_tailed, self.files.len() as i64);
+    }
+
+    /// A new file at `path` is about to be read, so any older file at the same path (rotated
+    /// away) has been read to its end: spool its unfinished partial line, if any, and let its
+    /// checkpoint reach the end so the tailer can let go of it. A line the runtime split across
+    /// a rotation therefore arrives as two lines — never lost.
+    fn retire_rotated(&mut self, path: &std::path::Path) {
+        let older: Vec<FileKey> = self
+            .files
+            .keys()
+            .copied()
+            .filter(|k| self.tailer.path(*k).is_some_and(|p| p == path))
+            .collect();
+        for key in older {
+            if let Some(mut file) = self.files.remove(&key) {
+                let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+                match file.finish(&mut spool, &self.metrics) {
+                    Ok(()) => self.tailer.set_safe_offset(key, file.read_end),
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %path.display(), "spooling a rotated file's last partial line failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The file ended for good: spool any unfinished partial line as a complete one.
+    fn finish_file(&mut self, key: FileKey, path: &std::path::Path) {
+        if let Some(mut file) = self.files.remove(&key) {
+            let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = file.finish(&mut spool, &self.metrics) {
+                tracing::error!(error = %e, path = %path.display(), "spooling the last partial line failed");
+            }
+        }
     }
 
     /// Read every readable file once; returns bytes read.
@@ -201,13 +232,14 @@ impl Ingest {
     /// Make sure the file has a destination; false while its lines wait for metadata.
     fn ensure_routed(&mut self, key: FileKey, now: Instant) -> bool {
         if !self.files.contains_key(&key) {
-            let Some(path) = self.tailer.path(key) else {
+            let Some(path) = self.tailer.path(key).map(std::path::Path::to_path_buf) else {
                 return false;
             };
-            let Some(container) = container_ref(path) else {
+            let Some(container) = container_ref(&path) else {
                 tracing::warn!(path = %path.display(), "not a kubelet container log name; routing needs <pod>_<namespace>_<container>-<id>.log");
                 return false;
             };
+            self.retire_rotated(&path);
             self.files.insert(key, FilePipeline::new(container, now));
         }
         let Some(file) = self.files.get_mut(&key) else {

@@ -146,7 +146,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })
     };
 
-    let client = crate::sink::client_from_env(Duration::from_secs(30)).await;
+    let client =
+        crate::sink::client_from_env(Duration::from_secs(30), config.aws_region.clone()).await;
     let sink = CloudWatch::new(
         client,
         SinkOptions {

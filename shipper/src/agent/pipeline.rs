@@ -81,6 +81,8 @@ pub struct FilePipeline {
     pub routed: Option<Routed>,
     /// When the pipeline first saw the file (for the metadata wait).
     pub first_seen: Instant,
+    /// File offset just past the last chunk processed.
+    pub read_end: u64,
     format: Option<Format>,
     assembler: Assembler,
     lines: Vec<Line>,
@@ -101,6 +103,7 @@ impl FilePipeline {
             container,
             routed: None,
             first_seen: now,
+            read_end: 0,
             format: None,
             assembler: Assembler::new(MAX_LINE_BYTES),
             lines: Vec::new(),
@@ -156,6 +159,7 @@ impl FilePipeline {
                 }
             }
         }
+        self.read_end = offset;
         self.spool_lines(routed.without_metadata, spool, metrics)?;
         Ok(self.assembler.pending_since().unwrap_or(offset))
     }

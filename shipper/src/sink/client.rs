@@ -23,13 +23,18 @@ fn timeouts(request_timeout: Duration) -> TimeoutConfig {
 
 /// A client from the SDK's default chains: region, credentials (env, web identity/IRSA,
 /// profile, IMDS) and endpoint (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`).
-/// Each call times out after `request_timeout`.
-pub async fn client_from_env(request_timeout: Duration) -> Client {
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+/// Each call times out after `request_timeout`. `region` (from the config file) is used when
+/// the environment names none.
+pub async fn client_from_env(request_timeout: Duration, region: Option<String>) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::disabled())
-        .timeout_config(timeouts(request_timeout))
-        .load()
-        .await;
+        .timeout_config(timeouts(request_timeout));
+    if let Some(region) = region {
+        let chain = aws_config::meta::region::RegionProviderChain::default_provider()
+            .or_else(Region::new(region));
+        loader = loader.region(chain);
+    }
+    let shared = loader.load().await;
     Client::new(&shared)
 }
 
