@@ -108,15 +108,6 @@ impl ChunkWriter {
         self.flush()?;
         self.out.get_ref().sync_data().map_err(io_error(&self.path))
     }
-
-    /// Flush and hand back the file, for a later fsync (sealing).
-    pub(crate) fn into_file(mut self) -> Result<File, SpoolError> {
-        self.flush()?;
-        self.out.into_inner().map_err(|e| SpoolError::Io {
-            path: self.path.clone(),
-            source: e.into_error(),
-        })
-    }
 }
 
 /// What a scan of a chunk file found.
@@ -160,7 +151,24 @@ pub(crate) fn scan(path: &Path, limit: u64, collect: bool) -> Result<Scan, Spool
             }
             _ => {}
         }
-        let [l0, l1, l2, l3, c0, c1, c2, c3, t0, t1, t2, t3, t4, t5, t6, t7] = head;
+        let [
+            l0,
+            l1,
+            l2,
+            l3,
+            c0,
+            c1,
+            c2,
+            c3,
+            t0,
+            t1,
+            t2,
+            t3,
+            t4,
+            t5,
+            t6,
+            t7,
+        ] = head;
         let len = u32::from_le_bytes([l0, l1, l2, l3]);
         let crc = u32::from_le_bytes([c0, c1, c2, c3]);
         let timestamp_ms = i64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]);

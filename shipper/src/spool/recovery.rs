@@ -155,7 +155,10 @@ fn recover_stream(
             Err(source) => return Err(SpoolError::Io { path, source }),
         };
         if on_disk > listed.len {
-            let file = File::options().write(true).open(&path).map_err(io_err(&path))?;
+            let file = File::options()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             file.set_len(listed.len).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
             recovery.truncated_bytes += on_disk - listed.len;

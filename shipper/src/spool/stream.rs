@@ -65,13 +65,15 @@ impl BatchLimits {
         let max_ts = self.max_ts.max(timestamp_ms);
         // i128: arbitrary i64 timestamps must not overflow the span.
         let span = i128::from(max_ts) - i128::from(min_ts);
-        (bytes <= MAX_BATCH_BYTES && events <= MAX_BATCH_EVENTS && span <= i128::from(MAX_BATCH_SPAN_MS))
-            .then_some(Self {
-                bytes,
-                events,
-                min_ts,
-                max_ts,
-            })
+        (bytes <= MAX_BATCH_BYTES
+            && events <= MAX_BATCH_EVENTS
+            && span <= i128::from(MAX_BATCH_SPAN_MS))
+        .then_some(Self {
+            bytes,
+            events,
+            min_ts,
+            max_ts,
+        })
     }
 }
 
