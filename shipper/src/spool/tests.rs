@@ -502,7 +502,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Apply `damage` to chunk files past their committed length (0 if the manifest lacks them).
-fn damage_uncommitted(dir: &Path, committed: &HashMap<std::path::PathBuf, u64>, damage: &[Damage]) {
+fn damage_uncommitted(dir: &Path, committed: &HashMap<PathBuf, u64>, damage: &[Damage]) {
     let mut files = Vec::new();
     for stream in std::fs::read_dir(dir).expect("read dir").flatten() {
         let path = stream.path();
