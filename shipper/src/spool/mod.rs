@@ -5,12 +5,36 @@
 //! the next event would break a PutLogEvents rule or when the flush interval passes. Group
 //! commit fsyncs touched chunks and atomically replaces one manifest that also carries the
 //! source checkpoints (an opaque blob), so a checkpoint never runs ahead of durability.
+//!
+//! Layout of the spool directory:
+//!
+//! ```text
+//! <dir>/manifest                    the last commit (see `manifest`)
+//! <dir>/<stream-id>/<seq>.chunk     chunk files (see `chunk`); stream-id = `stream_id(dest)`
+//! <dir>/quarantine/                 manifests and chunks that failed checks, kept for humans
+//! ```
+//!
+//! Memory holds only each stream's small chunk index and the buffer of its open chunk (and of
+//! chunks sealed since the last commit), never the backlog.
 
+mod chunk;
+mod manifest;
+mod recovery;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::route::Destination;
+use self::chunk::ChunkWriter;
+use self::manifest::{ChunkEntry, Manifest, StreamEntry, sync_dir};
+use self::stream::{BatchLimits, Chunk, OpenChunk, StreamState};
+use crate::route::{Destination, MAX_EVENT_BYTES};
+
+pub use self::stream::stream_id;
 
 /// PutLogEvents: max bytes per batch, counting `EVENT_OVERHEAD_BYTES` per event.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
@@ -85,74 +109,383 @@ pub enum SpoolError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The event is bigger than one PutLogEvents event may be (`route::MAX_EVENT_BYTES`).
+    #[error("event of {len} bytes for {group}/{stream} exceeds the CloudWatch event limit")]
+    EventTooLarge {
+        /// Log group.
+        group: String,
+        /// Log stream.
+        stream: String,
+        /// Message bytes.
+        len: usize,
+    },
+    /// A chunk read back failed verification (disk corruption after recovery checked it).
+    #[error("chunk {path} is corrupt after {valid_events} valid events")]
+    Corrupt {
+        /// The chunk file.
+        path: PathBuf,
+        /// Records before the damage.
+        valid_events: u64,
+    },
+    /// `ack` of a chunk that is not sealed and committed (`ready` never returned it).
+    #[error("chunk {path} is not sealed and committed; it cannot be acked")]
+    NotReady {
+        /// The chunk file.
+        path: PathBuf,
+    },
+    /// An earlier write or fsync of `path` failed, so what reached the disk is unknown and
+    /// nothing more is committed. Reopen the spool: recovery returns to the last commit.
+    #[error("spool write to {path} failed earlier; reopen the spool to recover")]
+    Poisoned {
+        /// The file whose write failed.
+        path: PathBuf,
+    },
 }
 
 /// The spool.
 #[derive(Debug)]
 pub struct Spool {
-    _private: (),
+    /// The spool directory.
+    dir: PathBuf,
+    options: SpoolOptions,
+    /// Streams holding chunks or an open chunk; drained streams are evicted.
+    streams: HashMap<Arc<Destination>, StreamState>,
+    /// Next chunk sequence number, global so a seq is never reused while a manifest names it.
+    next_seq: u64,
+    /// Σ chunk file sizes (buffered bytes included).
+    bytes: u64,
+    /// Σ records held.
+    events: u64,
+    /// Directories with entries created since the last commit (fsynced by the next one).
+    dirs_to_sync: BTreeSet<PathBuf>,
+    /// Set by a failed write or fsync: commits are refused from then on.
+    poisoned: Option<PathBuf>,
 }
 
 impl Spool {
     /// Open (creating if needed) the spool in `dir`, recovering from any crash.
-    pub fn open(_dir: &Path, _options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
-        unimplemented!("spool::Spool::open")
+    pub fn open(dir: &Path, options: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
+        recovery::recover(dir, options)
     }
 
     /// Append one event to `dest`'s open chunk (sealing it first if this event would break a
     /// PutLogEvents rule). Not durable until the next `commit`.
     pub fn append(
         &mut self,
-        _dest: &Destination,
-        _timestamp_ms: i64,
-        _message: &str,
+        dest: &Destination,
+        timestamp_ms: i64,
+        message: &str,
     ) -> Result<(), SpoolError> {
-        unimplemented!("spool::Spool::append")
+        if let Some(path) = &self.poisoned {
+            return Err(SpoolError::Poisoned { path: path.clone() });
+        }
+        if message.len() > MAX_EVENT_BYTES {
+            return Err(SpoolError::EventTooLarge {
+                group: dest.group.clone(),
+                stream: dest.stream.clone(),
+                len: message.len(),
+            });
+        }
+        if !self.streams.contains_key(dest) {
+            let dest = Arc::new(dest.clone());
+            let id = stream_id(&dest);
+            let dir = self.dir.join(&id);
+            let state = StreamState {
+                id,
+                dest: Arc::clone(&dest),
+                dir,
+                chunks: Default::default(),
+                open: None,
+            };
+            self.streams.insert(dest, state);
+        }
+        let Some(stream) = self.streams.get_mut(dest) else {
+            unreachable!("inserted above")
+        };
+        let limits = match &stream.open {
+            Some(open) => match open.limits.with(timestamp_ms, message.len()) {
+                Some(limits) => Some(limits),
+                None => {
+                    seal(stream);
+                    None
+                }
+            },
+            None => None,
+        };
+        let limits = match limits {
+            Some(limits) => limits,
+            None => {
+                if let Err(e) = self.start_chunk_of(dest) {
+                    if self.streams.get(dest).is_some_and(StreamState::is_drained) {
+                        self.streams.remove(dest);
+                    }
+                    return Err(e);
+                }
+                BatchLimits::first(timestamp_ms, message.len())
+            }
+        };
+        let Some(stream) = self.streams.get_mut(dest) else {
+            unreachable!("inserted above")
+        };
+        let (Some(open), Some(chunk)) = (stream.open.as_mut(), stream.chunks.back_mut()) else {
+            unreachable!("an open chunk exists after start_chunk_of")
+        };
+        let Some(writer) = chunk.writer.as_mut() else {
+            unreachable!("the open chunk keeps its writer")
+        };
+        if let Err(e) = writer.append(timestamp_ms, message.as_bytes()) {
+            self.poisoned = Some(chunk.path.clone());
+            return Err(e);
+        }
+        open.limits = limits;
+        let added = chunk::record_len(message.len());
+        chunk.len += added;
+        chunk.events += 1;
+        self.bytes += added;
+        self.events += 1;
+        Ok(())
     }
 
-    /// Seal every open chunk opened before `now - flush_interval`.
-    pub fn seal_expired(&mut self, _now: Instant) {
-        unimplemented!("spool::Spool::seal_expired")
+    /// Create a new open chunk file for `dest` (whose stream state exists and has none open).
+    fn start_chunk_of(&mut self, dest: &Destination) -> Result<(), SpoolError> {
+        let Some(stream) = self.streams.get_mut(dest) else {
+            unreachable!("callers insert the stream first")
+        };
+        if stream.chunks.is_empty() {
+            match std::fs::create_dir(&stream.dir) {
+                Ok(()) => {
+                    self.dirs_to_sync.insert(self.dir.clone());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(SpoolError::Io {
+                        path: stream.dir.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let seq = self.next_seq;
+        let path = stream.dir.join(chunk::file_name(seq));
+        let writer = ChunkWriter::create(path.clone())?;
+        self.next_seq += 1;
+        self.dirs_to_sync.insert(stream.dir.clone());
+        stream.chunks.push_back(Chunk {
+            seq,
+            path,
+            len: chunk::HEADER_LEN,
+            events: 0,
+            sealed: false,
+            committed_sealed: false,
+            committed_len: 0,
+            writer: Some(writer),
+        });
+        stream.open = Some(OpenChunk {
+            opened_at: Instant::now(),
+            // Replaced by the caller's first event before anyone reads it.
+            limits: BatchLimits::first(0, 0),
+        });
+        self.bytes += chunk::HEADER_LEN;
+        Ok(())
+    }
+
+    /// Seal every open chunk opened at least `flush_interval` before `now`.
+    pub fn seal_expired(&mut self, now: Instant) {
+        let interval = self.options.flush_interval;
+        for stream in self.streams.values_mut() {
+            let expired = stream
+                .open
+                .as_ref()
+                .is_some_and(|open| now.saturating_duration_since(open.opened_at) >= interval);
+            if expired {
+                seal(stream);
+            }
+        }
     }
 
     /// Seal every open chunk (shutdown, tests).
     pub fn seal_all(&mut self) {
-        unimplemented!("spool::Spool::seal_all")
+        for stream in self.streams.values_mut() {
+            seal(stream);
+        }
     }
 
     /// Group commit: fsync what was appended since the last commit, then atomically store the
     /// manifest with `source_state`.
-    pub fn commit(&mut self, _source_state: &[u8]) -> Result<(), SpoolError> {
-        unimplemented!("spool::Spool::commit")
+    pub fn commit(&mut self, source_state: &[u8]) -> Result<(), SpoolError> {
+        if let Some(path) = &self.poisoned {
+            return Err(SpoolError::Poisoned { path: path.clone() });
+        }
+        for stream in self.streams.values_mut() {
+            for chunk in stream.chunks.iter_mut() {
+                let Some(writer) = chunk.writer.as_mut() else {
+                    continue;
+                };
+                if let Err(e) = writer.sync() {
+                    // After a failed fsync the page cache state is unknown (fsyncgate):
+                    // never commit again from this process.
+                    self.poisoned = Some(chunk.path.clone());
+                    return Err(e);
+                }
+                if chunk.sealed {
+                    chunk.writer = None;
+                }
+            }
+        }
+        // Stream directories before the spool directory that holds them.
+        for dir in self.dirs_to_sync.iter().rev() {
+            sync_dir(dir)?;
+        }
+        self.store_manifest(Some(source_state))?;
+        self.dirs_to_sync.clear();
+        for stream in self.streams.values_mut() {
+            for chunk in stream.chunks.iter_mut() {
+                chunk.committed_sealed = chunk.sealed;
+                chunk.committed_len = chunk.len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the manifest describing every chunk as it is now (all of it fsynced).
+    fn store_manifest(&self, source_state: Option<&[u8]>) -> Result<(), SpoolError> {
+        let mut streams: Vec<StreamEntry> = self
+            .streams
+            .values()
+            .filter(|stream| !stream.chunks.is_empty())
+            .map(|stream| StreamEntry {
+                id: stream.id.clone(),
+                dest: Destination::clone(&stream.dest),
+                chunks: stream
+                    .chunks
+                    .iter()
+                    .map(|chunk| ChunkEntry {
+                        seq: chunk.seq,
+                        len: chunk.len,
+                        events: chunk.events,
+                        sealed: chunk.sealed,
+                    })
+                    .collect(),
+            })
+            .collect();
+        streams.sort_by(|a, b| a.id.cmp(&b.id));
+        Manifest {
+            version: manifest::MANIFEST_VERSION,
+            next_seq: self.next_seq,
+            source_state: source_state.map(Manifest::encode_state),
+            streams,
+        }
+        .store(&self.dir)
     }
 
     /// For each stream, its oldest sealed and committed chunk, skipping streams in `busy`.
-    pub fn ready(&self, _busy: &dyn Fn(&str) -> bool) -> Vec<ChunkRef> {
-        unimplemented!("spool::Spool::ready")
+    pub fn ready(&self, busy: &dyn Fn(&str) -> bool) -> Vec<ChunkRef> {
+        self.streams
+            .values()
+            .filter(|stream| !busy(&stream.id))
+            .filter_map(|stream| {
+                let chunk = stream.chunks.front()?;
+                chunk.committed_sealed.then(|| ChunkRef {
+                    stream_id: stream.id.clone(),
+                    seq: chunk.seq,
+                    path: chunk.path.clone(),
+                    dest: Arc::clone(&stream.dest),
+                })
+            })
+            .collect()
     }
 
     /// Read a chunk back (chunk files are immutable once sealed: no lock needed).
-    pub fn read(_chunk: &ChunkRef) -> Result<Batch, SpoolError> {
-        unimplemented!("spool::Spool::read")
+    pub fn read(chunk: &ChunkRef) -> Result<Batch, SpoolError> {
+        let scan = chunk::scan(&chunk.path, u64::MAX, true)?;
+        if scan.damaged {
+            return Err(SpoolError::Corrupt {
+                path: chunk.path.clone(),
+                valid_events: scan.records,
+            });
+        }
+        Ok(Batch {
+            dest: Arc::clone(&chunk.dest),
+            events: scan.events,
+        })
     }
 
     /// CloudWatch accepted (or explicitly dropped) every event of the chunk: free it.
-    pub fn ack(&mut self, _chunk: &ChunkRef) -> Result<(), SpoolError> {
-        unimplemented!("spool::Spool::ack")
+    ///
+    /// Acking a chunk that is already gone is a no-op. The manifest catches up on the next
+    /// commit; until then a crash brings the chunk back (a bounded duplicate, never a loss).
+    pub fn ack(&mut self, chunk: &ChunkRef) -> Result<(), SpoolError> {
+        let Some(stream) = self.streams.get_mut(&*chunk.dest) else {
+            return Ok(());
+        };
+        let Some(index) = stream.chunks.iter().position(|c| c.seq == chunk.seq) else {
+            return Ok(());
+        };
+        if !stream.chunks[index].committed_sealed {
+            return Err(SpoolError::NotReady {
+                path: chunk.path.clone(),
+            });
+        }
+        match std::fs::remove_file(&chunk.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(SpoolError::Io {
+                    path: chunk.path.clone(),
+                    source,
+                });
+            }
+        }
+        if let Some(removed) = stream.chunks.remove(index) {
+            self.bytes -= removed.len;
+            self.events -= removed.events;
+        }
+        if stream.is_drained() {
+            // Best effort: a leftover empty directory is removed by the next recovery.
+            let _ = std::fs::remove_dir(&stream.dir);
+            self.dirs_to_sync.remove(&stream.dir);
+            self.streams.remove(&*chunk.dest);
+        }
+        Ok(())
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        unimplemented!("spool::Spool::bytes")
+        self.bytes
     }
 
     /// Events held.
     pub fn events(&self) -> u64 {
-        unimplemented!("spool::Spool::events")
+        self.events
     }
 
     /// At or above the size cap.
     pub fn is_full(&self) -> bool {
-        unimplemented!("spool::Spool::is_full")
+        self.bytes >= self.options.max_bytes
+    }
+
+    /// Number of streams held in memory (tests: eviction).
+    #[cfg(test)]
+    fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Every chunk file with its committed length (tests: where a crash may damage files).
+    #[cfg(test)]
+    fn committed_lengths(&self) -> HashMap<PathBuf, u64> {
+        self.streams
+            .values()
+            .flat_map(|stream| stream.chunks.iter())
+            .map(|chunk| (chunk.path.clone(), chunk.committed_len))
+            .collect()
+    }
+}
+
+/// Seal `stream`'s open chunk, if any. Its writer is kept until the next commit fsyncs it.
+fn seal(stream: &mut StreamState) {
+    if stream.open.take().is_some()
+        && let Some(chunk) = stream.chunks.back_mut()
+    {
+        chunk.sealed = true;
     }
 }
