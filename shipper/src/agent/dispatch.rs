@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sink::CloudWatch;
 use crate::spool::{ChunkRef, Spool};
-use crate::telemetry::Metrics;
+use crate::telemetry::{DropReason, Metrics};
 
 /// Moves chunks from the spool to CloudWatch.
 #[derive(Debug)]
@@ -96,24 +96,18 @@ struct Job {
 impl Job {
     async fn deliver(self, chunk: ChunkRef, cancel: &CancellationToken) {
         let path = chunk.path.clone();
-        let batch = match tokio::task::spawn_blocking(move || {
-            Spool::read(&chunk).map(|b| (b, chunk))
-        })
-        .await
-        {
-            Ok(Ok(read)) => Some(read),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, path = %path.display(), "spooled chunk unreadable");
-                None
+        let read = tokio::task::spawn_blocking(move || (Spool::read(&chunk), chunk)).await;
+        let (batch, chunk) = match read {
+            Ok((Ok(batch), chunk)) => (batch, chunk),
+            Ok((Err(e), chunk)) => {
+                self.quarantine(&chunk, &e);
+                return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "chunk read task failed");
-                None
+                // The blocking task panicked: leave the chunk for the next start.
+                tracing::error!(error = %e, path = %path.display(), "chunk read task failed");
+                return;
             }
-        };
-        let Some((batch, chunk)) = batch else {
-            self.finish_unreadable(&path);
-            return;
         };
         match self.sink.deliver(&batch, cancel).await {
             Ok(report) => {
@@ -134,10 +128,34 @@ impl Job {
         self.wake.notify_one();
     }
 
-    fn finish_unreadable(&self, path: &std::path::Path) {
-        // The spool quarantines damaged chunks on recovery; one that fails now (e.g. a
-        // checksum error on a live disk) stays on disk and this stream stops here so that
-        // nothing after it is delivered out of order. Count it so an operator sees it.
-        tracing::error!(path = %path.display(), "stream blocked on an unreadable chunk; see the spool's quarantine");
+    /// A chunk that fails verification now (the disk changed it after recovery checked it):
+    /// keep a copy in the spool's quarantine for inspection, count it as a drop, free it so the
+    /// stream goes on.
+    fn quarantine(&self, chunk: &ChunkRef, error: &crate::spool::SpoolError) {
+        let path = &chunk.path;
+        let quarantine = path
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|spool| spool.join("quarantine"));
+        if let Some(dir) = quarantine
+            && let Some(name) = path.file_name()
+        {
+            let _ = std::fs::create_dir_all(&dir);
+            let target = dir.join(format!("{}-{}", chunk.stream_id, name.to_string_lossy()));
+            if let Err(e) = std::fs::copy(path, &target) {
+                tracing::error!(error = %e, path = %path.display(), "could not copy a corrupt chunk to quarantine");
+            }
+        }
+        tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, "corrupt spool chunk quarantined; its events are dropped");
+        self.metrics.dropped(DropReason::SpoolCorrupt, 1);
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = spool.ack(chunk) {
+            tracing::error!(error = %e, "freeing a corrupt chunk failed");
+        }
+        drop(spool);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&chunk.stream_id);
     }
 }

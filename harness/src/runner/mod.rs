@@ -1,0 +1,439 @@
+//! The local-tier scenario runner (DESIGN §4): a simulated node, the stand-in API, a real
+//! emulator behind the fault gateway, the real shipper binary, the workload, the fault
+//! timeline, the drain gate and the audit.
+
+mod timeline;
+mod verdict;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::audit::{self, Ledger};
+use crate::backend::{Backend, BackendKind};
+use crate::gateway::{Fault as GatewayFault, FaultKind as GatewayFaultKind, Gateway, GatewayHandle, GatewayOptions};
+use crate::report::{Check, Report, Sample};
+use crate::scenario::Scenario;
+use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperProcess, free_port};
+use crate::simnode::SimNode;
+use crate::standin::{Availability, Standin, StandinApi, StandinOptions, pod_json};
+
+pub use timeline::{Action, Step, plan};
+pub use workload::{Workload, WorkloadError};
+
+/// The cluster name every local-tier scenario uses (scenario groups are `k8s_local_...`).
+pub const CLUSTER: &str = "local";
+
+/// Which CloudWatch Logs backend to run against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// moto server on the host (default).
+    Moto,
+    /// LocalStack on the host.
+    LocalStack,
+    /// Any endpoint URL.
+    Url(String),
+}
+
+impl BackendChoice {
+    /// `moto`, `localstack`, or a URL.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "moto" => BackendChoice::Moto,
+            "localstack" => BackendChoice::LocalStack,
+            url => BackendChoice::Url(url.to_owned()),
+        }
+    }
+
+    fn kind(&self) -> BackendKind {
+        match self {
+            BackendChoice::Moto => BackendKind::Moto,
+            BackendChoice::LocalStack => BackendKind::LocalStack,
+            BackendChoice::Url(u) => BackendKind::Url(u.clone()),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            BackendChoice::Moto => "moto".into(),
+            BackendChoice::LocalStack => "localstack".into(),
+            BackendChoice::Url(u) => u.clone(),
+        }
+    }
+}
+
+/// How to run a scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Backend.
+    pub backend: BackendChoice,
+    /// Seed for random fault points and payload run ids.
+    pub seed: u64,
+    /// Print progress to stdout.
+    pub progress: bool,
+    /// Report directory (default `target/harness/<scenario>`).
+    pub out_dir: Option<PathBuf>,
+}
+
+/// The scenario could not be run (as opposed to: it ran and failed its verdict).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A component failed to start or act.
+    #[error("{component}: {reason}")]
+    Component {
+        /// Which one.
+        component: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The shipper could not be run.
+    #[error(transparent)]
+    Shipper(#[from] ShipperError),
+    /// The workload failed.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+}
+
+fn component<E: std::fmt::Display>(component: &'static str) -> impl Fn(E) -> RunError {
+    move |e| RunError::Component { component, reason: e.to_string() }
+}
+
+/// The report directory of a scenario.
+pub fn report_dir(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("harness").join(name)
+}
+
+/// The components of one local-tier environment.
+struct Env {
+    backend: crate::backend::BackendHandle,
+    gateway: GatewayHandle,
+    standin: Standin,
+    client: aws_sdk_cloudwatchlogs::Client,
+    kubeconfig: PathBuf,
+}
+
+async fn start_env(choice: &BackendChoice, seed: u64, dir: &std::path::Path) -> Result<Env, RunError> {
+    let backend = Backend::start(choice.kind()).await.map_err(component("backend"))?;
+    let endpoint = backend.endpoint.clone();
+    let upstream = reqwest::Url::parse(&endpoint).map_err(component("backend"))?;
+    let gateway = Gateway::start(GatewayOptions { upstream: Some(upstream), seed, ..GatewayOptions::default() })
+        .await
+        .map_err(component("gateway"))?;
+    let standin = StandinApi::start(StandinOptions { bookmark_interval: Duration::from_secs(1), ..StandinOptions::default() })
+        .await
+        .map_err(component("stand-in API"))?;
+    let kubeconfig = dir.join("kubeconfig");
+    standin.write_kubeconfig(&kubeconfig).map_err(component("stand-in API"))?;
+    let client = backend.client();
+    Ok(Env { backend, gateway, standin, client, kubeconfig })
+}
+
+/// Run one scenario end to end and return its report (also written to disk).
+pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&scenario.name));
+    std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
+    let work = tempfile::tempdir().map_err(component("temp dir"))?;
+    let env = start_env(&options.backend, options.seed, work.path()).await?;
+    let node_name = scenario.node.name.clone();
+    let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
+    let run_id = format!("r{:x}", options.seed ^ (std::process::id() as u64) << 16 ^ now_nanos());
+    let mut workload = Workload::new(node.clone(), run_id.clone(), scenario.node.clone());
+    let mut ledger = Ledger::new(run_id.clone());
+
+    // Pods exist in the API (bound to the node) before their containers write.
+    let pods = scenario.expanded_pods();
+    let mut uids = BTreeMap::new();
+    let mut pending_pods: Vec<_> = Vec::new();
+    for pod in &pods {
+        if pod.start.0.is_zero() {
+            let uid = create_pod(&env.standin, pod, &node_name)?;
+            workload.add_pod(pod, &uid)?;
+            uids.insert(pod.name.clone(), uid);
+        } else {
+            pending_pods.push(pod.clone());
+        }
+    }
+
+    let mut extra = BTreeMap::new();
+    let s = &scenario.shipper;
+    extra.insert("SHIPPER_FLUSH_INTERVAL".into(), fmt_dur(s.flush_interval.map(|d| d.0).unwrap_or(Duration::from_millis(200))));
+    extra.insert("SHIPPER_METADATA_WAIT".into(), fmt_dur(s.metadata_wait.map(|d| d.0).unwrap_or(Duration::from_secs(5))));
+    let grace = s.shutdown_grace.map(|d| d.0).unwrap_or(Duration::from_secs(5));
+    extra.insert("SHIPPER_SHUTDOWN_GRACE".into(), fmt_dur(grace));
+    if let Some(max) = &s.spool_max_bytes {
+        extra.insert("SHIPPER_SPOOL_MAX_BYTES".into(), max.clone());
+    }
+    extra.extend(s.env.clone());
+    let shipper_env = ShipperEnv {
+        cluster: CLUSTER.into(),
+        node: node_name.clone(),
+        endpoint: env.gateway.url().as_str().trim_end_matches('/').to_owned(),
+        kubeconfig: env.kubeconfig.clone(),
+        log_paths: format!("{}/*.log", node.containers_dir().display()),
+        state_dir: work.path().join("state"),
+        port: free_port().map_err(component("port"))?,
+        extra,
+    };
+    let log_path = out_dir.join("shipper.log");
+    let _ = std::fs::remove_file(&log_path);
+    let mut shipper = ShipperProcess::spawn(shipper_env, log_path)?;
+    shipper.wait_healthy(Duration::from_secs(30)).await?;
+
+    let steps = plan(scenario, options.seed);
+    let faults_over = timeline::last_fault_end(scenario);
+    let mut next_step = 0;
+    let mut restart_at: Option<Duration> = None;
+    let mut checks = Vec::new();
+    let mut samples = Vec::new();
+    let mut peak_rss = 0u64;
+    let mut peak_spool = 0u64;
+    let mut last_metrics = BTreeMap::new();
+    let t0 = Instant::now();
+    let mut last_rotation = Duration::ZERO;
+    let mut last_sample = Duration::ZERO;
+    let mut last_progress = Duration::ZERO;
+
+    // The run: workload, kubelet rotation and faults on one clock.
+    loop {
+        let t = t0.elapsed();
+        while next_step < steps.len() && steps[next_step].at <= t {
+            let step = steps[next_step].clone();
+            next_step += 1;
+            apply(&step, &env, &mut workload, &mut shipper, &mut restart_at, t, &mut checks, grace).await?;
+        }
+        if let Some(at) = restart_at
+            && t >= at
+        {
+            shipper.start()?;
+            restart_at = None;
+        }
+        pending_pods.retain(|pod| {
+            if pod.start.0 > t {
+                return true;
+            }
+            match create_pod(&env.standin, pod, &node_name).and_then(|uid| workload.add_pod(pod, &uid).map_err(RunError::from)) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::error!(pod = %pod.name, error = %e, "pod could not be created");
+                    false
+                }
+            }
+        });
+        workload.tick(t, &mut ledger)?;
+        if t - last_rotation >= scenario.node.monitor_interval.0 {
+            workload.rotate_over_limit()?;
+            last_rotation = t;
+        }
+        if t - last_sample >= Duration::from_millis(250) {
+            last_sample = t;
+            let delivered = delivered_events(&env.gateway);
+            samples.push(Sample { t: t.as_secs_f64(), written: workload.written(), delivered });
+            if let Some(rss) = shipper.rss_kib() {
+                peak_rss = peak_rss.max(rss);
+            }
+            if let Ok(m) = shipper.metrics().await {
+                peak_spool = peak_spool.max(m.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
+                last_metrics = m;
+            }
+            if options.progress && t - last_progress >= Duration::from_secs(1) {
+                last_progress = t;
+                println!(
+                    "[{:6.1}s] {} written {}/{} delivered {} {}",
+                    t.as_secs_f64(),
+                    scenario.name,
+                    workload.written(),
+                    workload.planned(),
+                    delivered,
+                    active_faults(scenario, t)
+                );
+            }
+        }
+        if workload.done() && next_step >= steps.len() && restart_at.is_none() && t >= faults_over {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let quiet_since = t0.elapsed();
+
+    // Drain gate: wait until nothing is missing, or the deadline.
+    let deadline = Instant::now() + scenario.expect.drain_timeout.0;
+    let expected_lines = ledger.len() as u64;
+    let mut delivered = audit::Delivered::default();
+    let mut drained_at = None;
+    loop {
+        let t = t0.elapsed();
+        samples.push(Sample { t: t.as_secs_f64(), written: workload.written(), delivered: delivered_events(&env.gateway) });
+        if delivered_events(&env.gateway) >= expected_lines {
+            delivered = audit::read_all(&env.client).await.map_err(component("audit"))?;
+            if audit::verdict(&ledger, &delivered).missing_count() == 0 {
+                drained_at = Some(t);
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            delivered = audit::read_all(&env.client).await.map_err(component("audit"))?;
+            break;
+        }
+        if let Ok(m) = shipper.metrics().await {
+            last_metrics = m;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Ok(m) = shipper.metrics().await {
+        last_metrics = m;
+    }
+    let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
+    checks.push(Check { name: "clean shutdown".into(), ok: exit == Some(0), detail: format!("exit code {exit:?} after SIGTERM") });
+
+    let verdict = audit::verdict(&ledger, &delivered);
+    let measured = verdict::Measured {
+        lines_written: workload.written(),
+        checks,
+        samples,
+        faults: timeline::windows(scenario),
+        quiet_since,
+        drained_at,
+        starts: shipper.starts,
+        peak_rss_kib: peak_rss,
+        peak_spool_bytes: peak_spool,
+        metrics: last_metrics,
+        gateway: serde_json::to_value(env.gateway.summary()).unwrap_or_default(),
+    };
+    let report = verdict::build_report(scenario, "local", &options.backend.name(), options.seed, &verdict, &delivered, measured);
+    report.write(&out_dir).map_err(component("report"))?;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    step: &Step,
+    env: &Env,
+    workload: &mut Workload,
+    shipper: &mut ShipperProcess,
+    restart_at: &mut Option<Duration>,
+    t: Duration,
+    checks: &mut Vec<Check>,
+    grace: Duration,
+) -> Result<(), RunError> {
+    match &step.action {
+        Action::GatewayStart(f) => {
+            env.gateway.inject(gateway_fault(f)).map_err(component("gateway"))?;
+        }
+        Action::GatewayEnd => {
+            env.gateway.clear();
+            env.gateway.listening().await;
+        }
+        Action::ApiDown => env.standin.set_availability(Availability::Unavailable),
+        Action::ApiUp => env.standin.set_availability(Availability::Available),
+        Action::ApiCompact => {
+            env.standin.compact();
+            env.standin.drop_watches();
+        }
+        Action::Kill(after) => {
+            if shipper.is_running() {
+                shipper.kill();
+            }
+            *restart_at = Some(t + *after);
+        }
+        Action::Term(after) => {
+            let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
+            checks.push(Check {
+                name: format!("SIGTERM at {:.1}s", t.as_secs_f64()),
+                ok: exit == Some(0),
+                detail: format!("exit code {exit:?} within grace {grace:?}"),
+            });
+            *restart_at = Some(t + *after);
+        }
+        Action::Rotate(pod) => workload.force_rotate(pod)?,
+        Action::ContainerRestart(pod) => workload.restart(pod)?,
+        Action::PodDelete(pod) => {
+            if let Some(ns) = workload.namespace_of(pod) {
+                env.standin.delete_pod(&ns, pod).map_err(component("stand-in API"))?;
+            }
+            workload.delete(pod)?;
+        }
+        Action::PodRelabel(pod, labels) => {
+            if let Some(ns) = workload.namespace_of(pod) {
+                env.standin.set_labels(&ns, pod, labels.iter()).map_err(component("stand-in API"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `harness up`: the stand-in API, a backend and the gateway, until Ctrl-C.
+pub async fn up(choice: BackendChoice) -> Result<(), RunError> {
+    let work = tempfile::tempdir().map_err(component("temp dir"))?;
+    let env = start_env(&choice, 1, work.path()).await?;
+    let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
+    println!("# stand-in API, {} backend and fault gateway are up. Point a shipper at them:", choice.name());
+    println!("export CLUSTER_NAME={CLUSTER} NODE_NAME=node-a AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test");
+    println!("export AWS_ENDPOINT_URL={}", env.gateway.url().as_str().trim_end_matches('/'));
+    println!("export KUBECONFIG={}", env.kubeconfig.display());
+    println!("export SHIPPER_LOG_PATHS='{}/*.log' SHIPPER_STATE_DIR={}", node.containers_dir().display(), work.path().join("state").display());
+    println!("# backend (read back directly): {}", env.backend.endpoint);
+    println!("# stand-in control API: {}/_standin/  gateway control API: {}_gateway/", env.standin.control_url(), env.gateway.url());
+    println!("# Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await.map_err(component("signal"))?;
+    Ok(())
+}
+
+fn create_pod(standin: &Standin, pod: &crate::scenario::PodSpec, node: &str) -> Result<String, RunError> {
+    let labels: Vec<(&str, &str)> = pod.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let containers: Vec<(&str, &str)> = pod.containers.iter().map(|c| (c.name.as_str(), c.image.as_str())).collect();
+    let mut json = pod_json(&pod.namespace, &pod.name, Some(node), &labels, &containers);
+    if !pod.annotations.is_empty() {
+        json["metadata"]["annotations"] = serde_json::to_value(&pod.annotations).unwrap_or_default();
+    }
+    let stored = standin.apply_pod(json).map_err(component("stand-in API"))?;
+    Ok(stored["metadata"]["uid"].as_str().unwrap_or("uid").to_owned())
+}
+
+/// Events the backend accepted so far, per the gateway's journal.
+fn delivered_events(gateway: &GatewayHandle) -> u64 {
+    gateway.summary().accepted.values().flat_map(|streams| streams.values()).map(|t| t.events).sum()
+}
+
+fn gateway_fault(f: &crate::scenario::Fault) -> GatewayFault {
+    use crate::scenario::FaultKind as K;
+    let kind = match f.kind {
+        K::Blackhole => GatewayFaultKind::Blackhole,
+        K::Refuse => GatewayFaultKind::Refuse,
+        K::Reset => GatewayFaultKind::Reset,
+        K::Latency => GatewayFaultKind::Latency(f.latency.map(|d| d.0).unwrap_or(Duration::from_millis(500))),
+        K::Bandwidth => GatewayFaultKind::Bandwidth(f.bytes_per_sec.unwrap_or(64 * 1024)),
+        K::Throttle => GatewayFaultKind::Throttle,
+        K::Unavailable => GatewayFaultKind::ServiceUnavailable,
+        _ => GatewayFaultKind::Ambiguous,
+    };
+    let mut fault = GatewayFault::new(kind);
+    if let Some(ops) = &f.ops {
+        fault = fault.only(ops.iter().cloned());
+    }
+    if let Some(p) = f.probability {
+        fault = fault.with_probability(p);
+    }
+    fault
+}
+
+fn fmt_dur(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn active_faults(scenario: &Scenario, t: Duration) -> String {
+    let active: Vec<String> = scenario
+        .faults
+        .iter()
+        .filter(|f| f.at.0 <= t && t < f.end().max(f.at.0 + Duration::from_millis(500)))
+        .map(|f| format!("{:?}", f.kind).to_lowercase())
+        .collect();
+    if active.is_empty() { String::new() } else { format!("faults: {}", active.join(", ")) }
+}
