@@ -40,7 +40,13 @@ async fn client(standin: &Standin) -> Client {
 }
 
 fn node_pod(name: &str, node: Option<&str>) -> Value {
-    pod_json("default", name, node, &[("app", name)], &[("main", "docker.io/library/busybox:1.37")])
+    pod_json(
+        "default",
+        name,
+        node,
+        &[("app", name)],
+        &[("main", "docker.io/library/busybox:1.37")],
+    )
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
@@ -56,7 +62,9 @@ struct View {
 
 impl View {
     fn new(client: Client, config: watcher::Config) -> Self {
-        let events = watcher(Api::<Pod>::all(client), config).default_backoff().boxed();
+        let events = watcher(Api::<Pod>::all(client), config)
+            .default_backoff()
+            .boxed();
         Self {
             events,
             pods: BTreeMap::new(),
@@ -67,7 +75,10 @@ impl View {
     }
 
     fn on_node_a(client: Client) -> Self {
-        Self::new(client, watcher::Config::default().fields("spec.nodeName=node-a"))
+        Self::new(
+            client,
+            watcher::Config::default().fields("spec.nodeName=node-a"),
+        )
     }
 
     fn names(&self) -> Vec<&str> {
@@ -85,7 +96,8 @@ impl View {
             );
             // Short polls, so conditions on server-side counters are re-checked while the
             // watcher keeps being driven (it only re-watches when polled).
-            let Ok(event) = tokio::time::timeout(Duration::from_millis(50), self.events.next()).await
+            let Ok(event) =
+                tokio::time::timeout(Duration::from_millis(50), self.events.next()).await
             else {
                 continue;
             };
@@ -116,7 +128,8 @@ impl View {
     }
 
     async fn synced_with(&mut self, names: &[&str]) {
-        self.until("initial sync", |v| v.synced && v.names() == names).await;
+        self.until("initial sync", |v| v.synced && v.names() == names)
+            .await;
     }
 }
 
@@ -124,7 +137,10 @@ impl View {
 async fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -133,27 +149,47 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 async fn node_watch_sees_binding_labels_moves_and_deletes() {
     let standin = start(options()).await;
     standin.apply_pod(node_pod("late", None)).unwrap();
-    standin.apply_pod(node_pod("elsewhere", Some("node-b"))).unwrap();
+    standin
+        .apply_pod(node_pod("elsewhere", Some("node-b")))
+        .unwrap();
     standin.apply_pod(node_pod("here", Some("node-a"))).unwrap();
     let mut view = View::on_node_a(client(&standin).await);
     view.synced_with(&["here"]).await;
 
     standin.bind("default", "late", "node-a").unwrap();
-    view.until("late bound to node-a appears", |v| v.pods.contains_key("late")).await;
+    view.until("late bound to node-a appears", |v| {
+        v.pods.contains_key("late")
+    })
+    .await;
 
-    standin.set_labels("default", "late", [("app", "v2"), ("tier", "web")]).unwrap();
+    standin
+        .set_labels("default", "late", [("app", "v2"), ("tier", "web")])
+        .unwrap();
     view.until("label change", |v| {
-        v.pods["late"].metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str) == Some("v2")
+        v.pods["late"]
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .map(String::as_str)
+            == Some("v2")
     })
     .await;
 
     standin.bind("default", "here", "node-b").unwrap();
-    view.until("pod moved away disappears", |v| !v.pods.contains_key("here")).await;
+    view.until("pod moved away disappears", |v| {
+        !v.pods.contains_key("here")
+    })
+    .await;
 
     standin.delete_pod("default", "late").unwrap();
-    view.until("deleted pod disappears", |v| v.pods.is_empty()).await;
-    standin.apply_pod(node_pod("marker", Some("node-a"))).unwrap();
-    view.until("marker appears", |v| v.pods.contains_key("marker")).await;
+    view.until("deleted pod disappears", |v| v.pods.is_empty())
+        .await;
+    standin
+        .apply_pod(node_pod("marker", Some("node-a")))
+        .unwrap();
+    view.until("marker appears", |v| v.pods.contains_key("marker"))
+        .await;
     assert_eq!(view.names(), ["marker"], "node-b pods never show up");
     assert_eq!(view.inits, 1, "no relist was needed");
 }
@@ -163,15 +199,23 @@ async fn watch_timeout_resumes_without_relist() {
     let standin = start(options()).await;
     let mut view = View::new(
         client(&standin).await,
-        watcher::Config::default().fields("spec.nodeName=node-a").timeout(1),
+        watcher::Config::default()
+            .fields("spec.nodeName=node-a")
+            .timeout(1),
     );
     view.synced_with(&[]).await;
-    view.until("the server ended watches by timeout and kube re-watched", |_| {
-        standin.stats().watches >= 3
+    view.until(
+        "the server ended watches by timeout and kube re-watched",
+        |_| standin.stats().watches >= 3,
+    )
+    .await;
+    standin
+        .apply_pod(node_pod("after-timeouts", Some("node-a")))
+        .unwrap();
+    view.until("pod created after re-watches", |v| {
+        v.pods.contains_key("after-timeouts")
     })
     .await;
-    standin.apply_pod(node_pod("after-timeouts", Some("node-a"))).unwrap();
-    view.until("pod created after re-watches", |v| v.pods.contains_key("after-timeouts")).await;
     assert_eq!(view.inits, 1);
     assert_eq!(standin.stats().lists, 1, "resumed by watch, never relisted");
 }
@@ -192,7 +236,10 @@ async fn compaction_during_outage_gives_410_then_relist_converges() {
     standin.drop_watches();
     standin.set_availability(Availability::Available);
 
-    view.until("store converges after relist", |v| v.names() == ["a2", "a3"] && v.inits == 2).await;
+    view.until("store converges after relist", |v| {
+        v.names() == ["a2", "a3"] && v.inits == 2
+    })
+    .await;
     let stats = standin.stats();
     assert!(stats.expired_watches >= 1, "{stats:?}");
     assert_eq!(stats.lists, 2, "{stats:?}");
@@ -210,9 +257,14 @@ async fn refused_connections_then_recovery() {
         std::net::TcpStream::connect(&addr).is_err()
     })
     .await;
-    standin.apply_pod(node_pod("during-outage", Some("node-a"))).unwrap();
+    standin
+        .apply_pod(node_pod("during-outage", Some("node-a")))
+        .unwrap();
     standin.set_availability(Availability::Available);
-    view.until("change made during the outage arrives", |v| v.pods.contains_key("during-outage")).await;
+    view.until("change made during the outage arrives", |v| {
+        v.pods.contains_key("during-outage")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -231,13 +283,15 @@ async fn bookmarks_alone_advance_the_resume_point() {
     .await;
     // Keep driving the watcher until it has surely read that bookmark: two more were sent.
     let seen = standin.stats().bookmarks;
-    view.until("more bookmarks", |_| standin.stats().bookmarks > seen + 1).await;
+    view.until("more bookmarks", |_| standin.stats().bookmarks > seen + 1)
+        .await;
 
     // History before the bookmark is gone; a watcher that resumed from its list RV would 410.
     standin.compact();
     standin.drop_watches();
     standin.apply_pod(node_pod("a1", Some("node-a"))).unwrap();
-    view.until("new pod after resume", |v| v.pods.contains_key("a1")).await;
+    view.until("new pod after resume", |v| v.pods.contains_key("a1"))
+        .await;
     let stats = standin.stats();
     assert_eq!(view.inits, 1, "no relist");
     assert_eq!(stats.expired_watches, 0, "{stats:?}");
@@ -251,14 +305,22 @@ async fn streaming_list_needs_no_list_request() {
     standin.apply_pod(node_pod("s2", Some("node-b"))).unwrap();
     let mut view = View::new(
         client(&standin).await,
-        watcher::Config::default().fields("spec.nodeName=node-a").streaming_lists(),
+        watcher::Config::default()
+            .fields("spec.nodeName=node-a")
+            .streaming_lists(),
     );
     view.synced_with(&["s1"]).await;
     standin.apply_pod(node_pod("s3", Some("node-a"))).unwrap();
-    view.until("live event after initial events", |v| v.names() == ["s1", "s3"]).await;
+    view.until("live event after initial events", |v| {
+        v.names() == ["s1", "s3"]
+    })
+    .await;
     let stats = standin.stats();
     assert_eq!(stats.lists, 0, "{stats:?}");
-    assert!(stats.bookmarks >= 1, "initial-events-end bookmark: {stats:?}");
+    assert!(
+        stats.bookmarks >= 1,
+        "initial-events-end bookmark: {stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -276,26 +338,39 @@ async fn get_and_get_opt() {
         other => panic!("expected a 404 Status, got {other:?}"),
     }
     let pod = pods.get("web").await.unwrap();
-    assert_eq!(pod.metadata.uid.as_deref(), stored["metadata"]["uid"].as_str());
+    assert_eq!(
+        pod.metadata.uid.as_deref(),
+        stored["metadata"]["uid"].as_str()
+    );
     let status = &pod.status.unwrap().container_statuses.unwrap()[0];
     assert_eq!(
         status.container_id.as_deref(),
         stored["status"]["containerStatuses"][0]["containerID"].as_str()
     );
-    assert!(status.container_id.as_deref().unwrap().starts_with("containerd://"));
+    assert!(
+        status
+            .container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("containerd://")
+    );
 }
 
 #[tokio::test]
 async fn list_pages_selectors_and_expired_continue() {
     let standin = start(options()).await;
     for i in 0..5 {
-        standin.apply_pod(node_pod(&format!("p{i}"), Some("node-a"))).unwrap();
+        standin
+            .apply_pod(node_pod(&format!("p{i}"), Some("node-a")))
+            .unwrap();
     }
     standin.apply_pod(node_pod("q", Some("node-b"))).unwrap();
     let pods: Api<Pod> = Api::all(client(&standin).await);
 
     let mut names = Vec::new();
-    let mut params = ListParams::default().fields("spec.nodeName=node-a").limit(2);
+    let mut params = ListParams::default()
+        .fields("spec.nodeName=node-a")
+        .limit(2);
     loop {
         let page = pods.list(&params).await.unwrap();
         names.extend(page.items.into_iter().filter_map(|p| p.metadata.name));
@@ -306,11 +381,17 @@ async fn list_pages_selectors_and_expired_continue() {
     }
     assert_eq!(names, ["p0", "p1", "p2", "p3", "p4"]);
 
-    let labelled = pods.list(&ListParams::default().labels("app in (p1,q),app!=p1")).await.unwrap();
+    let labelled = pods
+        .list(&ListParams::default().labels("app in (p1,q),app!=p1"))
+        .await
+        .unwrap();
     assert_eq!(labelled.items.len(), 1);
     assert_eq!(labelled.items[0].metadata.name.as_deref(), Some("q"));
 
-    match pods.list(&ListParams::default().fields("spec.containers=x")).await {
+    match pods
+        .list(&ListParams::default().fields("spec.containers=x"))
+        .await
+    {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 400);
             assert_eq!(status.message, "field label not supported: spec.containers");
@@ -322,7 +403,10 @@ async fn list_pages_selectors_and_expired_continue() {
     let token = first.metadata.continue_.unwrap();
     standin.delete_pod("default", "p4").unwrap();
     standin.compact();
-    match pods.list(&ListParams::default().limit(2).continue_token(&token)).await {
+    match pods
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+    {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 410);
             assert_eq!(status.reason, "Expired");
@@ -358,7 +442,9 @@ fn summary(event: &Value) -> String {
         event["type"].as_str().unwrap(),
         object["metadata"]["name"].as_str().unwrap_or("-"),
         object["spec"]["nodeName"].as_str().unwrap_or("-"),
-        object["metadata"]["resourceVersion"].as_str().unwrap_or("-"),
+        object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("-"),
     )
 }
 
@@ -387,7 +473,11 @@ async fn raw_watch_transitions_and_too_old_error() {
 
     // Too old: HTTP 200, one ERROR event with a 410 Status, then the end of the stream.
     standin.compact();
-    let mut response = http.get(url.replace("resourceVersion=1", "resourceVersion=2")).send().await.unwrap();
+    let mut response = http
+        .get(url.replace("resourceVersion=1", "resourceVersion=2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let events = read_events(&mut response, 2).await;
     insta::assert_yaml_snapshot!("too_old_watch", events);
@@ -406,7 +496,10 @@ async fn raw_watch_transitions_and_too_old_error() {
     assert_eq!(bookmark["type"], "BOOKMARK");
     assert_eq!(bookmark["object"]["kind"], "Pod");
     assert_eq!(bookmark["object"]["apiVersion"], "v1");
-    assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], standin.resource_version().to_string());
+    assert_eq!(
+        bookmark["object"]["metadata"]["resourceVersion"],
+        standin.resource_version().to_string()
+    );
 }
 
 #[tokio::test]
@@ -418,26 +511,71 @@ async fn control_api_over_http() {
 
     let created = put("/_standin/pods", node_pod("ctl", None)).await.unwrap();
     assert_eq!(created.status(), 200);
-    assert_eq!(put("/_standin/pods/default/ctl/node", serde_json::json!({"nodeName": "node-a"})).await.unwrap().status(), 200);
-    assert_eq!(put("/_standin/pods/default/ctl/labels", serde_json::json!({"app": "ctl2"})).await.unwrap().status(), 200);
-    assert_eq!(put("/_standin/pods/default/nope/labels", serde_json::json!({})).await.unwrap().status(), 404);
+    assert_eq!(
+        put(
+            "/_standin/pods/default/ctl/node",
+            serde_json::json!({"nodeName": "node-a"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        put(
+            "/_standin/pods/default/ctl/labels",
+            serde_json::json!({"app": "ctl2"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        put("/_standin/pods/default/nope/labels", serde_json::json!({}))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let pod = standin.pod("default", "ctl").unwrap();
     assert_eq!(pod["spec"]["nodeName"], "node-a");
-    assert_eq!(pod["metadata"]["labels"], serde_json::json!({"app": "ctl2"}));
+    assert_eq!(
+        pod["metadata"]["labels"],
+        serde_json::json!({"app": "ctl2"})
+    );
 
     let pods: Api<Pod> = Api::namespaced(client(&standin).await, "default");
-    put("/_standin/availability", serde_json::json!({"availability": "unavailable"})).await.unwrap();
+    put(
+        "/_standin/availability",
+        serde_json::json!({"availability": "unavailable"}),
+    )
+    .await
+    .unwrap();
     match pods.get("ctl").await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 503),
         other => panic!("expected 503, got {other:?}"),
     }
     // The API port still takes control requests during a 503 outage.
-    let via_api = http.post(format!("{}/_standin/compact", standin.url())).send().await.unwrap();
+    let via_api = http
+        .post(format!("{}/_standin/compact", standin.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(via_api.status(), 200);
-    put("/_standin/availability", serde_json::json!({"availability": "available"})).await.unwrap();
+    put(
+        "/_standin/availability",
+        serde_json::json!({"availability": "available"}),
+    )
+    .await
+    .unwrap();
     assert!(pods.get("ctl").await.is_ok());
 
-    let deleted = http.delete(format!("{control}/_standin/pods/default/ctl")).send().await.unwrap();
+    let deleted = http
+        .delete(format!("{control}/_standin/pods/default/ctl"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), 200);
     assert!(pods.get_opt("ctl").await.unwrap().is_none());
 }
@@ -450,8 +588,18 @@ async fn kubectl_lists_pods() {
         return;
     }
     let standin = start(options()).await;
-    standin.apply_pod(node_pod("alpha", Some("node-a"))).unwrap();
-    standin.apply_pod(pod_json("kube-system", "beta", Some("node-a"), &[], &[("c", "img:1")])).unwrap();
+    standin
+        .apply_pod(node_pod("alpha", Some("node-a")))
+        .unwrap();
+    standin
+        .apply_pod(pod_json(
+            "kube-system",
+            "beta",
+            Some("node-a"),
+            &[],
+            &[("c", "img:1")],
+        ))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kubeconfig");
     standin.write_kubeconfig(&config).unwrap();
@@ -466,7 +614,11 @@ async fn kubectl_lists_pods() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let rows: BTreeSet<(String, String)> = stdout
         .lines()
         .skip(1)

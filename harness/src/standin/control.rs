@@ -70,7 +70,10 @@ async fn set_labels(
     Path((namespace, name)): Path<(String, String)>,
     Json(labels): Json<BTreeMap<String, String>>,
 ) -> Response {
-    let labels: Map<String, Value> = labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let labels: Map<String, Value> = labels
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     pod_result(shared.store.set_labels(&namespace, &name, labels))
 }
 
@@ -94,12 +97,19 @@ async fn set_container_statuses(
     Path((namespace, name)): Path<(String, String)>,
     Json(statuses): Json<Value>,
 ) -> Response {
-    pod_result(shared.store.set_container_statuses(&namespace, &name, statuses))
+    pod_result(
+        shared
+            .store
+            .set_container_statuses(&namespace, &name, statuses),
+    )
 }
 
 async fn compact(State(shared): State<Arc<Shared>>) -> Response {
     shared.store.compact();
-    json_response(StatusCode::OK, &json!({"resourceVersion": shared.store.resource_version().to_string()}))
+    json_response(
+        StatusCode::OK,
+        &json!({"resourceVersion": shared.store.resource_version().to_string()}),
+    )
 }
 
 async fn drop_watches(State(shared): State<Arc<Shared>>) -> Response {
@@ -119,7 +129,10 @@ async fn set_availability(
     Json(switch): Json<AvailabilitySwitch>,
 ) -> Response {
     shared.set_availability(switch.availability);
-    json_response(StatusCode::OK, &json!({"availability": switch.availability}))
+    json_response(
+        StatusCode::OK,
+        &json!({"availability": switch.availability}),
+    )
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {

@@ -109,21 +109,40 @@ mod tests {
     use super::*;
 
     fn is_hex(s: &str, len: usize) -> bool {
-        s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        s.len() == len
+            && s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
     }
 
     #[test]
     fn bound_pod_has_kubelet_like_statuses() {
-        let pod = pod_json("ns", "web-0", Some("node-a"), &[("app", "web")], &[("nginx", "docker.io/library/nginx:1.27")]);
+        let pod = pod_json(
+            "ns",
+            "web-0",
+            Some("node-a"),
+            &[("app", "web")],
+            &[("nginx", "docker.io/library/nginx:1.27")],
+        );
         assert_eq!(pod["spec"]["nodeName"], "node-a");
         assert_eq!(pod["metadata"]["labels"]["app"], "web");
         let status = &pod["status"]["containerStatuses"][0];
         assert_eq!(status["name"], "nginx");
         assert_eq!(status["image"], "docker.io/library/nginx:1.27");
         let id = status["containerID"].as_str().unwrap();
-        assert!(is_hex(id.strip_prefix("containerd://").unwrap(), 64), "{id}");
+        assert!(
+            is_hex(id.strip_prefix("containerd://").unwrap(), 64),
+            "{id}"
+        );
         let image_id = status["imageID"].as_str().unwrap();
-        assert!(is_hex(image_id.strip_prefix("docker.io/library/nginx@sha256:").unwrap(), 64), "{image_id}");
+        assert!(
+            is_hex(
+                image_id
+                    .strip_prefix("docker.io/library/nginx@sha256:")
+                    .unwrap(),
+                64
+            ),
+            "{image_id}"
+        );
         // k8s-openapi must accept it.
         let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
         assert_eq!(typed.spec.unwrap().containers[0].name, "nginx");
@@ -141,8 +160,14 @@ mod tests {
     fn uid_is_a_v4_uuid() {
         let uid = new_uid();
         let parts: Vec<&str> = uid.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
         assert!(parts[2].starts_with('4'));
-        assert!(matches!(parts[3].chars().next(), Some('8' | '9' | 'a' | 'b')));
+        assert!(matches!(
+            parts[3].chars().next(),
+            Some('8' | '9' | 'a' | 'b')
+        ));
     }
 }

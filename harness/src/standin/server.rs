@@ -30,7 +30,11 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `router` on `listener` until `stop` resolves; then closes the listener and every
 /// connection it accepted.
-pub(crate) async fn serve_until(listener: TcpListener, router: Router, stop: impl Future<Output = ()>) {
+pub(crate) async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()>,
+) {
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {

@@ -270,7 +270,8 @@ impl Store {
     ) -> Result<Value, StoreError> {
         let key = (namespace.to_owned(), name.to_owned());
         self.write(key, |existing| {
-            let mut pod = Value::clone(existing.ok_or_else(|| not_found(&(namespace.into(), name.into())))?);
+            let mut pod =
+                Value::clone(existing.ok_or_else(|| not_found(&(namespace.into(), name.into())))?);
             edit(&mut pod);
             Ok(pod)
         })
@@ -304,7 +305,9 @@ fn record(
     new: Option<Arc<Value>>,
 ) {
     inner.rv = rv;
-    inner.history.push_back(Arc::new(Change { rv, key, old, new }));
+    inner
+        .history
+        .push_back(Arc::new(Change { rv, key, old, new }));
     while inner.history.len() > inner.history_limit {
         if let Some(dropped) = inner.history.pop_front() {
             inner.floor = dropped.rv;
@@ -314,7 +317,11 @@ fn record(
 
 /// Sets `metadata.resourceVersion`.
 pub(crate) fn stamp(pod: &mut Value, rv: u64) {
-    set_path(pod, &["metadata", "resourceVersion"], Value::String(rv.to_string()));
+    set_path(
+        pod,
+        &["metadata", "resourceVersion"],
+        Value::String(rv.to_string()),
+    );
 }
 
 /// Sets a nested field, creating (or replacing non-object) parents.
@@ -340,11 +347,17 @@ fn set_path(value: &mut Value, path: &[&str], leaf: Value) {
     }
 }
 
-fn check_type_field(object: &Map<String, Value>, field: &str, expected: &str) -> Result<(), StoreError> {
+fn check_type_field(
+    object: &Map<String, Value>,
+    field: &str,
+    expected: &str,
+) -> Result<(), StoreError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s == expected => Ok(()),
-        Some(other) => Err(invalid(&format!("{field} must be {expected:?}, got {other}"))),
+        Some(other) => Err(invalid(&format!(
+            "{field} must be {expected:?}, got {other}"
+        ))),
     }
 }
 
@@ -413,7 +426,13 @@ mod tests {
             store.apply(pod(name)).unwrap();
         }
         // rv 2,3,4 written; only 3 and 4 retained, so rv 3 is the oldest answerable start.
-        assert!(matches!(store.changes_since(2), Err(StoreError::TooOld { requested: 2, oldest: 3 })));
+        assert!(matches!(
+            store.changes_since(2),
+            Err(StoreError::TooOld {
+                requested: 2,
+                oldest: 3
+            })
+        ));
         let (changes, current) = store.changes_since(3).unwrap();
         assert_eq!((changes.len(), current), (1, 4));
         let at3 = store.snapshot_at(3).unwrap();
@@ -445,7 +464,10 @@ mod tests {
         let store = Store::new(10);
         assert_eq!(
             store.delete("ns", "x"),
-            Err(StoreError::NotFound { namespace: "ns".into(), name: "x".into() })
+            Err(StoreError::NotFound {
+                namespace: "ns".into(),
+                name: "x".into()
+            })
         );
     }
 }
