@@ -552,10 +552,21 @@ async fn control_api_over_http() {
     )
     .await
     .unwrap();
-    match pods.get("ctl").await {
-        Err(kube::Error::Api(status)) => assert_eq!(status.code, 503),
-        other => panic!("expected 503, got {other:?}"),
-    }
+    // Raw HTTP: kube's client retries 503 by itself (kube-client retry policy).
+    let refused = http
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/ctl",
+            standin.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let status: Value = refused.json().await.unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["code"].as_u64()),
+        (Some("Status"), Some(503))
+    );
     // The API port still takes control requests during a 503 outage.
     let via_api = http
         .post(format!("{}/_standin/compact", standin.url()))
