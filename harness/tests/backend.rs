@@ -25,7 +25,12 @@ async fn moto_round_trip_reads_everything_back_with_pagination() {
 
     let group = "k8s_test_default_web_app";
     let stream = "web-0_app";
-    client.create_log_group().log_group_name(group).send().await.unwrap();
+    client
+        .create_log_group()
+        .log_group_name(group)
+        .send()
+        .await
+        .unwrap();
     client
         .create_log_stream()
         .log_group_name(group)
@@ -34,7 +39,12 @@ async fn moto_round_trip_reads_everything_back_with_pagination() {
         .await
         .unwrap();
     // A second group with an empty stream: the layout must show it too.
-    client.create_log_group().log_group_name("other").send().await.unwrap();
+    client
+        .create_log_group()
+        .log_group_name("other")
+        .send()
+        .await
+        .unwrap();
     client
         .create_log_stream()
         .log_group_name("other")
@@ -77,9 +87,16 @@ async fn moto_round_trip_reads_everything_back_with_pagination() {
     assert!(total > 10_000);
     assert_eq!(delivered.event_count(), total);
     let events = &delivered.groups[group][stream];
-    assert!(events.windows(2).all(|w| w[0].timestamp < w[1].timestamp), "order kept");
+    assert!(
+        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
+        "order kept"
+    );
     assert_eq!(
-        delivered.layout().into_iter().map(|(g, s)| (g, s.into_iter().collect::<Vec<_>>())).collect::<Vec<_>>(),
+        delivered
+            .layout()
+            .into_iter()
+            .map(|(g, s)| (g, s.into_iter().collect::<Vec<_>>()))
+            .collect::<Vec<_>>(),
         vec![
             (group.to_owned(), vec![stream.to_owned()]),
             ("other".to_owned(), vec!["empty".to_owned()]),

@@ -9,13 +9,12 @@ mod read;
 mod verdict;
 
 pub use payload::{
-    Charset, Corrupt, HEADER_PREFIX, InvalidField, LineClass, LineKey, Payload, SizeClass,
-    Verified,
+    Charset, Corrupt, HEADER_PREFIX, InvalidField, LineClass, LineKey, Payload, SizeClass, Verified,
 };
 pub use read::{Delivered, DeliveredEvent, ReadError, read_all};
 pub use verdict::{
-    CONTINUATION_MARKER, Finding, Ledger, SeqRange, SourceCounts, SourceKey, StreamCounts,
-    Verdict, verdict,
+    CONTINUATION_MARKER, Finding, Ledger, SeqRange, SourceCounts, SourceKey, StreamCounts, Verdict,
+    verdict,
 };
 
 #[cfg(test)]

@@ -167,7 +167,9 @@ pub enum Corrupt {
         reason: String,
     },
     /// The header is fine but the text differs from the line it names.
-    #[error("{key:?}: expected {expected_len} bytes, got {actual_len}, first difference at byte {first_difference}")]
+    #[error(
+        "{key:?}: expected {expected_len} bytes, got {actual_len}, first difference at byte {first_difference}"
+    )]
     Mismatch {
         /// The line the header names.
         key: LineKey,
@@ -240,7 +242,15 @@ impl Payload {
             .map_err(|_| no_header("seq is not a number"))?;
         let class = LineClass::parse(next("cls")?).ok_or_else(|| no_header("unknown class"))?;
         next("pad")?;
-        Ok((run, LineKey { pod, container, seq }, class))
+        Ok((
+            run,
+            LineKey {
+                pod,
+                container,
+                seq,
+            },
+            class,
+        ))
     }
 
     /// Check that `text` is exactly the (repaired) line its header names.
@@ -307,8 +317,9 @@ fn fill_ascii(line: &mut Vec<u8>, target: usize, rng: &mut SplitMix64) {
 
 fn fill_unicode(line: &mut Vec<u8>, target: usize, rng: &mut SplitMix64) {
     let crab = WIDE_CHARS[4];
-    // The crab spans bytes 16,382..16,386 when the line is long enough to hold it.
-    let straddle = SPLIT_AT - 2;
+    // The crab spans bytes 16,381..16,385 (3 bytes before the split, 1 after) when the
+    // line is long enough to hold it, as the 16,385-byte class is.
+    let straddle = SPLIT_AT - 3;
     let straddles = target >= straddle + crab.len() && line.len() <= straddle;
     while line.len() < target {
         let len = line.len();
@@ -393,7 +404,10 @@ mod tests {
                 }
                 assert!(!raw.contains(&b'\n'), "{class}");
                 let text = Payload::expected_text(&raw);
-                assert_eq!(std::str::from_utf8(&raw).is_ok(), charset != Charset::InvalidUtf8);
+                assert_eq!(
+                    std::str::from_utf8(&raw).is_ok(),
+                    charset != Charset::InvalidUtf8
+                );
                 let verified = Payload::verify(&text).unwrap();
                 assert_eq!(verified.key.pod, "web-0");
                 assert_eq!(verified.key.seq, 7);
@@ -404,10 +418,33 @@ mod tests {
 
     #[test]
     fn unicode_and_invalid_flavours_straddle_the_cri_split() {
-        let unicode = Payload::line("r", "p", "c", 1, LineClass { size: SizeClass::K16Plus1, charset: Charset::Unicode }).unwrap();
-        assert_eq!(&unicode[16_382..16_386], "🦀".as_bytes());
-        assert!(std::str::from_utf8(&unicode[..16_384]).is_err(), "split must cut the crab");
-        let invalid = Payload::line("r", "p", "c", 1, LineClass { size: SizeClass::K16Plus1, charset: Charset::InvalidUtf8 }).unwrap();
+        let unicode = Payload::line(
+            "r",
+            "p",
+            "c",
+            1,
+            LineClass {
+                size: SizeClass::K16Plus1,
+                charset: Charset::Unicode,
+            },
+        )
+        .unwrap();
+        assert_eq!(&unicode[16_381..16_385], "🦀".as_bytes());
+        assert!(
+            std::str::from_utf8(&unicode[..16_384]).is_err(),
+            "split must cut the crab"
+        );
+        let invalid = Payload::line(
+            "r",
+            "p",
+            "c",
+            1,
+            LineClass {
+                size: SizeClass::K16Plus1,
+                charset: Charset::InvalidUtf8,
+            },
+        )
+        .unwrap();
         assert!(INVALID_BYTES.contains(&invalid[16_384]));
         let repaired = Payload::expected_text(&invalid);
         let strays = invalid.iter().filter(|b| INVALID_BYTES.contains(b)).count();
@@ -417,7 +454,17 @@ mod tests {
     #[test]
     fn padding_never_contains_the_header_separator() {
         for charset in Charset::ALL {
-            let raw = Payload::line("r", "p", "c", 3, LineClass { size: SizeClass::K256, charset }).unwrap();
+            let raw = Payload::line(
+                "r",
+                "p",
+                "c",
+                3,
+                LineClass {
+                    size: SizeClass::K256,
+                    charset,
+                },
+            )
+            .unwrap();
             let pad_start = raw.windows(4).position(|w| w == b"pad=").unwrap() + 4;
             assert!(!raw[pad_start..].contains(&b'='));
             assert!(!raw[pad_start..].contains(&b' '));

@@ -53,7 +53,11 @@ pub struct ReadError {
     pub message: String,
 }
 
-fn read_error<E: std::error::Error>(operation: &'static str, target: String, error: E) -> ReadError {
+fn read_error<E: std::error::Error>(
+    operation: &'static str,
+    target: String,
+    error: E,
+) -> ReadError {
     ReadError {
         operation,
         target,
@@ -161,7 +165,11 @@ async fn read_stream(
             timestamp: event.timestamp().unwrap_or_default(),
             message: event.message().unwrap_or_default().to_owned(),
         }));
-        empty_pages = if page.events().is_empty() { empty_pages + 1 } else { 0 };
+        empty_pages = if page.events().is_empty() {
+            empty_pages + 1
+        } else {
+            0
+        };
         let next = page.next_forward_token().map(str::to_owned);
         if next.is_none() || next == token || empty_pages >= MAX_EMPTY_PAGES {
             return Ok(events);

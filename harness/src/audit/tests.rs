@@ -62,17 +62,32 @@ const SMALL: LineClass = LineClass {
 fn complete_delivery_is_clean() {
     let ledger = ledger("web", 0..5, SMALL);
     let logs: Vec<_> = (0..5).map(|s| text("web", s, SMALL)).collect();
-    let verdict = verdict(&ledger, &delivered(&[("g", "web_app", events(&logs, "web"))]));
+    let verdict = verdict(
+        &ledger,
+        &delivered(&[("g", "web_app", events(&logs, "web"))]),
+    );
     assert!(verdict.is_clean(), "{verdict:#?}");
     assert_eq!(verdict.sources[&source("web")].delivered, 5);
-    assert_eq!(verdict.streams["g"]["web_app"], StreamCounts { events: 5, lines: 5 });
-    assert_eq!(verdict.layout["g"].iter().collect::<Vec<_>>(), vec!["web_app"]);
+    assert_eq!(
+        verdict.streams["g"]["web_app"],
+        StreamCounts {
+            events: 5,
+            lines: 5
+        }
+    );
+    assert_eq!(
+        verdict.layout["g"].iter().collect::<Vec<_>>(),
+        vec!["web_app"]
+    );
 }
 
 #[test]
 fn missing_lines_are_reported_as_ranges() {
     let ledger = ledger("web", 0..10, SMALL);
-    let logs: Vec<_> = [0, 1, 4, 5, 6, 8].iter().map(|s| text("web", *s, SMALL)).collect();
+    let logs: Vec<_> = [0, 1, 4, 5, 6, 8]
+        .iter()
+        .map(|s| text("web", *s, SMALL))
+        .collect();
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert_eq!(
         verdict.missing[&source("web")],
@@ -92,14 +107,20 @@ fn a_source_with_nothing_delivered_is_missing_entirely() {
     ledger.record_payload("db", "app", 0, SMALL);
     let logs: Vec<_> = (0..3).map(|s| text("web", s, SMALL)).collect();
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
-    assert_eq!(verdict.missing[&source("db")], vec![SeqRange { first: 0, last: 0 }]);
+    assert_eq!(
+        verdict.missing[&source("db")],
+        vec![SeqRange { first: 0, last: 0 }]
+    );
     assert!(!verdict.missing.contains_key(&source("web")));
 }
 
 #[test]
 fn duplicates_are_counted_not_failed() {
     let ledger = ledger("web", 0..3, SMALL);
-    let logs: Vec<_> = [0, 1, 2, 1, 2].iter().map(|s| text("web", *s, SMALL)).collect();
+    let logs: Vec<_> = [0, 1, 2, 1, 2]
+        .iter()
+        .map(|s| text("web", *s, SMALL))
+        .collect();
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert!(verdict.is_clean());
     assert_eq!(verdict.duplicates, 2);
@@ -132,12 +153,28 @@ fn corrupted_lines_are_caught() {
         message: envelope(&text("web", 2, SMALL), "db", "app"),
     });
     let verdict = verdict(&ledger, &delivered(&[("g", "s", evs)]));
-    let reasons: Vec<_> = verdict.corrupted.iter().map(|f| (f.event, f.reason.as_str())).collect();
+    let reasons: Vec<_> = verdict
+        .corrupted
+        .iter()
+        .map(|f| (f.event, f.reason.as_str()))
+        .collect();
     assert_eq!(verdict.corrupted.len(), 4, "{reasons:#?}");
     assert_eq!(verdict.corrupted[0].event, 1);
-    assert!(verdict.corrupted[0].reason.contains("first difference at byte 90"), "{reasons:?}");
-    assert!(verdict.corrupted[3].reason.contains("envelope names db/app"));
-    assert_eq!(verdict.missing[&source("web")], vec![SeqRange { first: 1, last: 2 }]);
+    assert!(
+        verdict.corrupted[0]
+            .reason
+            .contains("first difference at byte 90"),
+        "{reasons:?}"
+    );
+    assert!(
+        verdict.corrupted[3]
+            .reason
+            .contains("envelope names db/app")
+    );
+    assert_eq!(
+        verdict.missing[&source("web")],
+        vec![SeqRange { first: 1, last: 2 }]
+    );
 }
 
 #[test]
@@ -182,7 +219,13 @@ fn split_lines_are_reassembled() {
     assert_eq!(logs.len(), 2 + 3 + 1);
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert!(verdict.is_clean(), "{verdict:#?}");
-    assert_eq!(verdict.streams["g"]["s"], StreamCounts { events: 6, lines: 3 });
+    assert_eq!(
+        verdict.streams["g"]["s"],
+        StreamCounts {
+            events: 6,
+            lines: 3
+        }
+    );
 }
 
 #[test]
@@ -214,13 +257,19 @@ fn repaired_invalid_utf8_must_match_exactly() {
     let logs = vec![text("web", 0, class), String::from_utf8(dropped).unwrap()];
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert_eq!(verdict.corrupted.len(), 1);
-    assert_eq!(verdict.missing[&source("web")], vec![SeqRange { first: 1, last: 1 }]);
+    assert_eq!(
+        verdict.missing[&source("web")],
+        vec![SeqRange { first: 1, last: 1 }]
+    );
 }
 
 #[test]
 fn verdict_serialises_for_the_report() {
     let ledger = ledger("web", 0..4, SMALL);
     let logs: Vec<_> = [0, 3, 3].iter().map(|s| text("web", *s, SMALL)).collect();
-    let verdict = verdict(&ledger, &delivered(&[("k8s_c_default_web_app", "web_app", events(&logs, "web"))]));
+    let verdict = verdict(
+        &ledger,
+        &delivered(&[("k8s_c_default_web_app", "web_app", events(&logs, "web"))]),
+    );
     insta::assert_yaml_snapshot!(verdict);
 }

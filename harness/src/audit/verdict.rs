@@ -263,12 +263,16 @@ impl Audit<'_> {
             };
             // A piece that starts a new payload while another is incomplete: the earlier
             // line lost its tail (or a resend restarted it).
-            if pending.is_some() && envelope.log.starts_with(HEADER_PREFIX) {
-                if let Some(orphan) = pending.take() {
-                    let reason = "split line cut short: next line started before its last piece";
-                    let key = Payload::parse_header(&orphan.log).ok().map(|(_, key, _)| key);
-                    self.verdict.corrupted.push(finding(orphan.first_event, key, reason.into()));
-                }
+            if envelope.log.starts_with(HEADER_PREFIX)
+                && let Some(orphan) = pending.take()
+            {
+                let reason = "split line cut short: next line started before its last piece";
+                let key = Payload::parse_header(&orphan.log)
+                    .ok()
+                    .map(|(_, key, _)| key);
+                self.verdict
+                    .corrupted
+                    .push(finding(orphan.first_event, key, reason.into()));
             }
             let piece = envelope.log.strip_suffix(CONTINUATION_MARKER);
             let text = piece.unwrap_or(&envelope.log);
@@ -291,19 +295,27 @@ impl Audit<'_> {
                 if let Err(problem) = self.line(&line, &mut max_seq) {
                     match problem {
                         Problem::Spurious(key, reason) => {
-                            self.verdict.spurious.push(finding(line.first_event, key, reason))
+                            self.verdict
+                                .spurious
+                                .push(finding(line.first_event, key, reason))
                         }
                         Problem::Corrupted(key, reason) => {
-                            self.verdict.corrupted.push(finding(line.first_event, key, reason))
+                            self.verdict
+                                .corrupted
+                                .push(finding(line.first_event, key, reason))
                         }
                     }
                 }
             }
         }
         if let Some(orphan) = pending {
-            let key = Payload::parse_header(&orphan.log).ok().map(|(_, key, _)| key);
+            let key = Payload::parse_header(&orphan.log)
+                .ok()
+                .map(|(_, key, _)| key);
             let reason = "split line never completed: stream ends after a continued piece";
-            self.verdict.corrupted.push(finding(orphan.first_event, key, reason.into()));
+            self.verdict
+                .corrupted
+                .push(finding(orphan.first_event, key, reason.into()));
         }
         self.verdict
             .streams
@@ -313,11 +325,18 @@ impl Audit<'_> {
     }
 
     /// Check one reassembled line and count it.
-    fn line(&mut self, line: &Pending, max_seq: &mut HashMap<SourceKey, u64>) -> Result<(), Problem> {
+    fn line(
+        &mut self,
+        line: &Pending,
+        max_seq: &mut HashMap<SourceKey, u64>,
+    ) -> Result<(), Problem> {
         let (run, key, _) = Payload::parse_header(&line.log)
             .map_err(|corrupt| Problem::Corrupted(None, corrupt.to_string()))?;
         if run != self.ledger.run() {
-            return Err(Problem::Spurious(Some(key), format!("line of another run {run:?}")));
+            return Err(Problem::Spurious(
+                Some(key),
+                format!("line of another run {run:?}"),
+            ));
         }
         let Some(expected) = self.ledger.expected_text(&key) else {
             return Err(Problem::Spurious(Some(key), "never written".into()));
@@ -327,10 +346,7 @@ impl Audit<'_> {
             return Err(Problem::Corrupted(Some(key), reason));
         }
         if line.pod_name != key.pod || line.container_name != key.container {
-            let reason = format!(
-                "envelope names {}/{}",
-                line.pod_name, line.container_name
-            );
+            let reason = format!("envelope names {}/{}", line.pod_name, line.container_name);
             return Err(Problem::Corrupted(Some(key), reason));
         }
         let source = SourceKey {

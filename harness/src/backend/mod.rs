@@ -223,10 +223,8 @@ impl BackendHandle {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
-            if let Some(server) = self.server.as_mut() {
-                if let Some(status) = server.exited() {
-                    return Err(self.unhealthy(name, format!("exited with {status}")));
-                }
+            if let Some(status) = self.server.as_mut().and_then(ServerProcess::exited) {
+                return Err(self.unhealthy(name, format!("exited with {status}")));
             }
             match self.health_once(&http).await {
                 Ok(()) => return Ok(()),
@@ -267,7 +265,11 @@ impl BackendHandle {
             name,
             endpoint: self.endpoint.clone(),
             reason,
-            log: self.server.as_ref().map(ServerProcess::log_tail).unwrap_or_default(),
+            log: self
+                .server
+                .as_ref()
+                .map(ServerProcess::log_tail)
+                .unwrap_or_default(),
         }
     }
 }
@@ -277,7 +279,13 @@ pub fn cloudwatch_client(endpoint: &str) -> Client {
     let config = aws_sdk_cloudwatchlogs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "harness-static"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "harness-static",
+        ))
         .endpoint_url(endpoint)
         .build();
     Client::from_conf(config)
@@ -333,7 +341,10 @@ impl ServerProcess {
             .process_group(0)
             .spawn()
             .map_err(|source| BackendError::Spawn { program, source })?;
-        Ok((ServerProcess { child, state }, format!("http://127.0.0.1:{port}")))
+        Ok((
+            ServerProcess { child, state },
+            format!("http://127.0.0.1:{port}"),
+        ))
     }
 
     /// The exit status if the server already died.
@@ -355,10 +366,10 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         // The server forks workers (LocalStack does): kill the whole group, then reap.
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            if pid != rustix::process::Pid::INIT {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32)
+            && pid != rustix::process::Pid::INIT
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -56,7 +56,10 @@ pub(super) fn ensure(spec: &VenvSpec) -> Result<PathBuf, BackendError> {
         fs::remove_dir_all(&dir).map_err(|source| BackendError::io("remove", &dir, source))?;
     }
     let python = std::env::var("SHIPPER_HARNESS_PYTHON").unwrap_or_else(|_| "python3".into());
-    run(Command::new(&python).arg("-m").arg("venv").arg(&dir), &python)?;
+    run(
+        Command::new(&python).arg("-m").arg("venv").arg(&dir),
+        &python,
+    )?;
     let pip = dir.join("bin/pip");
     run(
         Command::new(&pip)

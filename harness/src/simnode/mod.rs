@@ -260,7 +260,11 @@ impl ContainerLog {
 
     /// kubelet's rotation check, now: rotate if the current file is at least `max_size`
     /// bytes. Returns whether it rotated.
-    pub fn rotate_if_needed(&mut self, max_size: u64, max_files: usize) -> Result<bool, SimNodeError> {
+    pub fn rotate_if_needed(
+        &mut self,
+        max_size: u64,
+        max_files: usize,
+    ) -> Result<bool, SimNodeError> {
         self.rotate_if_needed_at(max_size, max_files, SystemTime::now())
     }
 
@@ -290,7 +294,8 @@ impl ContainerLog {
             _ => now_secs,
         };
         let rotated = loop {
-            let candidate = PathBuf::from(format!("{}.{}", current.display(), rotation_stamp(secs)));
+            let candidate =
+                PathBuf::from(format!("{}.{}", current.display(), rotation_stamp(secs)));
             let gz = PathBuf::from(format!("{}.gz", candidate.display()));
             if !candidate.exists() && !gz.exists() {
                 break candidate;
