@@ -159,7 +159,7 @@ fn rotation_keeps_current_one_uncompressed_and_max_files_minus_two_gz() {
             now,
         )
         .unwrap();
-        assert!(log.rotate_if_needed_at(1_000, 5, now).unwrap());
+        assert!(log.rotate_if_needed_at(500, 5, now).unwrap());
     }
     log.write_line_at(Stream::Stdout, b"current", t0()).unwrap();
 

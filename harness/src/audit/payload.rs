@@ -85,7 +85,8 @@ pub enum Charset {
     Ascii,
     /// Mixed 1- to 4-byte characters, one 4-byte character across byte 16,384.
     Unicode,
-    /// ASCII with stray invalid bytes (`0xFF`, `0xFE`, `0x80`, `0xC0`), one at byte 16,384.
+    /// ASCII with stray invalid bytes (`0xFF`, `0xFE`, `0x80`, `0xC0`): always the first
+    /// padding byte, byte 16,384, and about one in 97 others.
     InvalidUtf8,
 }
 
@@ -342,9 +343,11 @@ fn fill_unicode(line: &mut Vec<u8>, target: usize, rng: &mut SplitMix64) {
 }
 
 fn fill_invalid(line: &mut Vec<u8>, target: usize, rng: &mut SplitMix64) {
+    // The first padding byte is always stray, so even the smallest line needs repair.
+    let first = line.len();
     while line.len() < target {
         let len = line.len();
-        let stray = len == SPLIT_AT || rng.below(97) == 0;
+        let stray = len == first || len == SPLIT_AT || rng.below(97) == 0;
         if stray {
             line.push(INVALID_BYTES[rng.below(INVALID_BYTES.len())]);
         } else {
