@@ -1,1 +1,0 @@
-//! backend (to be implemented)

@@ -1,1 +1,0 @@
-//! simnode (to be implemented)

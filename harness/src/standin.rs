@@ -1,1 +1,0 @@
-//! standin (to be implemented)
