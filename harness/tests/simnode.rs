@@ -310,7 +310,7 @@ proptest! {
         let (last, partials) = records.split_last().unwrap();
         prop_assert_eq!(last.0.as_str(), "F");
         prop_assert!(partials.iter().all(|(tag, msg)| tag == "P" && msg.len() == 16_384));
-        prop_assert!(last.1.len() <= 16_384 && (last.1.len() > 0 || len == 0));
+        prop_assert!(last.1.len() <= 16_384 && (!last.1.is_empty() || len == 0));
         let merged: Vec<u8> = records.iter().flat_map(|(_, m)| m.clone()).collect();
         prop_assert_eq!(merged, line);
     }
