@@ -7,5 +7,9 @@
 pub mod audit;
 pub mod backend;
 pub mod gateway;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod shipper_proc;
 pub mod simnode;
 pub mod standin;

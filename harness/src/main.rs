@@ -1,1 +1,108 @@
-fn main() {}
+//! `harness`: run outage scenarios against the real shipper and audit every line.
+//!
+//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N]
+//!     harness list [DIR]
+//!     harness up [--backend ...]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use harness::runner::{self, BackendChoice, RunOptions};
+use harness::scenario::Scenario;
+
+/// End-to-end test harness and outage simulator for the shipper.
+#[derive(Debug, Parser)]
+#[command(name = "harness", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario on the local tier and print its verdict (exit 0 only on PASS).
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// `moto` (default), `localstack`, or the URL of a CloudWatch Logs endpoint.
+        #[arg(long, default_value = "moto")]
+        backend: String,
+        /// Seed for random fault points.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Cluster tier: only `local` runs here (`kind` needs the e2e feature and Docker).
+        #[arg(long, default_value = "local")]
+        cluster: String,
+    },
+    /// List the scenarios with their `why`.
+    List {
+        /// Directory of scenario files.
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Start the stand-in API, a backend and the gateway, print the env for a hand-run
+    /// shipper, and wait for Ctrl-C.
+    Up {
+        /// `moto` (default), `localstack`, or a URL.
+        #[arg(long, default_value = "moto")]
+        backend: String,
+    },
+}
+
+#[allow(clippy::print_stderr)]
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("harness: {e}");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List { dir } => {
+            let mut entries: Vec<_> = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                    .collect(),
+                Err(e) => return fail(&format!("{}: {e}", dir.display())),
+            };
+            entries.sort();
+            for path in entries {
+                match Scenario::load(&path) {
+                    Ok(s) => {
+                        println!("{:28} {}", s.name, s.why.split_whitespace().collect::<Vec<_>>().join(" "))
+                    }
+                    Err(e) => println!("{:28} INVALID: {e}", path.display()),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { scenario, backend, seed, cluster } => {
+            if cluster != "local" {
+                return fail(&format!(
+                    "--cluster {cluster}: only the local tier runs from this binary; the kind tier runs with `cargo test --features e2e`"
+                ));
+            }
+            let scenario = match Scenario::load(&scenario) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            let options =
+                RunOptions { backend: BackendChoice::parse(&backend), seed, progress: true, out_dir: None };
+            match runner::run_scenario(&scenario, &options).await {
+                Ok(report) => {
+                    println!("{}", report.table());
+                    if report.passed { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Up { backend } => match runner::up(BackendChoice::parse(&backend)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+    }
+}

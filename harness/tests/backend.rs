@@ -25,40 +25,16 @@ async fn moto_round_trip_reads_everything_back_with_pagination() {
 
     let group = "k8s_test_default_web_app";
     let stream = "web-0_app";
-    client
-        .create_log_group()
-        .log_group_name(group)
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_log_stream()
-        .log_group_name(group)
-        .log_stream_name(stream)
-        .send()
-        .await
-        .unwrap();
+    client.create_log_group().log_group_name(group).send().await.unwrap();
+    client.create_log_stream().log_group_name(group).log_stream_name(stream).send().await.unwrap();
     // A second group with an empty stream: the layout must show it too.
-    client
-        .create_log_group()
-        .log_group_name("other")
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_log_stream()
-        .log_group_name("other")
-        .log_stream_name("empty")
-        .send()
-        .await
-        .unwrap();
+    client.create_log_group().log_group_name("other").send().await.unwrap();
+    client.create_log_stream().log_group_name("other").log_stream_name("empty").send().await.unwrap();
 
     let class = LineClass::ascii(SizeClass::B100);
     let mut ledger = Ledger::new("moto-run");
-    let base_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    let base_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        as i64
         - 60_000;
     for batch in 0..BATCHES {
         let events = (0..BATCH).map(|i| {
@@ -87,20 +63,14 @@ async fn moto_round_trip_reads_everything_back_with_pagination() {
     assert!(total > 10_000);
     assert_eq!(delivered.event_count(), total);
     let events = &delivered.groups[group][stream];
-    assert!(
-        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
-        "order kept"
-    );
+    assert!(events.windows(2).all(|w| w[0].timestamp < w[1].timestamp), "order kept");
     assert_eq!(
         delivered
             .layout()
             .into_iter()
             .map(|(g, s)| (g, s.into_iter().collect::<Vec<_>>()))
             .collect::<Vec<_>>(),
-        vec![
-            (group.to_owned(), vec![stream.to_owned()]),
-            ("other".to_owned(), vec!["empty".to_owned()]),
-        ]
+        vec![(group.to_owned(), vec![stream.to_owned()]), ("other".to_owned(), vec!["empty".to_owned()]),]
     );
 
     let verdict = verdict(&ledger, &delivered);
@@ -114,9 +84,7 @@ async fn moto_round_trip_reads_everything_back_with_pagination() {
 
 #[tokio::test]
 async fn url_backend_is_used_as_given_and_cannot_be_reset() {
-    let backend = Backend::start(BackendKind::Url("http://127.0.0.1:9/".into()))
-        .await
-        .unwrap();
+    let backend = Backend::start(BackendKind::Url("http://127.0.0.1:9/".into())).await.unwrap();
     assert_eq!(backend.endpoint, "http://127.0.0.1:9");
     assert!(backend.reset().await.is_err());
 }

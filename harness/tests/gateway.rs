@@ -17,9 +17,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use harness::gateway::control::{Injected, State};
-use harness::gateway::{
-    Fault, FaultKind, Gateway, GatewayHandle, GatewayOptions, Outcome, RejectReason,
-};
+use harness::gateway::{Fault, FaultKind, Gateway, GatewayHandle, GatewayOptions, Outcome, RejectReason};
 use reqwest::Url;
 
 /// One request as the upstream received it.
@@ -42,29 +40,14 @@ impl Upstream {
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
             let recorder = recorder.clone();
             async move {
-                let is_put = headers
-                    .get("x-amz-target")
-                    .is_some_and(|t| t.as_bytes().ends_with(b".PutLogEvents"));
-                recorder
-                    .received
-                    .lock()
-                    .expect("recorder lock")
-                    .push(Received { headers, body });
-                let answer = if is_put {
-                    r#"{"nextSequenceToken":"49650"}"#
-                } else {
-                    "{}"
-                };
-                (
-                    StatusCode::OK,
-                    [("content-type", "application/x-amz-json-1.1")],
-                    answer,
-                )
+                let is_put =
+                    headers.get("x-amz-target").is_some_and(|t| t.as_bytes().ends_with(b".PutLogEvents"));
+                recorder.received.lock().expect("recorder lock").push(Received { headers, body });
+                let answer = if is_put { r#"{"nextSequenceToken":"49650"}"# } else { "{}" };
+                (StatusCode::OK, [("content-type", "application/x-amz-json-1.1")], answer)
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
         let url = Url::parse(&format!("http://{addr}/")).expect("upstream url");
@@ -78,13 +61,10 @@ impl Upstream {
 
 async fn proxied() -> (Upstream, GatewayHandle) {
     let (upstream, url) = Upstream::start().await;
-    let gateway = Gateway::start(GatewayOptions {
-        upstream: Some(url),
-        seed: 1,
-        ..GatewayOptions::default()
-    })
-    .await
-    .expect("gateway starts");
+    let gateway =
+        Gateway::start(GatewayOptions { upstream: Some(url), seed: 1, ..GatewayOptions::default() })
+            .await
+            .expect("gateway starts");
     (upstream, gateway)
 }
 
@@ -110,11 +90,7 @@ fn sdk(gateway: &GatewayHandle) -> Client {
 }
 
 fn event(timestamp: i64, message: &str) -> InputLogEvent {
-    InputLogEvent::builder()
-        .timestamp(timestamp)
-        .message(message)
-        .build()
-        .expect("valid event")
+    InputLogEvent::builder().timestamp(timestamp).message(message).build().expect("valid event")
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -122,10 +98,8 @@ const T0: i64 = 1_700_000_000_000;
 async fn put(
     client: &Client,
     events: Vec<InputLogEvent>,
-) -> Result<
-    PutLogEventsOutput,
-    SdkError<PutLogEventsError, aws_sdk_cloudwatchlogs::config::http::HttpResponse>,
-> {
+) -> Result<PutLogEventsOutput, SdkError<PutLogEventsError, aws_sdk_cloudwatchlogs::config::http::HttpResponse>>
+{
     client
         .put_log_events()
         .log_group_name("k8s_test_ns_app_c")
@@ -136,34 +110,22 @@ async fn put(
 }
 
 fn is_transport_failure<E, R>(error: &SdkError<E, R>) -> bool {
-    matches!(
-        error,
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) | SdkError::TimeoutError(_)
-    )
+    matches!(error, SdkError::DispatchFailure(_) | SdkError::ResponseError(_) | SdkError::TimeoutError(_))
 }
 
 #[tokio::test]
 async fn valid_put_reaches_the_upstream_unchanged() {
     let (upstream, gateway) = proxied().await;
-    let output = put(
-        &sdk(&gateway),
-        vec![event(T0, "one"), event(T0 + 1, "two é")],
-    )
-    .await
-    .expect("valid put succeeds");
+    let output = put(&sdk(&gateway), vec![event(T0, "one"), event(T0 + 1, "two é")])
+        .await
+        .expect("valid put succeeds");
     assert_eq!(output.next_sequence_token(), Some("49650"));
 
     let received = upstream.received();
     assert_eq!(received.len(), 1);
     let forwarded = &received[0];
-    assert_eq!(
-        forwarded.headers["x-amz-target"],
-        "Logs_20140328.PutLogEvents"
-    );
-    assert!(
-        forwarded.headers.contains_key("authorization"),
-        "SigV4 header kept"
-    );
+    assert_eq!(forwarded.headers["x-amz-target"], "Logs_20140328.PutLogEvents");
+    assert!(forwarded.headers.contains_key("authorization"), "SigV4 header kept");
     let body: serde_json::Value = serde_json::from_slice(&forwarded.body).expect("json body");
     assert_eq!(body["logEvents"][1]["message"], "two é");
 
@@ -201,34 +163,22 @@ async fn invalid_put_never_reaches_the_upstream() {
         .await
         .expect_err("unsorted batch is rejected");
     assert_eq!(error.code(), Some("InvalidParameterException"));
-    assert!(matches!(
-        error.into_service_error(),
-        PutLogEventsError::InvalidParameterException(_)
-    ));
+    assert!(matches!(error.into_service_error(), PutLogEventsError::InvalidParameterException(_)));
 
-    let empty = put(&client, vec![event(T0, "")])
-        .await
-        .expect_err("empty message is rejected");
+    let empty = put(&client, vec![event(T0, "")]).await.expect_err("empty message is rejected");
     assert_eq!(empty.code(), Some("InvalidParameterException"));
 
     assert!(upstream.received().is_empty());
     let summary = gateway.summary();
-    assert_eq!(
-        summary.rejected.get(&RejectReason::NotChronological),
-        Some(&1)
-    );
+    assert_eq!(summary.rejected.get(&RejectReason::NotChronological), Some(&1));
     assert_eq!(summary.rejected.get(&RejectReason::EmptyMessage), Some(&1));
 }
 
 #[tokio::test]
 async fn throttle_fault_is_an_aws_throttling_exception() {
     let (upstream, gateway) = proxied().await;
-    gateway
-        .inject(Fault::new(FaultKind::Throttle).only(["PutLogEvents"]))
-        .expect("valid fault");
-    let error = put(&sdk(&gateway), vec![event(T0, "x")])
-        .await
-        .expect_err("throttled");
+    gateway.inject(Fault::new(FaultKind::Throttle).only(["PutLogEvents"])).expect("valid fault");
+    let error = put(&sdk(&gateway), vec![event(T0, "x")]).await.expect_err("throttled");
     assert_eq!(error.code(), Some("ThrottlingException"));
     assert_eq!(error.message(), Some("Rate exceeded"));
     assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(400));
@@ -246,62 +196,39 @@ async fn throttle_fault_is_an_aws_throttling_exception() {
 #[tokio::test]
 async fn service_unavailable_fault_is_a_503() {
     let (upstream, gateway) = proxied().await;
-    gateway
-        .inject(Fault::new(FaultKind::ServiceUnavailable))
-        .expect("valid fault");
-    let error = put(&sdk(&gateway), vec![event(T0, "x")])
-        .await
-        .expect_err("unavailable");
+    gateway.inject(Fault::new(FaultKind::ServiceUnavailable)).expect("valid fault");
+    let error = put(&sdk(&gateway), vec![event(T0, "x")]).await.expect_err("unavailable");
     assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(503));
-    assert!(matches!(
-        error.into_service_error(),
-        PutLogEventsError::ServiceUnavailableException(_)
-    ));
+    assert!(matches!(error.into_service_error(), PutLogEventsError::ServiceUnavailableException(_)));
     assert!(upstream.received().is_empty());
 }
 
 #[tokio::test]
 async fn ambiguous_fault_writes_upstream_but_the_client_sees_an_error() {
     let (upstream, gateway) = proxied().await;
-    gateway
-        .inject(Fault::new(FaultKind::Ambiguous))
-        .expect("valid fault");
-    let error = put(&sdk(&gateway), vec![event(T0, "landed")])
-        .await
-        .expect_err("answer dropped");
+    gateway.inject(Fault::new(FaultKind::Ambiguous)).expect("valid fault");
+    let error = put(&sdk(&gateway), vec![event(T0, "landed")]).await.expect_err("answer dropped");
     assert!(is_transport_failure(&error), "got {error:?}");
     assert_eq!(upstream.received().len(), 1, "the write happened");
     let journal = gateway.journal();
     assert_eq!(
         journal[0].outcome,
-        Outcome::Faulted {
-            fault: FaultKind::Ambiguous,
-            upstream_status: Some(200)
-        }
+        Outcome::Faulted { fault: FaultKind::Ambiguous, upstream_status: Some(200) }
     );
-    assert_eq!(
-        gateway.summary().accepted["k8s_test_ns_app_c"]["pod_c"].events,
-        1
-    );
+    assert_eq!(gateway.summary().accepted["k8s_test_ns_app_c"]["pod_c"].events, 1);
 }
 
 #[tokio::test]
 async fn blackhole_times_the_client_out_and_clear_restores_service() {
     let (upstream, gateway) = proxied().await;
-    gateway
-        .inject(Fault::new(FaultKind::Blackhole))
-        .expect("valid fault");
+    gateway.inject(Fault::new(FaultKind::Blackhole)).expect("valid fault");
     let impatient = client(&gateway, Duration::from_millis(300));
-    let error = put(&impatient, vec![event(T0, "lost")])
-        .await
-        .expect_err("never answered");
+    let error = put(&impatient, vec![event(T0, "lost")]).await.expect_err("never answered");
     assert!(matches!(error, SdkError::TimeoutError(_)), "got {error:?}");
     assert!(upstream.received().is_empty());
 
     gateway.clear();
-    put(&sdk(&gateway), vec![event(T0, "after")])
-        .await
-        .expect("service restored");
+    put(&sdk(&gateway), vec![event(T0, "after")]).await.expect("service restored");
     assert_eq!(upstream.received().len(), 1);
 }
 
@@ -310,47 +237,27 @@ async fn refuse_is_a_connect_error_until_cleared() {
     let (upstream, gateway) = proxied().await;
     let client = sdk(&gateway);
     // A pooled keep-alive connection exists before the fault: it must be cut too.
-    put(&client, vec![event(T0, "before")])
-        .await
-        .expect("healthy");
+    put(&client, vec![event(T0, "before")]).await.expect("healthy");
 
-    gateway
-        .inject(Fault::new(FaultKind::Refuse))
-        .expect("valid fault");
-    let error = put(&client, vec![event(T0, "refused")])
-        .await
-        .expect_err("refused");
-    assert!(
-        matches!(error, SdkError::DispatchFailure(_)),
-        "got {error:?}"
-    );
+    gateway.inject(Fault::new(FaultKind::Refuse)).expect("valid fault");
+    let error = put(&client, vec![event(T0, "refused")]).await.expect_err("refused");
+    assert!(matches!(error, SdkError::DispatchFailure(_)), "got {error:?}");
     let fresh = sdk(&gateway);
-    let error = put(&fresh, vec![event(T0, "refused")])
-        .await
-        .expect_err("refused on a new connection too");
-    assert!(
-        matches!(error, SdkError::DispatchFailure(_)),
-        "got {error:?}"
-    );
+    let error = put(&fresh, vec![event(T0, "refused")]).await.expect_err("refused on a new connection too");
+    assert!(matches!(error, SdkError::DispatchFailure(_)), "got {error:?}");
     assert_eq!(upstream.received().len(), 1);
 
     gateway.clear();
     gateway.listening().await;
-    put(&sdk(&gateway), vec![event(T0, "after")])
-        .await
-        .expect("listener re-opened");
+    put(&sdk(&gateway), vec![event(T0, "after")]).await.expect("listener re-opened");
     assert_eq!(upstream.received().len(), 2);
 }
 
 #[tokio::test]
 async fn reset_cuts_the_request_before_it_is_forwarded() {
     let (upstream, gateway) = proxied().await;
-    gateway
-        .inject(Fault::new(FaultKind::Reset))
-        .expect("valid fault");
-    let error = put(&sdk(&gateway), vec![event(T0, "cut")])
-        .await
-        .expect_err("reset");
+    gateway.inject(Fault::new(FaultKind::Reset)).expect("valid fault");
+    let error = put(&sdk(&gateway), vec![event(T0, "cut")]).await.expect_err("reset");
     assert!(is_transport_failure(&error), "got {error:?}");
     assert!(upstream.received().is_empty());
     assert_eq!(gateway.summary().faults.get("reset"), Some(&1));
@@ -358,16 +265,9 @@ async fn reset_cuts_the_request_before_it_is_forwarded() {
 
 #[tokio::test]
 async fn sink_mode_validates_acknowledges_and_counts() {
-    let gateway = Gateway::start(GatewayOptions::default())
-        .await
-        .expect("sink gateway");
+    let gateway = Gateway::start(GatewayOptions::default()).await.expect("sink gateway");
     let client = sdk(&gateway);
-    client
-        .create_log_group()
-        .log_group_name("k8s_sink")
-        .send()
-        .await
-        .expect("group acknowledged");
+    client.create_log_group().log_group_name("k8s_sink").send().await.expect("group acknowledged");
     client
         .create_log_stream()
         .log_group_name("k8s_sink")
@@ -386,40 +286,26 @@ async fn sink_mode_validates_acknowledges_and_counts() {
         .expect("put acknowledged");
     assert!(output.next_sequence_token().is_some());
 
-    let reserved = client
-        .create_log_group()
-        .log_group_name("aws/not-yours")
-        .send()
-        .await
-        .expect_err("reserved prefix");
+    let reserved =
+        client.create_log_group().log_group_name("aws/not-yours").send().await.expect_err("reserved prefix");
     assert_eq!(reserved.code(), Some("InvalidParameterException"));
 
     let summary = gateway.summary();
     assert_eq!(summary.outcomes.get("acknowledged"), Some(&3));
     let totals = summary.accepted["k8s_sink"]["s1"];
-    assert_eq!(
-        (totals.events, totals.bytes, totals.requests),
-        (2, 7 + 52, 1)
-    );
+    assert_eq!((totals.events, totals.bytes, totals.requests), (2, 7 + 52, 1));
 }
 
 #[tokio::test]
 async fn create_log_group_beyond_the_quota_is_throttled() {
-    let gateway = Gateway::start(GatewayOptions {
-        create_log_group_per_second: 1,
-        ..GatewayOptions::default()
-    })
-    .await
-    .expect("sink gateway");
+    let gateway =
+        Gateway::start(GatewayOptions { create_log_group_per_second: 1, ..GatewayOptions::default() })
+            .await
+            .expect("sink gateway");
     let client = sdk(&gateway);
     let mut throttled = 0;
     for index in 0..3 {
-        match client
-            .create_log_group()
-            .log_group_name(format!("k8s_quota_{index}"))
-            .send()
-            .await
-        {
+        match client.create_log_group().log_group_name(format!("k8s_quota_{index}")).send().await {
             Ok(_) => {}
             Err(error) => {
                 assert_eq!(error.code(), Some("ThrottlingException"));
@@ -428,10 +314,7 @@ async fn create_log_group_beyond_the_quota_is_throttled() {
         }
     }
     assert!(throttled >= 1, "a burst of 3 exceeds 1 per second");
-    assert_eq!(
-        gateway.summary().rejected.get(&RejectReason::RateExceeded),
-        Some(&throttled)
-    );
+    assert_eq!(gateway.summary().rejected.get(&RejectReason::RateExceeded), Some(&throttled));
 }
 
 #[tokio::test]
@@ -456,9 +339,7 @@ async fn control_api_injects_lists_and_clears_faults() {
         .expect("post bad fault");
     assert_eq!(bad.status(), 400);
 
-    let error = put(&sdk(&gateway), vec![event(T0, "x")])
-        .await
-        .expect_err("503 via control API");
+    let error = put(&sdk(&gateway), vec![event(T0, "x")]).await.expect_err("503 via control API");
     assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(503));
 
     let state: State = http
@@ -473,34 +354,20 @@ async fn control_api_injects_lists_and_clears_faults() {
     assert_eq!(state.faults[0].id, injected.id);
     assert_eq!(state.summary.faults.get("service_unavailable"), Some(&1));
 
-    let cleared = http
-        .delete(base.join("_gateway/faults").expect("url"))
-        .send()
-        .await
-        .expect("delete faults");
+    let cleared =
+        http.delete(base.join("_gateway/faults").expect("url")).send().await.expect("delete faults");
     assert_eq!(cleared.status(), 200);
     assert!(gateway.faults().is_empty());
-    put(&sdk(&gateway), vec![event(T0, "x")])
-        .await
-        .expect("restored");
+    put(&sdk(&gateway), vec![event(T0, "x")]).await.expect("restored");
     assert_eq!(upstream.received().len(), 1);
 }
 
 #[tokio::test]
 async fn shaping_faults_delay_but_still_deliver() {
     let (upstream, gateway) = proxied().await;
-    gateway
-        .inject(Fault::new(FaultKind::Latency(Duration::from_millis(20))))
-        .expect("valid fault");
-    gateway
-        .inject(Fault::new(FaultKind::Bandwidth(1_000_000)))
-        .expect("valid fault");
-    put(&sdk(&gateway), vec![event(T0, "slow but sure")])
-        .await
-        .expect("shaped request still succeeds");
+    gateway.inject(Fault::new(FaultKind::Latency(Duration::from_millis(20)))).expect("valid fault");
+    gateway.inject(Fault::new(FaultKind::Bandwidth(1_000_000))).expect("valid fault");
+    put(&sdk(&gateway), vec![event(T0, "slow but sure")]).await.expect("shaped request still succeeds");
     assert_eq!(upstream.received().len(), 1);
-    assert_eq!(
-        gateway.journal()[0].outcome,
-        Outcome::Forwarded { status: 200 }
-    );
+    assert_eq!(gateway.journal()[0].outcome, Outcome::Forwarded { status: 200 });
 }

@@ -15,17 +15,12 @@ fn t0() -> SystemTime {
 }
 
 fn names(paths: &[PathBuf]) -> Vec<String> {
-    paths
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect()
+    paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
 }
 
 fn dir_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<_> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -49,24 +44,15 @@ fn cri_records(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn paths_and_symlink_follow_kubelet_layout() {
     let root = tempfile::tempdir().unwrap();
     let node = SimNode::new(root.path()).unwrap();
-    let log = node
-        .add_container("default", "web-0", "uid-1", "app")
-        .unwrap();
-    let expected_file = root
-        .path()
-        .join("var/log/pods/default_web-0_uid-1/app/0.log");
+    let log = node.add_container("default", "web-0", "uid-1", "app").unwrap();
+    let expected_file = root.path().join("var/log/pods/default_web-0_uid-1/app/0.log");
     assert_eq!(log.path(), expected_file);
     assert!(expected_file.is_file());
 
     let id = log.container_id();
     assert_eq!(id.len(), 64);
-    assert!(
-        id.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    );
-    let link = root
-        .path()
-        .join(format!("var/log/containers/web-0_default_app-{id}.log"));
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let link = root.path().join(format!("var/log/containers/web-0_default_app-{id}.log"));
     assert_eq!(log.symlink(), link);
     assert_eq!(fs::read_link(&link).unwrap(), expected_file);
     assert_eq!(log.runtime_container_id(), format!("containerd://{id}"));
@@ -88,12 +74,7 @@ fn cri_lines_have_go_timestamps_and_streams() {
     let node = SimNode::new(root.path()).unwrap();
     let mut log = node.add_container("ns", "p", "u", "c").unwrap();
     log.write_line_at(Stream::Stdout, b"hello", t0()).unwrap();
-    log.write_line_at(
-        Stream::Stderr,
-        b"oops",
-        t0() + Duration::from_nanos(120_000_000),
-    )
-    .unwrap();
+    log.write_line_at(Stream::Stderr, b"oops", t0() + Duration::from_nanos(120_000_000)).unwrap();
     assert_eq!(
         fs::read_to_string(log.path()).unwrap(),
         "2026-11-25T10:00:00Z stdout F hello\n2026-11-25T10:00:00.12Z stderr F oops\n"
@@ -110,10 +91,7 @@ fn long_lines_split_into_p_records_at_16_kib() {
     log.write_line(Stream::Stdout, &line[..16_384]).unwrap();
     let records = cri_records(&fs::read(log.path()).unwrap());
     let shape: Vec<(&str, usize)> = records.iter().map(|(t, m)| (t.as_str(), m.len())).collect();
-    assert_eq!(
-        shape,
-        vec![("P", 16_384), ("P", 16_384), ("F", 7_232), ("F", 16_384)]
-    );
+    assert_eq!(shape, vec![("P", 16_384), ("P", 16_384), ("F", 7_232), ("F", 16_384)]);
     let merged: Vec<u8> = records[..3].iter().flat_map(|(_, m)| m.clone()).collect();
     assert_eq!(merged, line);
 }
@@ -122,16 +100,11 @@ fn long_lines_split_into_p_records_at_16_kib() {
 fn docker_json_mode_splits_with_newline_only_on_the_last_piece() {
     let root = tempfile::tempdir().unwrap();
     let node = SimNode::new(root.path()).unwrap();
-    let mut log = node
-        .add_container_with_format("ns", "p", "u", "c", LogFormat::DockerJson)
-        .unwrap();
+    let mut log = node.add_container_with_format("ns", "p", "u", "c", LogFormat::DockerJson).unwrap();
     let line = vec![b'x'; 20_000];
     log.write_line_at(Stream::Stderr, &line, t0()).unwrap();
     let text = fs::read_to_string(log.path()).unwrap();
-    let objects: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let objects: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(objects.len(), 2);
     assert_eq!(objects[0]["log"].as_str().unwrap().len(), 16_384);
     assert_eq!(objects[1]["log"], format!("{}\n", "x".repeat(3_616)));
@@ -144,21 +117,13 @@ fn rotation_keeps_current_one_uncompressed_and_max_files_minus_two_gz() {
     let root = tempfile::tempdir().unwrap();
     let node = SimNode::new(root.path()).unwrap();
     let mut log = node.add_container("ns", "p", "u", "c").unwrap();
-    assert!(
-        !log.rotate_if_needed_at(1_000, 5, t0()).unwrap(),
-        "empty file must not rotate"
-    );
+    assert!(!log.rotate_if_needed_at(1_000, 5, t0()).unwrap(), "empty file must not rotate");
 
     // Six rotations, the 3rd and 4th within the same second: names must not collide.
     let seconds = [0u64, 10, 20, 20, 40, 50];
     for (round, secs) in seconds.iter().enumerate() {
         let now = t0() + Duration::from_secs(*secs);
-        log.write_line_at(
-            Stream::Stdout,
-            format!("round {round}").repeat(100).as_bytes(),
-            now,
-        )
-        .unwrap();
+        log.write_line_at(Stream::Stdout, format!("round {round}").repeat(100).as_bytes(), now).unwrap();
         assert!(log.rotate_if_needed_at(500, 5, now).unwrap());
     }
     log.write_line_at(Stream::Stdout, b"current", t0()).unwrap();
@@ -173,35 +138,22 @@ fn rotation_keeps_current_one_uncompressed_and_max_files_minus_two_gz() {
             "0.log.20261125-100050",    // round 5, uncompressed
         ]
     );
-    assert_eq!(
-        dir_names(log.dir()).len(),
-        5,
-        "current + 4 rotated, no .tmp"
-    );
+    assert_eq!(dir_names(log.dir()).len(), 5, "current + 4 rotated, no .tmp");
 
     // Each file holds exactly what was written during its round.
     for (name, round) in rotated.iter().zip(2..) {
         let path = log.dir().join(name);
         let mut content = Vec::new();
         if name.ends_with(".gz") {
-            GzDecoder::new(fs::File::open(&path).unwrap())
-                .read_to_end(&mut content)
-                .unwrap();
+            GzDecoder::new(fs::File::open(&path).unwrap()).read_to_end(&mut content).unwrap();
         } else {
             content = fs::read(&path).unwrap();
         }
         let records = cri_records(&content);
         assert_eq!(records.len(), 1, "{name}");
-        assert_eq!(
-            records[0].1,
-            format!("round {round}").repeat(100).into_bytes()
-        );
+        assert_eq!(records[0].1, format!("round {round}").repeat(100).into_bytes());
     }
-    assert!(
-        fs::read_to_string(log.path())
-            .unwrap()
-            .ends_with(" stdout F current\n")
-    );
+    assert!(fs::read_to_string(log.path()).unwrap().ends_with(" stdout F current\n"));
 }
 
 #[test]
@@ -214,13 +166,9 @@ fn rotation_cleans_tmp_leftovers_and_uncompressed_twins() {
     fs::write(dir.join("0.log.20261125-090000"), b"x").unwrap();
     fs::write(dir.join("0.log.20261125-090000.gz"), b"x").unwrap();
     fs::write(dir.join("0.log.20261125-091000.tmp"), b"x").unwrap();
-    log.write_line_at(Stream::Stdout, &[b'y'; 200], t0())
-        .unwrap();
+    log.write_line_at(Stream::Stdout, &[b'y'; 200], t0()).unwrap();
     assert!(log.rotate_if_needed_at(100, 5, t0()).unwrap());
-    assert_eq!(
-        dir_names(&dir),
-        vec!["0.log", "0.log.20261125-090000.gz", "0.log.20261125-100000"]
-    );
+    assert_eq!(dir_names(&dir), vec!["0.log", "0.log.20261125-090000.gz", "0.log.20261125-100000"]);
 }
 
 #[test]
@@ -229,10 +177,8 @@ fn max_files_two_keeps_only_the_freshly_rotated_file() {
     let node = SimNode::new(root.path()).unwrap();
     let mut log = node.add_container("ns", "p", "u", "c").unwrap();
     for round in 0..3u64 {
-        log.write_line_at(Stream::Stdout, &[b'z'; 100], t0())
-            .unwrap();
-        log.rotate_if_needed_at(10, 2, t0() + Duration::from_secs(round * 10))
-            .unwrap();
+        log.write_line_at(Stream::Stdout, &[b'z'; 100], t0()).unwrap();
+        log.rotate_if_needed_at(10, 2, t0() + Duration::from_secs(round * 10)).unwrap();
     }
     assert_eq!(dir_names(log.dir()), vec!["0.log", "0.log.20261125-100020"]);
 }
@@ -280,16 +226,7 @@ fn delete_pod_removes_its_directory_and_links_only() {
     node.delete_pod("ns", "a", "ua").unwrap();
     assert_eq!(dir_names(node.pods_dir()), vec!["ns_b_ub"]);
     let links = dir_names(node.containers_dir());
-    assert_eq!(
-        links,
-        vec![
-            b.symlink()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        ]
-    );
+    assert_eq!(links, vec![b.symlink().file_name().unwrap().to_string_lossy().into_owned()]);
     // Deleting twice is harmless.
     node.delete_pod("ns", "a", "ua").unwrap();
 }

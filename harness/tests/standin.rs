@@ -18,10 +18,7 @@ use serde_json::Value;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn options() -> StandinOptions {
-    StandinOptions {
-        bookmark_interval: Duration::from_millis(100),
-        ..StandinOptions::default()
-    }
+    StandinOptions { bookmark_interval: Duration::from_millis(100), ..StandinOptions::default() }
 }
 
 async fn start(options: StandinOptions) -> Standin {
@@ -33,20 +30,12 @@ async fn client(standin: &Standin) -> Client {
     let path = dir.path().join("kubeconfig");
     standin.write_kubeconfig(&path).unwrap();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
     Client::try_from(config).unwrap()
 }
 
 fn node_pod(name: &str, node: Option<&str>) -> Value {
-    pod_json(
-        "default",
-        name,
-        node,
-        &[("app", name)],
-        &[("main", "docker.io/library/busybox:1.37")],
-    )
+    pod_json("default", name, node, &[("app", name)], &[("main", "docker.io/library/busybox:1.37")])
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
@@ -62,23 +51,12 @@ struct View {
 
 impl View {
     fn new(client: Client, config: watcher::Config) -> Self {
-        let events = watcher(Api::<Pod>::all(client), config)
-            .default_backoff()
-            .boxed();
-        Self {
-            events,
-            pods: BTreeMap::new(),
-            buffer: BTreeMap::new(),
-            inits: 0,
-            synced: false,
-        }
+        let events = watcher(Api::<Pod>::all(client), config).default_backoff().boxed();
+        Self { events, pods: BTreeMap::new(), buffer: BTreeMap::new(), inits: 0, synced: false }
     }
 
     fn on_node_a(client: Client) -> Self {
-        Self::new(
-            client,
-            watcher::Config::default().fields("spec.nodeName=node-a"),
-        )
+        Self::new(client, watcher::Config::default().fields("spec.nodeName=node-a"))
     }
 
     fn names(&self) -> Vec<&str> {
@@ -96,9 +74,7 @@ impl View {
             );
             // Short polls, so conditions on server-side counters are re-checked while the
             // watcher keeps being driven (it only re-watches when polled).
-            let Ok(event) =
-                tokio::time::timeout(Duration::from_millis(50), self.events.next()).await
-            else {
+            let Ok(event) = tokio::time::timeout(Duration::from_millis(50), self.events.next()).await else {
                 continue;
             };
             let event = event.expect("watcher stream ends only on drop");
@@ -128,8 +104,7 @@ impl View {
     }
 
     async fn synced_with(&mut self, names: &[&str]) {
-        self.until("initial sync", |v| v.synced && v.names() == names)
-            .await;
+        self.until("initial sync", |v| v.synced && v.names() == names).await;
     }
 }
 
@@ -137,10 +112,7 @@ impl View {
 async fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -149,47 +121,27 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 async fn node_watch_sees_binding_labels_moves_and_deletes() {
     let standin = start(options()).await;
     standin.apply_pod(node_pod("late", None)).unwrap();
-    standin
-        .apply_pod(node_pod("elsewhere", Some("node-b")))
-        .unwrap();
+    standin.apply_pod(node_pod("elsewhere", Some("node-b"))).unwrap();
     standin.apply_pod(node_pod("here", Some("node-a"))).unwrap();
     let mut view = View::on_node_a(client(&standin).await);
     view.synced_with(&["here"]).await;
 
     standin.bind("default", "late", "node-a").unwrap();
-    view.until("late bound to node-a appears", |v| {
-        v.pods.contains_key("late")
-    })
-    .await;
+    view.until("late bound to node-a appears", |v| v.pods.contains_key("late")).await;
 
-    standin
-        .set_labels("default", "late", [("app", "v2"), ("tier", "web")])
-        .unwrap();
+    standin.set_labels("default", "late", [("app", "v2"), ("tier", "web")]).unwrap();
     view.until("label change", |v| {
-        v.pods["late"]
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("app"))
-            .map(String::as_str)
-            == Some("v2")
+        v.pods["late"].metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str) == Some("v2")
     })
     .await;
 
     standin.bind("default", "here", "node-b").unwrap();
-    view.until("pod moved away disappears", |v| {
-        !v.pods.contains_key("here")
-    })
-    .await;
+    view.until("pod moved away disappears", |v| !v.pods.contains_key("here")).await;
 
     standin.delete_pod("default", "late").unwrap();
-    view.until("deleted pod disappears", |v| v.pods.is_empty())
-        .await;
-    standin
-        .apply_pod(node_pod("marker", Some("node-a")))
-        .unwrap();
-    view.until("marker appears", |v| v.pods.contains_key("marker"))
-        .await;
+    view.until("deleted pod disappears", |v| v.pods.is_empty()).await;
+    standin.apply_pod(node_pod("marker", Some("node-a"))).unwrap();
+    view.until("marker appears", |v| v.pods.contains_key("marker")).await;
     assert_eq!(view.names(), ["marker"], "node-b pods never show up");
     assert_eq!(view.inits, 1, "no relist was needed");
 }
@@ -199,23 +151,13 @@ async fn watch_timeout_resumes_without_relist() {
     let standin = start(options()).await;
     let mut view = View::new(
         client(&standin).await,
-        watcher::Config::default()
-            .fields("spec.nodeName=node-a")
-            .timeout(1),
+        watcher::Config::default().fields("spec.nodeName=node-a").timeout(1),
     );
     view.synced_with(&[]).await;
-    view.until(
-        "the server ended watches by timeout and kube re-watched",
-        |_| standin.stats().watches >= 3,
-    )
-    .await;
-    standin
-        .apply_pod(node_pod("after-timeouts", Some("node-a")))
-        .unwrap();
-    view.until("pod created after re-watches", |v| {
-        v.pods.contains_key("after-timeouts")
-    })
-    .await;
+    view.until("the server ended watches by timeout and kube re-watched", |_| standin.stats().watches >= 3)
+        .await;
+    standin.apply_pod(node_pod("after-timeouts", Some("node-a"))).unwrap();
+    view.until("pod created after re-watches", |v| v.pods.contains_key("after-timeouts")).await;
     assert_eq!(view.inits, 1);
     assert_eq!(standin.stats().lists, 1, "resumed by watch, never relisted");
 }
@@ -236,10 +178,7 @@ async fn compaction_during_outage_gives_410_then_relist_converges() {
     standin.drop_watches();
     standin.set_availability(Availability::Available);
 
-    view.until("store converges after relist", |v| {
-        v.names() == ["a2", "a3"] && v.inits == 2
-    })
-    .await;
+    view.until("store converges after relist", |v| v.names() == ["a2", "a3"] && v.inits == 2).await;
     let stats = standin.stats();
     assert!(stats.expired_watches >= 1, "{stats:?}");
     assert_eq!(stats.lists, 2, "{stats:?}");
@@ -253,18 +192,10 @@ async fn refused_connections_then_recovery() {
 
     standin.set_availability(Availability::Refusing);
     let addr = standin.url().trim_start_matches("http://").to_owned();
-    eventually("the API port refuses connections", || {
-        std::net::TcpStream::connect(&addr).is_err()
-    })
-    .await;
-    standin
-        .apply_pod(node_pod("during-outage", Some("node-a")))
-        .unwrap();
+    eventually("the API port refuses connections", || std::net::TcpStream::connect(&addr).is_err()).await;
+    standin.apply_pod(node_pod("during-outage", Some("node-a"))).unwrap();
     standin.set_availability(Availability::Available);
-    view.until("change made during the outage arrives", |v| {
-        v.pods.contains_key("during-outage")
-    })
-    .await;
+    view.until("change made during the outage arrives", |v| v.pods.contains_key("during-outage")).await;
 }
 
 #[tokio::test]
@@ -283,15 +214,13 @@ async fn bookmarks_alone_advance_the_resume_point() {
     .await;
     // Keep driving the watcher until it has surely read that bookmark: two more were sent.
     let seen = standin.stats().bookmarks;
-    view.until("more bookmarks", |_| standin.stats().bookmarks > seen + 1)
-        .await;
+    view.until("more bookmarks", |_| standin.stats().bookmarks > seen + 1).await;
 
     // History before the bookmark is gone; a watcher that resumed from its list RV would 410.
     standin.compact();
     standin.drop_watches();
     standin.apply_pod(node_pod("a1", Some("node-a"))).unwrap();
-    view.until("new pod after resume", |v| v.pods.contains_key("a1"))
-        .await;
+    view.until("new pod after resume", |v| v.pods.contains_key("a1")).await;
     let stats = standin.stats();
     assert_eq!(view.inits, 1, "no relist");
     assert_eq!(stats.expired_watches, 0, "{stats:?}");
@@ -305,22 +234,14 @@ async fn streaming_list_needs_no_list_request() {
     standin.apply_pod(node_pod("s2", Some("node-b"))).unwrap();
     let mut view = View::new(
         client(&standin).await,
-        watcher::Config::default()
-            .fields("spec.nodeName=node-a")
-            .streaming_lists(),
+        watcher::Config::default().fields("spec.nodeName=node-a").streaming_lists(),
     );
     view.synced_with(&["s1"]).await;
     standin.apply_pod(node_pod("s3", Some("node-a"))).unwrap();
-    view.until("live event after initial events", |v| {
-        v.names() == ["s1", "s3"]
-    })
-    .await;
+    view.until("live event after initial events", |v| v.names() == ["s1", "s3"]).await;
     let stats = standin.stats();
     assert_eq!(stats.lists, 0, "{stats:?}");
-    assert!(
-        stats.bookmarks >= 1,
-        "initial-events-end bookmark: {stats:?}"
-    );
+    assert!(stats.bookmarks >= 1, "initial-events-end bookmark: {stats:?}");
 }
 
 #[tokio::test]
@@ -338,39 +259,26 @@ async fn get_and_get_opt() {
         other => panic!("expected a 404 Status, got {other:?}"),
     }
     let pod = pods.get("web").await.unwrap();
-    assert_eq!(
-        pod.metadata.uid.as_deref(),
-        stored["metadata"]["uid"].as_str()
-    );
+    assert_eq!(pod.metadata.uid.as_deref(), stored["metadata"]["uid"].as_str());
     let status = &pod.status.unwrap().container_statuses.unwrap()[0];
     assert_eq!(
         status.container_id.as_deref(),
         stored["status"]["containerStatuses"][0]["containerID"].as_str()
     );
-    assert!(
-        status
-            .container_id
-            .as_deref()
-            .unwrap()
-            .starts_with("containerd://")
-    );
+    assert!(status.container_id.as_deref().unwrap().starts_with("containerd://"));
 }
 
 #[tokio::test]
 async fn list_pages_selectors_and_expired_continue() {
     let standin = start(options()).await;
     for i in 0..5 {
-        standin
-            .apply_pod(node_pod(&format!("p{i}"), Some("node-a")))
-            .unwrap();
+        standin.apply_pod(node_pod(&format!("p{i}"), Some("node-a"))).unwrap();
     }
     standin.apply_pod(node_pod("q", Some("node-b"))).unwrap();
     let pods: Api<Pod> = Api::all(client(&standin).await);
 
     let mut names = Vec::new();
-    let mut params = ListParams::default()
-        .fields("spec.nodeName=node-a")
-        .limit(2);
+    let mut params = ListParams::default().fields("spec.nodeName=node-a").limit(2);
     loop {
         let page = pods.list(&params).await.unwrap();
         names.extend(page.items.into_iter().filter_map(|p| p.metadata.name));
@@ -381,17 +289,11 @@ async fn list_pages_selectors_and_expired_continue() {
     }
     assert_eq!(names, ["p0", "p1", "p2", "p3", "p4"]);
 
-    let labelled = pods
-        .list(&ListParams::default().labels("app in (p1,q),app!=p1"))
-        .await
-        .unwrap();
+    let labelled = pods.list(&ListParams::default().labels("app in (p1,q),app!=p1")).await.unwrap();
     assert_eq!(labelled.items.len(), 1);
     assert_eq!(labelled.items[0].metadata.name.as_deref(), Some("q"));
 
-    match pods
-        .list(&ListParams::default().fields("spec.containers=x"))
-        .await
-    {
+    match pods.list(&ListParams::default().fields("spec.containers=x")).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 400);
             assert_eq!(status.message, "field label not supported: spec.containers");
@@ -403,10 +305,7 @@ async fn list_pages_selectors_and_expired_continue() {
     let token = first.metadata.continue_.unwrap();
     standin.delete_pod("default", "p4").unwrap();
     standin.compact();
-    match pods
-        .list(&ListParams::default().limit(2).continue_token(&token))
-        .await
-    {
+    match pods.list(&ListParams::default().limit(2).continue_token(&token)).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 410);
             assert_eq!(status.reason, "Expired");
@@ -420,10 +319,7 @@ async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<Valu
     let mut events = Vec::new();
     let mut pending = Vec::new();
     while events.len() < count {
-        let chunk = tokio::time::timeout(PATIENCE, response.chunk())
-            .await
-            .expect("event in time")
-            .unwrap();
+        let chunk = tokio::time::timeout(PATIENCE, response.chunk()).await.expect("event in time").unwrap();
         let Some(chunk) = chunk else { break };
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
@@ -442,9 +338,7 @@ fn summary(event: &Value) -> String {
         event["type"].as_str().unwrap(),
         object["metadata"]["name"].as_str().unwrap_or("-"),
         object["spec"]["nodeName"].as_str().unwrap_or("-"),
-        object["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("-"),
+        object["metadata"]["resourceVersion"].as_str().unwrap_or("-"),
     )
 }
 
@@ -473,11 +367,7 @@ async fn raw_watch_transitions_and_too_old_error() {
 
     // Too old: HTTP 200, one ERROR event with a 410 Status, then the end of the stream.
     standin.compact();
-    let mut response = http
-        .get(url.replace("resourceVersion=1", "resourceVersion=2"))
-        .send()
-        .await
-        .unwrap();
+    let mut response = http.get(url.replace("resourceVersion=1", "resourceVersion=2")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let events = read_events(&mut response, 2).await;
     insta::assert_yaml_snapshot!("too_old_watch", events);
@@ -496,10 +386,7 @@ async fn raw_watch_transitions_and_too_old_error() {
     assert_eq!(bookmark["type"], "BOOKMARK");
     assert_eq!(bookmark["object"]["kind"], "Pod");
     assert_eq!(bookmark["object"]["apiVersion"], "v1");
-    assert_eq!(
-        bookmark["object"]["metadata"]["resourceVersion"],
-        standin.resource_version().to_string()
-    );
+    assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], standin.resource_version().to_string());
 }
 
 #[tokio::test]
@@ -512,81 +399,36 @@ async fn control_api_over_http() {
     let created = put("/_standin/pods", node_pod("ctl", None)).await.unwrap();
     assert_eq!(created.status(), 200);
     assert_eq!(
-        put(
-            "/_standin/pods/default/ctl/node",
-            serde_json::json!({"nodeName": "node-a"})
-        )
-        .await
-        .unwrap()
-        .status(),
-        200
-    );
-    assert_eq!(
-        put(
-            "/_standin/pods/default/ctl/labels",
-            serde_json::json!({"app": "ctl2"})
-        )
-        .await
-        .unwrap()
-        .status(),
-        200
-    );
-    assert_eq!(
-        put("/_standin/pods/default/nope/labels", serde_json::json!({}))
+        put("/_standin/pods/default/ctl/node", serde_json::json!({"nodeName": "node-a"}))
             .await
             .unwrap()
             .status(),
-        404
+        200
     );
+    assert_eq!(
+        put("/_standin/pods/default/ctl/labels", serde_json::json!({"app": "ctl2"})).await.unwrap().status(),
+        200
+    );
+    assert_eq!(put("/_standin/pods/default/nope/labels", serde_json::json!({})).await.unwrap().status(), 404);
     let pod = standin.pod("default", "ctl").unwrap();
     assert_eq!(pod["spec"]["nodeName"], "node-a");
-    assert_eq!(
-        pod["metadata"]["labels"],
-        serde_json::json!({"app": "ctl2"})
-    );
+    assert_eq!(pod["metadata"]["labels"], serde_json::json!({"app": "ctl2"}));
 
     let pods: Api<Pod> = Api::namespaced(client(&standin).await, "default");
-    put(
-        "/_standin/availability",
-        serde_json::json!({"availability": "unavailable"}),
-    )
-    .await
-    .unwrap();
+    put("/_standin/availability", serde_json::json!({"availability": "unavailable"})).await.unwrap();
     // Raw HTTP: kube's client retries 503 by itself (kube-client retry policy).
-    let refused = http
-        .get(format!(
-            "{}/api/v1/namespaces/default/pods/ctl",
-            standin.url()
-        ))
-        .send()
-        .await
-        .unwrap();
+    let refused =
+        http.get(format!("{}/api/v1/namespaces/default/pods/ctl", standin.url())).send().await.unwrap();
     assert_eq!(refused.status(), 503);
     let status: Value = refused.json().await.unwrap();
-    assert_eq!(
-        (status["kind"].as_str(), status["code"].as_u64()),
-        (Some("Status"), Some(503))
-    );
+    assert_eq!((status["kind"].as_str(), status["code"].as_u64()), (Some("Status"), Some(503)));
     // The API port still takes control requests during a 503 outage.
-    let via_api = http
-        .post(format!("{}/_standin/compact", standin.url()))
-        .send()
-        .await
-        .unwrap();
+    let via_api = http.post(format!("{}/_standin/compact", standin.url())).send().await.unwrap();
     assert_eq!(via_api.status(), 200);
-    put(
-        "/_standin/availability",
-        serde_json::json!({"availability": "available"}),
-    )
-    .await
-    .unwrap();
+    put("/_standin/availability", serde_json::json!({"availability": "available"})).await.unwrap();
     assert!(pods.get("ctl").await.is_ok());
 
-    let deleted = http
-        .delete(format!("{control}/_standin/pods/default/ctl"))
-        .send()
-        .await
-        .unwrap();
+    let deleted = http.delete(format!("{control}/_standin/pods/default/ctl")).send().await.unwrap();
     assert_eq!(deleted.status(), 200);
     assert!(pods.get_opt("ctl").await.unwrap().is_none());
 }
@@ -599,18 +441,8 @@ async fn kubectl_lists_pods() {
         return;
     }
     let standin = start(options()).await;
-    standin
-        .apply_pod(node_pod("alpha", Some("node-a")))
-        .unwrap();
-    standin
-        .apply_pod(pod_json(
-            "kube-system",
-            "beta",
-            Some("node-a"),
-            &[],
-            &[("c", "img:1")],
-        ))
-        .unwrap();
+    standin.apply_pod(node_pod("alpha", Some("node-a"))).unwrap();
+    standin.apply_pod(pod_json("kube-system", "beta", Some("node-a"), &[], &[("c", "img:1")])).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kubeconfig");
     standin.write_kubeconfig(&config).unwrap();
@@ -625,11 +457,7 @@ async fn kubectl_lists_pods() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "kubectl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&output.stderr));
     let rows: BTreeSet<(String, String)> = stdout
         .lines()
         .skip(1)

@@ -101,15 +101,10 @@ pub fn route(
     config: Option<&Path>,
     mut settings: Settings,
 ) -> Result<Destination, RouteError> {
-    let text = std::fs::read_to_string(pod_path).map_err(|e| RouteError::Pod {
-        path: pod_path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let pod: k8s_openapi::api::core::v1::Pod =
-        serde_json::from_str(&text).map_err(|e| RouteError::Pod {
-            path: pod_path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let text = std::fs::read_to_string(pod_path)
+        .map_err(|e| RouteError::Pod { path: pod_path.to_owned(), reason: e.to_string() })?;
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_str(&text)
+        .map_err(|e| RouteError::Pod { path: pod_path.to_owned(), reason: e.to_string() })?;
     let info = PodInfo::from_pod(&pod).ok_or_else(|| RouteError::Pod {
         path: pod_path.to_owned(),
         reason: "metadata.name and metadata.namespace are required".into(),
@@ -123,20 +118,12 @@ pub fn route(
     }
     // A dry run needs no node: take the pod's own binding when NODE_NAME is not set.
     if settings.node_name.is_none() {
-        settings.node_name = Some(
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_else(|| "-".into()),
-        );
+        settings.node_name =
+            Some(pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "-".into()));
     }
     let config = load_config(config, settings)?;
     let router = Router::new(&config.group_template, &config.stream_template).map_err(|e| {
-        ConfigError::Invalid {
-            key: "SHIPPER_GROUP_TEMPLATE",
-            value: e.template,
-            reason: e.reason,
-        }
+        ConfigError::Invalid { key: "SHIPPER_GROUP_TEMPLATE", value: e.template, reason: e.reason }
     })?;
     Ok(router.route(&RouteInput {
         cluster: &config.cluster_name,

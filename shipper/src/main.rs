@@ -11,36 +11,27 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, settings } => match load_config(config.as_deref(), settings) {
             Ok(config) => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&config).unwrap_or_default()
-                );
+                println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
         },
-        Command::Route {
-            pod,
-            container,
-            config,
-            settings,
-        } => match route(&pod, &container, config.as_deref(), settings) {
-            Ok(dest) => {
-                println!("{}", serde_json::to_string(&dest).unwrap_or_default());
-                ExitCode::SUCCESS
+        Command::Route { pod, container, config, settings } => {
+            match route(&pod, &container, config.as_deref(), settings) {
+                Ok(dest) => {
+                    println!("{}", serde_json::to_string(&dest).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
             }
-            Err(e) => fail(&e),
-        },
+        }
         Command::Run { config, settings } => {
             let config = match load_config(config.as_deref(), settings) {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
             init_logging(config.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(&e),
             };

@@ -4,8 +4,7 @@ use std::process::Command;
 
 fn shipper() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipper"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
 }
 
@@ -44,26 +43,10 @@ fn route(labels: serde_json::Value, container: &str, cluster: &str) -> (bool, St
 #[test]
 fn route_follows_the_naming_contract() {
     let cases = [
-        (
-            serde_json::json!({"app": "web", "k8s-app": "other"}),
-            "nginx",
-            "k8s_prod_shop_web_nginx",
-        ),
-        (
-            serde_json::json!({"k8s-app": "kube-dns"}),
-            "nginx",
-            "k8s_prod_shop_kube-dns_nginx",
-        ),
-        (
-            serde_json::json!({}),
-            "sidecar",
-            "k8s_prod_shop_web-5d8f7c9b6-x2x9k_sidecar",
-        ),
-        (
-            serde_json::json!({"app": ""}),
-            "nginx",
-            "k8s_prod_shop_web-5d8f7c9b6-x2x9k_nginx",
-        ),
+        (serde_json::json!({"app": "web", "k8s-app": "other"}), "nginx", "k8s_prod_shop_web_nginx"),
+        (serde_json::json!({"k8s-app": "kube-dns"}), "nginx", "k8s_prod_shop_kube-dns_nginx"),
+        (serde_json::json!({}), "sidecar", "k8s_prod_shop_web-5d8f7c9b6-x2x9k_sidecar"),
+        (serde_json::json!({"app": ""}), "nginx", "k8s_prod_shop_web-5d8f7c9b6-x2x9k_nginx"),
     ];
     for (labels, container, group) in cases {
         let (ok, stdout, stderr) = route(labels.clone(), container, "prod");
@@ -76,11 +59,7 @@ fn route_follows_the_naming_contract() {
 
 #[test]
 fn route_sanitises_an_odd_cluster_name() {
-    let (ok, stdout, stderr) = route(
-        serde_json::json!({"app": "web"}),
-        "nginx",
-        "prod cluster:eu",
-    );
+    let (ok, stdout, stderr) = route(serde_json::json!({"app": "web"}), "nginx", "prod cluster:eu");
     assert!(ok, "{stderr}");
     let dest: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
     assert_eq!(dest["group"], "k8s_prod_cluster_eu_shop_web_nginx");
@@ -90,10 +69,7 @@ fn route_sanitises_an_odd_cluster_name() {
 fn route_names_an_unknown_container() {
     let (ok, _, stderr) = route(serde_json::json!({}), "db", "prod");
     assert!(!ok);
-    assert!(
-        stderr.contains("\"db\"") && stderr.contains("nginx, sidecar"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("\"db\"") && stderr.contains("nginx, sidecar"), "{stderr}");
 }
 
 #[test]
@@ -105,21 +81,13 @@ fn check_prints_effective_settings_and_reports_bad_ones() {
         .env("SHIPPER_FLUSH_INTERVAL", "250ms")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let effective: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(effective["cluster_name"], "prod");
     assert_eq!(effective["flush_interval"], "250ms");
     assert_eq!(effective["listen"], "0.0.0.0:2021");
 
-    let out = shipper()
-        .args(["check"])
-        .env("NODE_NAME", "n1")
-        .output()
-        .expect("runs");
+    let out = shipper().args(["check"]).env("NODE_NAME", "n1").output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CLUSTER_NAME is required"));
 
@@ -129,9 +97,7 @@ fn check_prints_effective_settings_and_reports_bad_ones() {
         .env("NODE_NAME", "n")
         .output()
         .expect("runs");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("SHIPPER_FLUSH_INTERVAL=\"soon\" is invalid")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SHIPPER_FLUSH_INTERVAL=\"soon\" is invalid"));
 }
 
 #[test]

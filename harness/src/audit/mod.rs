@@ -13,8 +13,7 @@ pub use payload::{
 };
 pub use read::{Delivered, DeliveredEvent, ReadError, read_all};
 pub use verdict::{
-    CONTINUATION_MARKER, Finding, Ledger, SeqRange, SourceCounts, SourceKey, StreamCounts, Verdict,
-    verdict,
+    CONTINUATION_MARKER, Finding, Ledger, SeqRange, SourceCounts, SourceKey, StreamCounts, Verdict, verdict,
 };
 
 #[cfg(test)]

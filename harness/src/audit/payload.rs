@@ -115,10 +115,7 @@ pub struct LineClass {
 impl LineClass {
     /// Plain ASCII line of the given size.
     pub fn ascii(size: SizeClass) -> Self {
-        LineClass {
-            size,
-            charset: Charset::Ascii,
-        }
+        LineClass { size, charset: Charset::Ascii }
     }
 
     fn parse(code: &str) -> Option<Self> {
@@ -208,10 +205,7 @@ impl Payload {
     ) -> Result<Vec<u8>, InvalidField> {
         for (field, value) in [("run", run), ("pod", pod), ("container", container)] {
             if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
-                return Err(InvalidField {
-                    field,
-                    value: value.to_owned(),
-                });
+                return Err(InvalidField { field, value: value.to_owned() });
             }
         }
         Ok(build(run, pod, container, seq, class))
@@ -224,9 +218,7 @@ impl Payload {
 
     /// The line's identity from its header, without checking the padding.
     pub fn parse_header(text: &str) -> Result<(String, LineKey, LineClass), Corrupt> {
-        let no_header = |reason: &str| Corrupt::NoHeader {
-            reason: reason.to_owned(),
-        };
+        let no_header = |reason: &str| Corrupt::NoHeader { reason: reason.to_owned() };
         let mut fields = text.splitn(6, ' ');
         let mut next = |name: &str| {
             fields
@@ -238,20 +230,10 @@ impl Payload {
         let run = next("run")?.to_owned();
         let pod = next("pod")?.to_owned();
         let container = next("ctr")?.to_owned();
-        let seq = next("seq")?
-            .parse()
-            .map_err(|_| no_header("seq is not a number"))?;
+        let seq = next("seq")?.parse().map_err(|_| no_header("seq is not a number"))?;
         let class = LineClass::parse(next("cls")?).ok_or_else(|| no_header("unknown class"))?;
         next("pad")?;
-        Ok((
-            run,
-            LineKey {
-                pod,
-                container,
-                seq,
-            },
-            class,
-        ))
+        Ok((run, LineKey { pod, container, seq }, class))
     }
 
     /// Check that `text` is exactly the (repaired) line its header names.
@@ -272,12 +254,7 @@ pub(crate) fn mismatch(key: LineKey, expected: &str, actual: &str) -> Corrupt {
         .zip(actual.bytes())
         .position(|(a, b)| a != b)
         .unwrap_or(expected.len().min(actual.len()));
-    Corrupt::Mismatch {
-        key,
-        expected_len: expected.len(),
-        actual_len: actual.len(),
-        first_difference,
-    }
+    Corrupt::Mismatch { key, expected_len: expected.len(), actual_len: actual.len(), first_difference }
 }
 
 /// Byte offset of the CRI split that the unicode/invalid flavours aim at.
@@ -293,11 +270,7 @@ const INVALID_BYTES: [u8; 4] = [0xFF, 0xFE, 0x80, 0xC0];
 fn build(run: &str, pod: &str, container: &str, seq: u64, class: LineClass) -> Vec<u8> {
     let header = format!("run={run} pod={pod} ctr={container} seq={seq} cls={class} pad=");
     // At least a few bytes of padding, so that tampering with the header is detectable.
-    let target = class
-        .size
-        .target_len()
-        .unwrap_or(0)
-        .max(header.len() + MIN_PADDING);
+    let target = class.size.target_len().unwrap_or(0).max(header.len() + MIN_PADDING);
     let mut line = Vec::with_capacity(target);
     line.extend_from_slice(header.as_bytes());
     let identity = fnv1a(&[run.as_bytes(), pod.as_bytes(), container.as_bytes()]);
@@ -378,9 +351,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     parts
         .iter()
         .flat_map(|part| part.iter().chain(&[0]))
-        .fold(0xCBF2_9CE4_8422_2325, |hash, b| {
-            (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01B3)
-        })
+        .fold(0xCBF2_9CE4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01B3))
 }
 
 #[cfg(test)]
@@ -389,10 +360,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn any_class() -> impl Strategy<Value = LineClass> {
-        (
-            proptest::sample::select(SizeClass::ALL.to_vec()),
-            proptest::sample::select(Charset::ALL.to_vec()),
-        )
+        (proptest::sample::select(SizeClass::ALL.to_vec()), proptest::sample::select(Charset::ALL.to_vec()))
             .prop_map(|(size, charset)| LineClass { size, charset })
     }
 
@@ -407,10 +375,7 @@ mod tests {
                 }
                 assert!(!raw.contains(&b'\n'), "{class}");
                 let text = Payload::expected_text(&raw);
-                assert_eq!(
-                    std::str::from_utf8(&raw).is_ok(),
-                    charset != Charset::InvalidUtf8
-                );
+                assert_eq!(std::str::from_utf8(&raw).is_ok(), charset != Charset::InvalidUtf8);
                 let verified = Payload::verify(&text).unwrap();
                 assert_eq!(verified.key.pod, "web-0");
                 assert_eq!(verified.key.seq, 7);
@@ -426,26 +391,17 @@ mod tests {
             "p",
             "c",
             1,
-            LineClass {
-                size: SizeClass::K16Plus1,
-                charset: Charset::Unicode,
-            },
+            LineClass { size: SizeClass::K16Plus1, charset: Charset::Unicode },
         )
         .unwrap();
         assert_eq!(&unicode[16_381..16_385], "🦀".as_bytes());
-        assert!(
-            std::str::from_utf8(&unicode[..16_384]).is_err(),
-            "split must cut the crab"
-        );
+        assert!(std::str::from_utf8(&unicode[..16_384]).is_err(), "split must cut the crab");
         let invalid = Payload::line(
             "r",
             "p",
             "c",
             1,
-            LineClass {
-                size: SizeClass::K16Plus1,
-                charset: Charset::InvalidUtf8,
-            },
+            LineClass { size: SizeClass::K16Plus1, charset: Charset::InvalidUtf8 },
         )
         .unwrap();
         assert!(INVALID_BYTES.contains(&invalid[16_384]));
@@ -457,17 +413,7 @@ mod tests {
     #[test]
     fn padding_never_contains_the_header_separator() {
         for charset in Charset::ALL {
-            let raw = Payload::line(
-                "r",
-                "p",
-                "c",
-                3,
-                LineClass {
-                    size: SizeClass::K256,
-                    charset,
-                },
-            )
-            .unwrap();
+            let raw = Payload::line("r", "p", "c", 3, LineClass { size: SizeClass::K256, charset }).unwrap();
             let pad_start = raw.windows(4).position(|w| w == b"pad=").unwrap() + 4;
             assert!(!raw[pad_start..].contains(&b'='));
             assert!(!raw[pad_start..].contains(&b' '));

@@ -33,11 +33,7 @@ impl Delivered {
 
     /// Number of events in all streams.
     pub fn event_count(&self) -> usize {
-        self.groups
-            .values()
-            .flat_map(|streams| streams.values())
-            .map(Vec::len)
-            .sum()
+        self.groups.values().flat_map(|streams| streams.values()).map(Vec::len).sum()
     }
 }
 
@@ -53,16 +49,8 @@ pub struct ReadError {
     pub message: String,
 }
 
-fn read_error<E: std::error::Error>(
-    operation: &'static str,
-    target: String,
-    error: E,
-) -> ReadError {
-    ReadError {
-        operation,
-        target,
-        message: DisplayErrorContext(&error).to_string(),
-    }
+fn read_error<E: std::error::Error>(operation: &'static str, target: String, error: E) -> ReadError {
+    ReadError { operation, target, message: DisplayErrorContext(&error).to_string() }
 }
 
 /// Read every group → stream → event. Call it after the drain gate: it is a snapshot.
@@ -93,12 +81,7 @@ async fn list_groups(client: &Client) -> Result<BTreeSet<String>, ReadError> {
             .await
             .map_err(|e| read_error("DescribeLogGroups", "*".into(), e))?;
         let before = names.len();
-        names.extend(
-            page.log_groups()
-                .iter()
-                .filter_map(|g| g.log_group_name())
-                .map(str::to_owned),
-        );
+        names.extend(page.log_groups().iter().filter_map(|g| g.log_group_name()).map(str::to_owned));
         match page.next_token() {
             Some(next) if names.len() > before && tokens_seen.insert(next.to_owned()) => {
                 token = Some(next.to_owned());
@@ -122,12 +105,7 @@ async fn list_streams(client: &Client, group: &str) -> Result<BTreeSet<String>, 
             .await
             .map_err(|e| read_error("DescribeLogStreams", group.to_owned(), e))?;
         let before = names.len();
-        names.extend(
-            page.log_streams()
-                .iter()
-                .filter_map(|s| s.log_stream_name())
-                .map(str::to_owned),
-        );
+        names.extend(page.log_streams().iter().filter_map(|s| s.log_stream_name()).map(str::to_owned));
         match page.next_token() {
             Some(next) if names.len() > before && tokens_seen.insert(next.to_owned()) => {
                 token = Some(next.to_owned());
@@ -143,11 +121,7 @@ const MAX_EMPTY_PAGES: usize = 3;
 
 /// GetLogEvents from the head (without `startFromHead=true` the emulators answer with the
 /// last page) until `nextForwardToken` repeats.
-async fn read_stream(
-    client: &Client,
-    group: &str,
-    stream: &str,
-) -> Result<Vec<DeliveredEvent>, ReadError> {
+async fn read_stream(client: &Client, group: &str, stream: &str) -> Result<Vec<DeliveredEvent>, ReadError> {
     let mut events = Vec::new();
     let mut token: Option<String> = None;
     let mut empty_pages = 0;
@@ -165,11 +139,7 @@ async fn read_stream(
             timestamp: event.timestamp().unwrap_or_default(),
             message: event.message().unwrap_or_default().to_owned(),
         }));
-        empty_pages = if page.events().is_empty() {
-            empty_pages + 1
-        } else {
-            0
-        };
+        empty_pages = if page.events().is_empty() { empty_pages + 1 } else { 0 };
         let next = page.next_forward_token().map(str::to_owned);
         if next.is_none() || next == token || empty_pages >= MAX_EMPTY_PAGES {
             return Ok(events);

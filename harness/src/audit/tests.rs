@@ -19,21 +19,14 @@ fn text(pod: &str, seq: u64, class: LineClass) -> String {
 fn events(logs: &[String], pod: &str) -> Vec<DeliveredEvent> {
     logs.iter()
         .enumerate()
-        .map(|(i, log)| DeliveredEvent {
-            timestamp: i as i64,
-            message: envelope(log, pod, "app"),
-        })
+        .map(|(i, log)| DeliveredEvent { timestamp: i as i64, message: envelope(log, pod, "app") })
         .collect()
 }
 
 fn delivered(streams: &[(&str, &str, Vec<DeliveredEvent>)]) -> Delivered {
     let mut delivered = Delivered::default();
     for (group, stream, events) in streams {
-        delivered
-            .groups
-            .entry((*group).to_owned())
-            .or_default()
-            .insert((*stream).to_owned(), events.clone());
+        delivered.groups.entry((*group).to_owned()).or_default().insert((*stream).to_owned(), events.clone());
     }
     delivered
 }
@@ -47,55 +40,30 @@ fn ledger(pod: &str, seqs: std::ops::Range<u64>, class: LineClass) -> Ledger {
 }
 
 fn source(pod: &str) -> SourceKey {
-    SourceKey {
-        pod: pod.into(),
-        container: "app".into(),
-    }
+    SourceKey { pod: pod.into(), container: "app".into() }
 }
 
-const SMALL: LineClass = LineClass {
-    size: SizeClass::B100,
-    charset: Charset::Ascii,
-};
+const SMALL: LineClass = LineClass { size: SizeClass::B100, charset: Charset::Ascii };
 
 #[test]
 fn complete_delivery_is_clean() {
     let ledger = ledger("web", 0..5, SMALL);
     let logs: Vec<_> = (0..5).map(|s| text("web", s, SMALL)).collect();
-    let verdict = verdict(
-        &ledger,
-        &delivered(&[("g", "web_app", events(&logs, "web"))]),
-    );
+    let verdict = verdict(&ledger, &delivered(&[("g", "web_app", events(&logs, "web"))]));
     assert!(verdict.is_clean(), "{verdict:#?}");
     assert_eq!(verdict.sources[&source("web")].delivered, 5);
-    assert_eq!(
-        verdict.streams["g"]["web_app"],
-        StreamCounts {
-            events: 5,
-            lines: 5
-        }
-    );
-    assert_eq!(
-        verdict.layout["g"].iter().collect::<Vec<_>>(),
-        vec!["web_app"]
-    );
+    assert_eq!(verdict.streams["g"]["web_app"], StreamCounts { events: 5, lines: 5 });
+    assert_eq!(verdict.layout["g"].iter().collect::<Vec<_>>(), vec!["web_app"]);
 }
 
 #[test]
 fn missing_lines_are_reported_as_ranges() {
     let ledger = ledger("web", 0..10, SMALL);
-    let logs: Vec<_> = [0, 1, 4, 5, 6, 8]
-        .iter()
-        .map(|s| text("web", *s, SMALL))
-        .collect();
+    let logs: Vec<_> = [0, 1, 4, 5, 6, 8].iter().map(|s| text("web", *s, SMALL)).collect();
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert_eq!(
         verdict.missing[&source("web")],
-        vec![
-            SeqRange { first: 2, last: 3 },
-            SeqRange { first: 7, last: 7 },
-            SeqRange { first: 9, last: 9 },
-        ]
+        vec![SeqRange { first: 2, last: 3 }, SeqRange { first: 7, last: 7 }, SeqRange { first: 9, last: 9 },]
     );
     assert_eq!(verdict.missing_count(), 4);
     assert!(!verdict.is_clean());
@@ -107,20 +75,14 @@ fn a_source_with_nothing_delivered_is_missing_entirely() {
     ledger.record_payload("db", "app", 0, SMALL);
     let logs: Vec<_> = (0..3).map(|s| text("web", s, SMALL)).collect();
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
-    assert_eq!(
-        verdict.missing[&source("db")],
-        vec![SeqRange { first: 0, last: 0 }]
-    );
+    assert_eq!(verdict.missing[&source("db")], vec![SeqRange { first: 0, last: 0 }]);
     assert!(!verdict.missing.contains_key(&source("web")));
 }
 
 #[test]
 fn duplicates_are_counted_not_failed() {
     let ledger = ledger("web", 0..3, SMALL);
-    let logs: Vec<_> = [0, 1, 2, 1, 2]
-        .iter()
-        .map(|s| text("web", *s, SMALL))
-        .collect();
+    let logs: Vec<_> = [0, 1, 2, 1, 2].iter().map(|s| text("web", *s, SMALL)).collect();
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert!(verdict.is_clean());
     assert_eq!(verdict.duplicates, 2);
@@ -143,38 +105,16 @@ fn corrupted_lines_are_caught() {
     tampered.replace_range(90..91, "#");
     let logs = vec![text("web", 0, SMALL), tampered, "not a payload".to_owned()];
     let mut evs = events(&logs, "web");
-    evs.push(DeliveredEvent {
-        timestamp: 9,
-        message: "{not json".into(),
-    });
+    evs.push(DeliveredEvent { timestamp: 9, message: "{not json".into() });
     // Right text, wrong envelope: routed under another pod's name.
-    evs.push(DeliveredEvent {
-        timestamp: 10,
-        message: envelope(&text("web", 2, SMALL), "db", "app"),
-    });
+    evs.push(DeliveredEvent { timestamp: 10, message: envelope(&text("web", 2, SMALL), "db", "app") });
     let verdict = verdict(&ledger, &delivered(&[("g", "s", evs)]));
-    let reasons: Vec<_> = verdict
-        .corrupted
-        .iter()
-        .map(|f| (f.event, f.reason.as_str()))
-        .collect();
+    let reasons: Vec<_> = verdict.corrupted.iter().map(|f| (f.event, f.reason.as_str())).collect();
     assert_eq!(verdict.corrupted.len(), 4, "{reasons:#?}");
     assert_eq!(verdict.corrupted[0].event, 1);
-    assert!(
-        verdict.corrupted[0]
-            .reason
-            .contains("first difference at byte 90"),
-        "{reasons:?}"
-    );
-    assert!(
-        verdict.corrupted[3]
-            .reason
-            .contains("envelope names db/app")
-    );
-    assert_eq!(
-        verdict.missing[&source("web")],
-        vec![SeqRange { first: 1, last: 2 }]
-    );
+    assert!(verdict.corrupted[0].reason.contains("first difference at byte 90"), "{reasons:?}");
+    assert!(verdict.corrupted[3].reason.contains("envelope names db/app"));
+    assert_eq!(verdict.missing[&source("web")], vec![SeqRange { first: 1, last: 2 }]);
 }
 
 #[test]
@@ -207,10 +147,7 @@ fn split_for_size(line: &str, max: usize) -> Vec<String> {
 
 #[test]
 fn split_lines_are_reassembled() {
-    let big = LineClass {
-        size: SizeClass::OverMiB,
-        charset: Charset::Unicode,
-    };
+    let big = LineClass { size: SizeClass::OverMiB, charset: Charset::Unicode };
     let mut ledger = ledger("web", 0..2, big);
     ledger.record_payload("web", "app", 2, SMALL);
     let mut logs = split_for_size(&text("web", 0, big), 700_000);
@@ -219,13 +156,7 @@ fn split_lines_are_reassembled() {
     assert_eq!(logs.len(), 2 + 3 + 1);
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert!(verdict.is_clean(), "{verdict:#?}");
-    assert_eq!(
-        verdict.streams["g"]["s"],
-        StreamCounts {
-            events: 6,
-            lines: 3
-        }
-    );
+    assert_eq!(verdict.streams["g"]["s"], StreamCounts { events: 6, lines: 3 });
 }
 
 #[test]
@@ -246,10 +177,7 @@ fn a_split_line_missing_its_tail_is_corrupted() {
 
 #[test]
 fn repaired_invalid_utf8_must_match_exactly() {
-    let class = LineClass {
-        size: SizeClass::K16Plus1,
-        charset: Charset::InvalidUtf8,
-    };
+    let class = LineClass { size: SizeClass::K16Plus1, charset: Charset::InvalidUtf8 };
     let ledger = ledger("web", 0..2, class);
     let raw = Payload::line(RUN, "web", "app", 1, class).unwrap();
     // A shipper that drops invalid bytes instead of repairing them.
@@ -257,19 +185,13 @@ fn repaired_invalid_utf8_must_match_exactly() {
     let logs = vec![text("web", 0, class), String::from_utf8(dropped).unwrap()];
     let verdict = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
     assert_eq!(verdict.corrupted.len(), 1);
-    assert_eq!(
-        verdict.missing[&source("web")],
-        vec![SeqRange { first: 1, last: 1 }]
-    );
+    assert_eq!(verdict.missing[&source("web")], vec![SeqRange { first: 1, last: 1 }]);
 }
 
 #[test]
 fn verdict_serialises_for_the_report() {
     let ledger = ledger("web", 0..4, SMALL);
     let logs: Vec<_> = [0, 3, 3].iter().map(|s| text("web", *s, SMALL)).collect();
-    let verdict = verdict(
-        &ledger,
-        &delivered(&[("k8s_c_default_web_app", "web_app", events(&logs, "web"))]),
-    );
+    let verdict = verdict(&ledger, &delivered(&[("k8s_c_default_web_app", "web_app", events(&logs, "web"))]));
     insta::assert_yaml_snapshot!(verdict);
 }

@@ -50,10 +50,7 @@ pub struct Ledger {
 impl Ledger {
     /// An empty ledger for run `run` (payloads of other runs are spurious).
     pub fn new(run: impl Into<String>) -> Self {
-        Ledger {
-            run: run.into(),
-            sources: HashMap::new(),
-        }
+        Ledger { run: run.into(), sources: HashMap::new() }
     }
 
     /// The run id.
@@ -63,30 +60,23 @@ impl Ledger {
 
     /// Record that `Payload::line(run, pod, container, seq, class)` was written.
     pub fn record_payload(&mut self, pod: &str, container: &str, seq: u64, class: LineClass) {
-        self.source_mut(pod, container)
-            .insert(seq, Expected::Payload(class));
+        self.source_mut(pod, container).insert(seq, Expected::Payload(class));
     }
 
     /// Record a line whose delivered text must be exactly `text` (it must still start with
     /// a payload header for the verdict to attribute it).
     pub fn record_text(&mut self, pod: &str, container: &str, seq: u64, text: impl Into<String>) {
-        self.source_mut(pod, container)
-            .insert(seq, Expected::Text(text.into()));
+        self.source_mut(pod, container).insert(seq, Expected::Text(text.into()));
     }
 
     /// The text the shipper must deliver for `key`, if it was written.
     pub fn expected_text(&self, key: &LineKey) -> Option<String> {
-        let source = SourceKey {
-            pod: key.pod.clone(),
-            container: key.container.clone(),
-        };
+        let source = SourceKey { pod: key.pod.clone(), container: key.container.clone() };
         match self.sources.get(&source)?.get(&key.seq)? {
             Expected::Text(text) => Some(text.clone()),
-            Expected::Payload(class) => {
-                Payload::line(&self.run, &key.pod, &key.container, key.seq, *class)
-                    .ok()
-                    .map(|raw| Payload::expected_text(&raw))
-            }
+            Expected::Payload(class) => Payload::line(&self.run, &key.pod, &key.container, key.seq, *class)
+                .ok()
+                .map(|raw| Payload::expected_text(&raw)),
         }
     }
 
@@ -101,12 +91,7 @@ impl Ledger {
     }
 
     fn source_mut(&mut self, pod: &str, container: &str) -> &mut BTreeMap<u64, Expected> {
-        self.sources
-            .entry(SourceKey {
-                pod: pod.to_owned(),
-                container: container.to_owned(),
-            })
-            .or_default()
+        self.sources.entry(SourceKey { pod: pod.to_owned(), container: container.to_owned() }).or_default()
     }
 }
 
@@ -208,10 +193,7 @@ struct Envelope {
 pub fn verdict(ledger: &Ledger, delivered: &Delivered) -> Verdict {
     let mut audit = Audit {
         ledger,
-        verdict: Verdict {
-            layout: delivered.layout(),
-            ..Verdict::default()
-        },
+        verdict: Verdict { layout: delivered.layout(), ..Verdict::default() },
         seen: HashMap::new(),
     };
     for (group, streams) in &delivered.groups {
@@ -246,10 +228,7 @@ impl Audit<'_> {
             key,
             reason,
         };
-        let mut counts = StreamCounts {
-            events: events.len() as u64,
-            lines: 0,
-        };
+        let mut counts = StreamCounts { events: events.len() as u64, lines: 0 };
         let mut max_seq: HashMap<SourceKey, u64> = HashMap::new();
         let mut pending: Option<Pending> = None;
         for (index, event) in events.iter().enumerate() {
@@ -267,12 +246,8 @@ impl Audit<'_> {
                 && let Some(orphan) = pending.take()
             {
                 let reason = "split line cut short: next line started before its last piece";
-                let key = Payload::parse_header(&orphan.log)
-                    .ok()
-                    .map(|(_, key, _)| key);
-                self.verdict
-                    .corrupted
-                    .push(finding(orphan.first_event, key, reason.into()));
+                let key = Payload::parse_header(&orphan.log).ok().map(|(_, key, _)| key);
+                self.verdict.corrupted.push(finding(orphan.first_event, key, reason.into()));
             }
             let piece = envelope.log.strip_suffix(CONTINUATION_MARKER);
             let text = piece.unwrap_or(&envelope.log);
@@ -295,48 +270,29 @@ impl Audit<'_> {
                 if let Err(problem) = self.line(&line, &mut max_seq) {
                     match problem {
                         Problem::Spurious(key, reason) => {
-                            self.verdict
-                                .spurious
-                                .push(finding(line.first_event, key, reason))
+                            self.verdict.spurious.push(finding(line.first_event, key, reason))
                         }
                         Problem::Corrupted(key, reason) => {
-                            self.verdict
-                                .corrupted
-                                .push(finding(line.first_event, key, reason))
+                            self.verdict.corrupted.push(finding(line.first_event, key, reason))
                         }
                     }
                 }
             }
         }
         if let Some(orphan) = pending {
-            let key = Payload::parse_header(&orphan.log)
-                .ok()
-                .map(|(_, key, _)| key);
+            let key = Payload::parse_header(&orphan.log).ok().map(|(_, key, _)| key);
             let reason = "split line never completed: stream ends after a continued piece";
-            self.verdict
-                .corrupted
-                .push(finding(orphan.first_event, key, reason.into()));
+            self.verdict.corrupted.push(finding(orphan.first_event, key, reason.into()));
         }
-        self.verdict
-            .streams
-            .entry(group.to_owned())
-            .or_default()
-            .insert(stream.to_owned(), counts);
+        self.verdict.streams.entry(group.to_owned()).or_default().insert(stream.to_owned(), counts);
     }
 
     /// Check one reassembled line and count it.
-    fn line(
-        &mut self,
-        line: &Pending,
-        max_seq: &mut HashMap<SourceKey, u64>,
-    ) -> Result<(), Problem> {
+    fn line(&mut self, line: &Pending, max_seq: &mut HashMap<SourceKey, u64>) -> Result<(), Problem> {
         let (run, key, _) = Payload::parse_header(&line.log)
             .map_err(|corrupt| Problem::Corrupted(None, corrupt.to_string()))?;
         if run != self.ledger.run() {
-            return Err(Problem::Spurious(
-                Some(key),
-                format!("line of another run {run:?}"),
-            ));
+            return Err(Problem::Spurious(Some(key), format!("line of another run {run:?}")));
         }
         let Some(expected) = self.ledger.expected_text(&key) else {
             return Err(Problem::Spurious(Some(key), "never written".into()));
@@ -349,10 +305,7 @@ impl Audit<'_> {
             let reason = format!("envelope names {}/{}", line.pod_name, line.container_name);
             return Err(Problem::Corrupted(Some(key), reason));
         }
-        let source = SourceKey {
-            pod: key.pod,
-            container: key.container,
-        };
+        let source = SourceKey { pod: key.pod, container: key.container };
         let counts = self.verdict.sources.entry(source.clone()).or_default();
         if !self.seen.entry(source.clone()).or_default().insert(key.seq) {
             counts.duplicates += 1;
@@ -377,10 +330,7 @@ impl Audit<'_> {
                 }
                 match ranges.last_mut() {
                     Some(range) if range.last + 1 == seq => range.last = seq,
-                    _ => ranges.push(SeqRange {
-                        first: seq,
-                        last: seq,
-                    }),
+                    _ => ranges.push(SeqRange { first: seq, last: seq }),
                 }
             }
             let counts = self.verdict.sources.entry(source.clone()).or_default();

@@ -20,11 +20,7 @@ use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use venv::VenvSpec;
 
 /// moto, pinned (backends.md).
-const MOTO: VenvSpec = VenvSpec {
-    name: "moto",
-    version: "5.2.5",
-    requirements: &["moto[server]==5.2.5"],
-};
+const MOTO: VenvSpec = VenvSpec { name: "moto", version: "5.2.5", requirements: &["moto[server]==5.2.5"] };
 
 /// LocalStack community runtime, the last version whose logs service loads on Python 3.11,
 /// with the pins it needs there (backends.md).
@@ -124,11 +120,7 @@ pub enum BackendError {
 
 impl BackendError {
     fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        BackendError::Io {
-            op,
-            path: path.to_owned(),
-            source,
-        }
+        BackendError::Io { op, path: path.to_owned(), source }
     }
 }
 
@@ -161,11 +153,7 @@ impl Backend {
             program: spec.name.to_owned(),
             source: io::Error::other(join.to_string()),
         })??;
-        let mut handle = BackendHandle {
-            endpoint,
-            kind,
-            server: Some(server),
-        };
+        let mut handle = BackendHandle { endpoint, kind, server: Some(server) };
         handle.wait_healthy(spec.name).await?;
         Ok(handle)
     }
@@ -194,10 +182,7 @@ impl BackendHandle {
     /// Wipe all state (moto's `POST /moto-api/reset`), for tests sharing one server.
     pub async fn reset(&self) -> Result<(), BackendError> {
         if self.kind != BackendKind::Moto {
-            return Err(BackendError::Unsupported {
-                operation: "reset",
-                kind: self.kind.clone(),
-            });
+            return Err(BackendError::Unsupported { operation: "reset", kind: self.kind.clone() });
         }
         let control = |reason: String| BackendError::Control {
             operation: "reset",
@@ -242,11 +227,8 @@ impl BackendHandle {
             BackendKind::LocalStack => "/_localstack/health",
             _ => "/moto-api/",
         };
-        let response = http
-            .get(format!("{}{path}", self.endpoint))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let response =
+            http.get(format!("{}{path}", self.endpoint)).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }
@@ -265,11 +247,7 @@ impl BackendHandle {
             name,
             endpoint: self.endpoint.clone(),
             reason,
-            log: self
-                .server
-                .as_ref()
-                .map(ServerProcess::log_tail)
-                .unwrap_or_default(),
+            log: self.server.as_ref().map(ServerProcess::log_tail).unwrap_or_default(),
         }
     }
 }
@@ -279,13 +257,7 @@ pub fn cloudwatch_client(endpoint: &str) -> Client {
     let config = aws_sdk_cloudwatchlogs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "harness-static",
-        ))
+        .credentials_provider(Credentials::new("test", "test", None, None, "harness-static"))
         .endpoint_url(endpoint)
         .build();
     Client::from_conf(config)
@@ -328,11 +300,8 @@ impl ServerProcess {
             }
         };
         let log_path = state.path().join("server.log");
-        let log = File::create(&log_path)
-            .map_err(|source| BackendError::io("create", &log_path, source))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|source| BackendError::io("clone", &log_path, source))?;
+        let log = File::create(&log_path).map_err(|source| BackendError::io("create", &log_path, source))?;
+        let log_err = log.try_clone().map_err(|source| BackendError::io("clone", &log_path, source))?;
         let program = format!("{:?}", command.get_program());
         let child = command
             .stdin(Stdio::null())
@@ -341,10 +310,7 @@ impl ServerProcess {
             .process_group(0)
             .spawn()
             .map_err(|source| BackendError::Spawn { program, source })?;
-        Ok((
-            ServerProcess { child, state },
-            format!("http://127.0.0.1:{port}"),
-        ))
+        Ok((ServerProcess { child, state }, format!("http://127.0.0.1:{port}")))
     }
 
     /// The exit status if the server already died.

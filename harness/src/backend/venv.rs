@@ -44,11 +44,9 @@ pub(super) fn ensure(spec: &VenvSpec) -> Result<PathBuf, BackendError> {
     }
     fs::create_dir_all(&cache).map_err(|source| BackendError::io("create", &cache, source))?;
     let lock_path = cache.join(format!("venv-{}-{}.lock", spec.name, spec.version));
-    let lock = File::create(&lock_path)
-        .map_err(|source| BackendError::io("create", &lock_path, source))?;
+    let lock = File::create(&lock_path).map_err(|source| BackendError::io("create", &lock_path, source))?;
     // Blocks while another process installs; released when `lock` is dropped.
-    lock.lock()
-        .map_err(|source| BackendError::io("lock", &lock_path, source))?;
+    lock.lock().map_err(|source| BackendError::io("lock", &lock_path, source))?;
     if dir.join(COMPLETE_MARKER).exists() {
         return Ok(dir);
     }
@@ -56,10 +54,7 @@ pub(super) fn ensure(spec: &VenvSpec) -> Result<PathBuf, BackendError> {
         fs::remove_dir_all(&dir).map_err(|source| BackendError::io("remove", &dir, source))?;
     }
     let python = std::env::var("SHIPPER_HARNESS_PYTHON").unwrap_or_else(|_| "python3".into());
-    run(
-        Command::new(&python).arg("-m").arg("venv").arg(&dir),
-        &python,
-    )?;
+    run(Command::new(&python).arg("-m").arg("venv").arg(&dir), &python)?;
     let pip = dir.join("bin/pip");
     run(
         Command::new(&pip)
@@ -79,10 +74,7 @@ fn run(command: &mut Command, program: &str) -> Result<(), BackendError> {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| BackendError::Spawn {
-            program: program.to_owned(),
-            source,
-        })?;
+        .map_err(|source| BackendError::Spawn { program: program.to_owned(), source })?;
     if output.status.success() {
         return Ok(());
     }

@@ -44,14 +44,11 @@ pub struct Injected {
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|error| {
-        format!(r#"{{"error":"cannot serialise answer: {error}"}}"#).into_bytes()
-    });
+    let body = serde_json::to_vec(value)
+        .unwrap_or_else(|error| format!(r#"{{"error":"cannot serialise answer: {error}"}}"#).into_bytes());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -62,19 +59,11 @@ fn error_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 /// Serves one control request.
 pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().clone();
-    let path = request
-        .uri()
-        .path()
-        .strip_prefix(PREFIX)
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_owned();
+    let path = request.uri().path().strip_prefix(PREFIX).unwrap_or_default().trim_end_matches('/').to_owned();
     match (&method, path.as_str()) {
         (&Method::GET, "/state") => {
-            let state = State {
-                faults: lock(&shared.faults).list(),
-                summary: lock(&shared.journal).summary(),
-            };
+            let state =
+                State { faults: lock(&shared.faults).list(), summary: lock(&shared.journal).summary() };
             json_response(StatusCode::OK, &state)
         }
         (&Method::GET, "/journal") => {
@@ -82,10 +71,7 @@ pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Respo
             json_response(StatusCode::OK, &entries)
         }
         (&Method::POST, "/faults") => {
-            let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
-                .collect()
-                .await
-            {
+            let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
             };
@@ -102,16 +88,15 @@ pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Respo
             shared.clear();
             json_response(StatusCode::OK, &serde_json::json!({ "cleared": true }))
         }
-        (&Method::DELETE, other) => match other
-            .strip_prefix("/faults/")
-            .and_then(|id| id.parse::<u64>().ok())
-        {
-            Some(id) if shared.remove(FaultId(id)) => {
-                json_response(StatusCode::OK, &serde_json::json!({ "removed": id }))
+        (&Method::DELETE, other) => {
+            match other.strip_prefix("/faults/").and_then(|id| id.parse::<u64>().ok()) {
+                Some(id) if shared.remove(FaultId(id)) => {
+                    json_response(StatusCode::OK, &serde_json::json!({ "removed": id }))
+                }
+                Some(id) => error_response(StatusCode::NOT_FOUND, &format!("no active fault {id}")),
+                None => error_response(StatusCode::NOT_FOUND, "unknown control path"),
             }
-            Some(id) => error_response(StatusCode::NOT_FOUND, &format!("no active fault {id}")),
-            None => error_response(StatusCode::NOT_FOUND, "unknown control path"),
-        },
+        }
         _ => error_response(StatusCode::NOT_FOUND, "unknown control path"),
     }
 }

@@ -106,10 +106,7 @@ impl FromStr for FaultKind {
     type Err = FaultError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = |detail: String| FaultError::InvalidKind {
-            text: text.to_owned(),
-            detail,
-        };
+        let invalid = |detail: String| FaultError::InvalidKind { text: text.to_owned(), detail };
         let (name, parameter) = match text.split_once('=') {
             Some((name, parameter)) => (name.trim(), Some(parameter.trim())),
             None => (text.trim(), None),
@@ -169,11 +166,7 @@ pub struct Fault {
 impl Fault {
     /// A fault on every operation, every time.
     pub fn new(kind: FaultKind) -> Self {
-        Self {
-            kind,
-            ops: None,
-            probability: 1.0,
-        }
+        Self { kind, ops: None, probability: 1.0 }
     }
 
     /// Restricts the fault to these operations.
@@ -201,17 +194,13 @@ impl Fault {
             });
         }
         if self.kind == FaultKind::Refuse && self.ops.is_some() {
-            return Err(FaultError::OpsNotApplicable {
-                kind: self.kind.to_string(),
-            });
+            return Err(FaultError::OpsNotApplicable { kind: self.kind.to_string() });
         }
         Ok(())
     }
 
     fn applies_to(&self, operation: &str) -> bool {
-        self.ops
-            .as_ref()
-            .is_none_or(|ops| ops.iter().any(|op| op == operation))
+        self.ops.as_ref().is_none_or(|ops| ops.iter().any(|op| op == operation))
     }
 }
 
@@ -282,9 +271,7 @@ impl FaultSet {
 
     /// Whether a certain (probability 1) `Refuse` is active: the listener should be closed.
     pub fn refuses_all(&self) -> bool {
-        self.active
-            .iter()
-            .any(|a| a.fault.kind == FaultKind::Refuse && a.fault.probability >= 1.0)
+        self.active.iter().any(|a| a.fault.kind == FaultKind::Refuse && a.fault.probability >= 1.0)
     }
 
     /// Rolls the active `Refuse` faults for one connection.
@@ -350,35 +337,21 @@ mod tests {
         for kind in kinds {
             assert_eq!(kind.to_string().parse::<FaultKind>(), Ok(kind));
         }
-        assert_eq!(
-            "latency=1s 500ms".parse(),
-            Ok(FaultKind::Latency(Duration::from_millis(1500)))
-        );
+        assert_eq!("latency=1s 500ms".parse(), Ok(FaultKind::Latency(Duration::from_millis(1500))));
     }
 
     #[test]
     fn bad_kinds_are_errors() {
-        for text in [
-            "",
-            "latency",
-            "latency=soon",
-            "bandwidth=0",
-            "bandwidth=-1",
-            "throttle=2",
-            "nap",
-        ] {
+        for text in ["", "latency", "latency=soon", "bandwidth=0", "bandwidth=-1", "throttle=2", "nap"] {
             assert!(text.parse::<FaultKind>().is_err(), "{text:?}");
         }
     }
 
     #[test]
     fn fault_json_uses_defaults_and_rejects_unknown_keys() {
-        let fault: Fault = serde_json::from_str(r#"{"kind":"latency=2s","ops":["PutLogEvents"]}"#)
-            .expect("valid fault");
-        assert_eq!(
-            fault,
-            Fault::new(FaultKind::Latency(Duration::from_secs(2))).only(["PutLogEvents"])
-        );
+        let fault: Fault =
+            serde_json::from_str(r#"{"kind":"latency=2s","ops":["PutLogEvents"]}"#).expect("valid fault");
+        assert_eq!(fault, Fault::new(FaultKind::Latency(Duration::from_secs(2))).only(["PutLogEvents"]));
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"throttle","odds":1}"#).is_err());
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"sleepy"}"#).is_err());
     }
@@ -387,15 +360,9 @@ mod tests {
     fn validation_rejects_bad_probability_and_ops_on_refuse() {
         let mut set = FaultSet::default();
         let bad = Fault::new(FaultKind::Throttle).with_probability(1.5);
-        assert!(matches!(
-            set.inject(bad),
-            Err(FaultError::InvalidProbability { .. })
-        ));
+        assert!(matches!(set.inject(bad), Err(FaultError::InvalidProbability { .. })));
         let refuse = Fault::new(FaultKind::Refuse).only(["PutLogEvents"]);
-        assert!(matches!(
-            set.inject(refuse),
-            Err(FaultError::OpsNotApplicable { .. })
-        ));
+        assert!(matches!(set.inject(refuse), Err(FaultError::OpsNotApplicable { .. })));
         assert!(set.list().is_empty());
     }
 
@@ -403,26 +370,16 @@ mod tests {
     fn plan_combines_shaping_and_takes_the_first_terminal_fault_for_the_operation() {
         let mut set = FaultSet::default();
         let mut rng = fastrand::Rng::with_seed(7);
-        set.inject(Fault::new(FaultKind::Latency(Duration::from_millis(100))))
-            .expect("valid");
-        set.inject(Fault::new(FaultKind::Bandwidth(1_000)))
-            .expect("valid");
-        set.inject(Fault::new(FaultKind::Bandwidth(500)))
-            .expect("valid");
-        let throttle = set
-            .inject(Fault::new(FaultKind::Throttle).only(["CreateLogGroup"]))
-            .expect("valid");
-        let unavailable = set
-            .inject(Fault::new(FaultKind::ServiceUnavailable))
-            .expect("valid");
+        set.inject(Fault::new(FaultKind::Latency(Duration::from_millis(100)))).expect("valid");
+        set.inject(Fault::new(FaultKind::Bandwidth(1_000))).expect("valid");
+        set.inject(Fault::new(FaultKind::Bandwidth(500))).expect("valid");
+        let throttle = set.inject(Fault::new(FaultKind::Throttle).only(["CreateLogGroup"])).expect("valid");
+        let unavailable = set.inject(Fault::new(FaultKind::ServiceUnavailable)).expect("valid");
 
         let put = set.plan("PutLogEvents", &mut rng);
         assert_eq!(put.latency, Duration::from_millis(100));
         assert_eq!(put.bandwidth, Some(500));
-        assert_eq!(
-            put.terminal,
-            Some((unavailable, FaultKind::ServiceUnavailable))
-        );
+        assert_eq!(put.terminal, Some((unavailable, FaultKind::ServiceUnavailable)));
 
         let create = set.plan("CreateLogGroup", &mut rng);
         assert_eq!(create.terminal, Some((throttle, FaultKind::Throttle)));
@@ -436,26 +393,18 @@ mod tests {
     #[test]
     fn probability_is_honoured_and_seeded() {
         let mut set = FaultSet::default();
-        set.inject(Fault::new(FaultKind::Throttle).with_probability(0.25))
-            .expect("valid");
+        set.inject(Fault::new(FaultKind::Throttle).with_probability(0.25)).expect("valid");
         let hits = |seed| {
             let mut rng = fastrand::Rng::with_seed(seed);
-            (0..4_000)
-                .map(|_| set.plan("PutLogEvents", &mut rng).terminal.is_some())
-                .collect::<Vec<_>>()
+            (0..4_000).map(|_| set.plan("PutLogEvents", &mut rng).terminal.is_some()).collect::<Vec<_>>()
         };
         let first = hits(42);
         assert_eq!(first, hits(42), "same seed, same decisions");
         let count = first.iter().filter(|hit| **hit).count();
-        assert!(
-            (800..1_200).contains(&count),
-            "about a quarter hit, got {count}"
-        );
+        assert!((800..1_200).contains(&count), "about a quarter hit, got {count}");
 
         let mut never = FaultSet::default();
-        never
-            .inject(Fault::new(FaultKind::Reset).with_probability(0.0))
-            .expect("valid");
+        never.inject(Fault::new(FaultKind::Reset).with_probability(0.0)).expect("valid");
         let mut rng = fastrand::Rng::with_seed(1);
         assert!((0..1_000).all(|_| never.plan("PutLogEvents", &mut rng).terminal.is_none()));
     }
@@ -463,9 +412,7 @@ mod tests {
     #[test]
     fn refuse_all_only_for_certain_refusal() {
         let mut set = FaultSet::default();
-        let maybe = set
-            .inject(Fault::new(FaultKind::Refuse).with_probability(0.5))
-            .expect("valid");
+        let maybe = set.inject(Fault::new(FaultKind::Refuse).with_probability(0.5)).expect("valid");
         assert!(!set.refuses_all());
         set.inject(Fault::new(FaultKind::Refuse)).expect("valid");
         assert!(set.refuses_all());

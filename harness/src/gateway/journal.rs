@@ -122,12 +122,7 @@ pub struct Journal {
 impl Journal {
     /// An empty journal keeping at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: VecDeque::new(),
-            capacity: capacity.max(1),
-            next_seq: 0,
-            summary: Summary::default(),
-        }
+        Self { entries: VecDeque::new(), capacity: capacity.max(1), next_seq: 0, summary: Summary::default() }
     }
 
     /// Appends an entry (its `seq` is assigned here) and updates the summary.
@@ -136,10 +131,7 @@ impl Journal {
         entry.seq = self.next_seq;
         let summary = &mut self.summary;
         summary.requests += 1;
-        *summary
-            .outcomes
-            .entry(entry.outcome.label().to_owned())
-            .or_default() += 1;
+        *summary.outcomes.entry(entry.outcome.label().to_owned()).or_default() += 1;
         match &entry.outcome {
             Outcome::Rejected { reason, .. } => *summary.rejected.entry(*reason).or_default() += 1,
             Outcome::Faulted { fault, .. } => {
@@ -206,10 +198,7 @@ mod tests {
             reason: RejectReason::NotChronological,
             error_type: "InvalidParameterException".to_owned(),
         }));
-        journal.record(entry(Outcome::Faulted {
-            fault: FaultKind::Throttle,
-            upstream_status: None,
-        }));
+        journal.record(entry(Outcome::Faulted { fault: FaultKind::Throttle, upstream_status: None }));
         journal.accept("g", "s", 3, 90);
         journal.accept("g", "s", 2, 60);
 
@@ -221,10 +210,7 @@ mod tests {
     #[test]
     fn entries_serialise_with_a_tagged_outcome() {
         let mut journal = Journal::new(10);
-        journal.record(entry(Outcome::Faulted {
-            fault: FaultKind::Ambiguous,
-            upstream_status: Some(200),
-        }));
+        journal.record(entry(Outcome::Faulted { fault: FaultKind::Ambiguous, upstream_status: Some(200) }));
         insta::assert_yaml_snapshot!(journal.entries());
     }
 }

@@ -116,28 +116,16 @@ impl Gateway {
                     return Err(GatewayError::UnsupportedUpstream { url: url.clone() });
                 }
                 let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-                Some(Upstream {
-                    base: url.as_str().trim_end_matches('/').to_owned(),
-                    client,
-                })
+                Some(Upstream { base: url.as_str().trim_end_matches('/').to_owned(), client })
             }
             None => None,
         };
         for (name, value) in [
-            (
-                "create_log_group_per_second",
-                options.create_log_group_per_second,
-            ),
-            (
-                "create_log_stream_per_second",
-                options.create_log_stream_per_second,
-            ),
+            ("create_log_group_per_second", options.create_log_group_per_second),
+            ("create_log_stream_per_second", options.create_log_stream_per_second),
         ] {
             if value == 0 {
-                return Err(GatewayError::InvalidOption {
-                    name,
-                    detail: "must be at least 1".to_owned(),
-                });
+                return Err(GatewayError::InvalidOption { name, detail: "must be at least 1".to_owned() });
             }
         }
         if options.journal_capacity == 0 {
@@ -148,14 +136,9 @@ impl Gateway {
         }
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|source| GatewayError::Bind {
-                addr: options.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
-            addr: options.listen,
-            source,
-        })?;
+            .map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
         let now = Instant::now();
         let (fault_changes, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
@@ -166,24 +149,15 @@ impl Gateway {
             fault_changes,
             listening: watch::Sender::new(true),
             rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
-            group_bucket: Mutex::new(rules::TokenBucket::new(
-                options.create_log_group_per_second,
-                now,
-            )),
-            stream_bucket: Mutex::new(rules::TokenBucket::new(
-                options.create_log_stream_per_second,
-                now,
-            )),
+            group_bucket: Mutex::new(rules::TokenBucket::new(options.create_log_group_per_second, now)),
+            stream_bucket: Mutex::new(rules::TokenBucket::new(options.create_log_stream_per_second, now)),
             journal: Mutex::new(journal::Journal::new(options.journal_capacity)),
             request_ids: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(proxy::accept_loop(Arc::clone(&shared), listener, addr));
-        let url =
-            Url::parse(&format!("http://{addr}/")).map_err(|e| GatewayError::InvalidOption {
-                name: "listen",
-                detail: e.to_string(),
-            })?;
+        let url = Url::parse(&format!("http://{addr}/"))
+            .map_err(|e| GatewayError::InvalidOption { name: "listen", detail: e.to_string() })?;
         Ok(GatewayHandle { shared, addr, url })
     }
 }
@@ -285,22 +259,19 @@ struct Shared {
 impl Shared {
     fn inject(&self, fault: Fault) -> Result<FaultId, FaultError> {
         let id = lock(&self.faults).inject(fault)?;
-        self.fault_changes
-            .send_modify(|generation| *generation += 1);
+        self.fault_changes.send_modify(|generation| *generation += 1);
         Ok(id)
     }
 
     fn remove(&self, id: FaultId) -> bool {
         let removed = lock(&self.faults).remove(id);
-        self.fault_changes
-            .send_modify(|generation| *generation += 1);
+        self.fault_changes.send_modify(|generation| *generation += 1);
         removed
     }
 
     fn clear(&self) {
         lock(&self.faults).clear();
-        self.fault_changes
-            .send_modify(|generation| *generation += 1);
+        self.fault_changes.send_modify(|generation| *generation += 1);
     }
 
     fn plan(&self, operation: &str) -> faults::Plan {

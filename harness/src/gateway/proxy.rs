@@ -162,10 +162,7 @@ struct RequestInfo {
 
 impl RequestInfo {
     fn connection() -> Self {
-        Self {
-            operation: "-".to_owned(),
-            ..Self::default()
-        }
+        Self { operation: "-".to_owned(), ..Self::default() }
     }
 
     fn entry(&self, outcome: Outcome) -> Entry {
@@ -184,10 +181,7 @@ impl RequestInfo {
 }
 
 fn faulted(fault: FaultKind, upstream_status: Option<u16>) -> Outcome {
-    Outcome::Faulted {
-        fault,
-        upstream_status,
-    }
+    Outcome::Faulted { fault, upstream_status }
 }
 
 /// Handles one request from arrival to answer (or cut).
@@ -200,10 +194,8 @@ async fn handle(
         return control::handle(&shared, request).await;
     }
     let request_id = shared.next_request_id();
-    let mut info = RequestInfo {
-        operation: wire::operation(request.headers()).to_owned(),
-        ..RequestInfo::default()
-    };
+    let mut info =
+        RequestInfo { operation: wire::operation(request.headers()).to_owned(), ..RequestInfo::default() };
     let plan = shared.plan(&info.operation);
     let (parts, mut body) = request.into_parts();
 
@@ -238,12 +230,7 @@ async fn handle(
             shared.record(info.entry(faulted(FaultKind::Throttle, None)));
             let throttled = Rejection::throttled();
             return paced(
-                wire::error(
-                    throttled.status,
-                    &throttled.error_type,
-                    &throttled.message,
-                    request_id,
-                ),
+                wire::error(throttled.status, &throttled.error_type, &throttled.message, request_id),
                 plan.bandwidth,
             )
             .await;
@@ -272,9 +259,7 @@ async fn handle(
         Some(upstream) => match forward(upstream, &parts, body).await {
             Ok(response) => response,
             Err(error) => {
-                shared.record(info.entry(Outcome::UpstreamFailed {
-                    error: error.clone(),
-                }));
+                shared.record(info.entry(Outcome::UpstreamFailed { error: error.clone() }));
                 if ambiguous {
                     return cut_connection(&cut).await;
                 }
@@ -289,11 +274,9 @@ async fn handle(
         None => wire::acknowledge(&info.operation, request_id),
     };
     let status = response.status();
-    if let (true, Some(group), Some(stream)) = (
-        status.is_success() && info.operation == "PutLogEvents",
-        &info.group,
-        &info.stream,
-    ) {
+    if let (true, Some(group), Some(stream)) =
+        (status.is_success() && info.operation == "PutLogEvents", &info.group, &info.stream)
+    {
         lock(&shared.journal).accept(group, stream, info.stats.events, info.stats.bytes);
     }
     if ambiguous {
@@ -301,9 +284,7 @@ async fn handle(
         return cut_connection(&cut).await;
     }
     let outcome = if shared.upstream.is_some() {
-        Outcome::Forwarded {
-            status: status.as_u16(),
-        }
+        Outcome::Forwarded { status: status.as_u16() }
     } else {
         Outcome::Acknowledged
     };
@@ -323,8 +304,7 @@ fn inspect(body: &[u8], info: &mut RequestInfo) -> Result<(), Rejection> {
             Ok(())
         }
         "CreateLogGroup" | "CreateLogStream" => {
-            let request: NamedRequest<'_> =
-                serde_json::from_slice(body).map_err(Rejection::malformed)?;
+            let request: NamedRequest<'_> = serde_json::from_slice(body).map_err(Rejection::malformed)?;
             let group = request.log_group_name.as_deref().unwrap_or_default();
             info.group = request.log_group_name.as_deref().map(str::to_owned);
             info.stream = request.log_stream_name.as_deref().map(str::to_owned);
@@ -364,16 +344,10 @@ fn reject(
     rejection: &Rejection,
     request_id: u64,
 ) -> Response<Full<Bytes>> {
-    shared.record(info.entry(Outcome::Rejected {
-        reason: rejection.reason,
-        error_type: rejection.error_type.clone(),
-    }));
-    wire::error(
-        rejection.status,
-        &rejection.error_type,
-        &rejection.message,
-        request_id,
-    )
+    shared.record(
+        info.entry(Outcome::Rejected { reason: rejection.reason, error_type: rejection.error_type.clone() }),
+    );
+    wire::error(rejection.status, &rejection.error_type, &rejection.message, request_id)
 }
 
 /// Waits until the fault is removed (or the gateway stops).
@@ -395,11 +369,7 @@ enum BodyError {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes, pacing under a bandwidth cap.
-async fn read_body(
-    mut body: Incoming,
-    limit: usize,
-    bandwidth: Option<u64>,
-) -> Result<Bytes, BodyError> {
+async fn read_body(mut body: Incoming, limit: usize, bandwidth: Option<u64>) -> Result<Bytes, BodyError> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyError::Transport)?;
@@ -419,9 +389,7 @@ async fn read_body(
 /// Delays an answer by its transfer time under a bandwidth cap.
 async fn paced(response: Response<Full<Bytes>>, bandwidth: Option<u64>) -> Response<Full<Bytes>> {
     if let Some(rate) = bandwidth {
-        let length = hyper::body::Body::size_hint(response.body())
-            .exact()
-            .unwrap_or(0);
+        let length = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
         let length = usize::try_from(length).unwrap_or(usize::MAX);
         tokio::time::sleep(transfer_time(length, rate)).await;
     }
@@ -448,17 +416,9 @@ async fn forward(
     *request.headers_mut() = parts.headers.clone();
     // The body is buffered and sent with its Content-Length.
     request.headers_mut().remove(TRANSFER_ENCODING);
-    let response = upstream
-        .client
-        .request(request)
-        .await
-        .map_err(|error| format!("{error:?}"))?;
+    let response = upstream.client.request(request).await.map_err(|error| format!("{error:?}"))?;
     let (mut head, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|error| error.to_string())?
-        .to_bytes();
+    let body = body.collect().await.map_err(|error| error.to_string())?.to_bytes();
     head.headers.remove(TRANSFER_ENCODING);
     Ok(Response::from_parts(head, Full::new(body)))
 }
@@ -476,39 +436,19 @@ mod tests {
 
     #[test]
     fn inspect_fills_names_and_stats_and_judges() {
-        let mut info = RequestInfo {
-            operation: "PutLogEvents".to_owned(),
-            ..RequestInfo::default()
-        };
-        let body = br#"{"logGroupName":"g","logStreamName":"s","logEvents":[{"timestamp":1,"message":"hi\n"}]}"#;
+        let mut info = RequestInfo { operation: "PutLogEvents".to_owned(), ..RequestInfo::default() };
+        let body =
+            br#"{"logGroupName":"g","logStreamName":"s","logEvents":[{"timestamp":1,"message":"hi\n"}]}"#;
         assert_eq!(inspect(body, &mut info), Ok(()));
         assert_eq!(info.group.as_deref(), Some("g"));
         assert_eq!(info.stream.as_deref(), Some("s"));
-        assert_eq!(
-            info.stats,
-            BatchStats {
-                events: 1,
-                bytes: 29
-            }
-        );
+        assert_eq!(info.stats, BatchStats { events: 1, bytes: 29 });
 
-        let mut create = RequestInfo {
-            operation: "CreateLogStream".to_owned(),
-            ..RequestInfo::default()
-        };
-        let rejected = inspect(
-            br#"{"logGroupName":"g","logStreamName":"a:b"}"#,
-            &mut create,
-        );
-        assert_eq!(
-            rejected.map_err(|r| r.reason),
-            Err(rules::RejectReason::InvalidStreamName)
-        );
+        let mut create = RequestInfo { operation: "CreateLogStream".to_owned(), ..RequestInfo::default() };
+        let rejected = inspect(br#"{"logGroupName":"g","logStreamName":"a:b"}"#, &mut create);
+        assert_eq!(rejected.map_err(|r| r.reason), Err(rules::RejectReason::InvalidStreamName));
 
-        let mut malformed = RequestInfo {
-            operation: "PutLogEvents".to_owned(),
-            ..RequestInfo::default()
-        };
+        let mut malformed = RequestInfo { operation: "PutLogEvents".to_owned(), ..RequestInfo::default() };
         let verdict = inspect(b"{not json", &mut malformed).map_err(|r| r.error_type);
         assert_eq!(verdict, Err("SerializationException".to_owned()));
     }

@@ -76,12 +76,7 @@ pub struct Rejection {
 
 impl Rejection {
     fn invalid(reason: RejectReason, message: String) -> Self {
-        Self {
-            reason,
-            status: 400,
-            error_type: "InvalidParameterException".to_owned(),
-            message,
-        }
+        Self { reason, status: 400, error_type: "InvalidParameterException".to_owned(), message }
     }
 
     /// The body could not be parsed (AWS answers `SerializationException`).
@@ -174,17 +169,12 @@ pub fn check_group_name(name: &str, creating: bool) -> Result<(), Rejection> {
     if name.is_empty() {
         return Err(Rejection::invalid(
             RejectReason::InvalidGroupName,
-            validation_error(
-                name,
-                field,
-                "Member must have length greater than or equal to 1",
-            ),
+            validation_error(name, field, "Member must have length greater than or equal to 1"),
         ));
     }
     // The allowed alphabet is ASCII, so byte length equals character length for valid names;
     // check the alphabet first so the length check below can count bytes.
-    let valid_char =
-        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b'.' | b'#');
+    let valid_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b'.' | b'#');
     if !name.bytes().all(valid_char) {
         return Err(Rejection::invalid(
             RejectReason::InvalidGroupName,
@@ -198,11 +188,7 @@ pub fn check_group_name(name: &str, creating: bool) -> Result<(), Rejection> {
     if name.len() > MAX_NAME_CHARS {
         return Err(Rejection::invalid(
             RejectReason::InvalidGroupName,
-            validation_error(
-                name,
-                field,
-                "Member must have length less than or equal to 512",
-            ),
+            validation_error(name, field, "Member must have length less than or equal to 512"),
         ));
     }
     if creating && name.starts_with(RESERVED_GROUP_PREFIX) {
@@ -220,31 +206,19 @@ pub fn check_stream_name(name: &str) -> Result<(), Rejection> {
     if name.is_empty() {
         return Err(Rejection::invalid(
             RejectReason::InvalidStreamName,
-            validation_error(
-                name,
-                field,
-                "Member must have length greater than or equal to 1",
-            ),
+            validation_error(name, field, "Member must have length greater than or equal to 1"),
         ));
     }
     if name.contains([':', '*']) {
         return Err(Rejection::invalid(
             RejectReason::InvalidStreamName,
-            validation_error(
-                name,
-                field,
-                "Member must satisfy regular expression pattern: [^:*]*",
-            ),
+            validation_error(name, field, "Member must satisfy regular expression pattern: [^:*]*"),
         ));
     }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(Rejection::invalid(
             RejectReason::InvalidStreamName,
-            validation_error(
-                name,
-                field,
-                "Member must have length less than or equal to 512",
-            ),
+            validation_error(name, field, "Member must have length less than or equal to 512"),
         ));
     }
     Ok(())
@@ -261,11 +235,7 @@ pub fn check_put_log_events(request: &PutLogEventsRequest<'_>) -> Result<BatchSt
     if events.is_empty() {
         return Err(Rejection::invalid(
             RejectReason::NoEvents,
-            validation_error(
-                "[]",
-                "logEvents",
-                "Member must have length greater than or equal to 1",
-            ),
+            validation_error("[]", "logEvents", "Member must have length greater than or equal to 1"),
         ));
     }
     if events.len() > MAX_BATCH_EVENTS {
@@ -300,8 +270,7 @@ pub fn check_put_log_events(request: &PutLogEventsRequest<'_>) -> Result<BatchSt
         if event.timestamp < previous {
             return Err(Rejection::invalid(
                 RejectReason::NotChronological,
-                "Log events in a single PutLogEvents request must be in chronological order."
-                    .to_owned(),
+                "Log events in a single PutLogEvents request must be in chronological order.".to_owned(),
             ));
         }
         previous = event.timestamp;
@@ -314,9 +283,7 @@ pub fn check_put_log_events(request: &PutLogEventsRequest<'_>) -> Result<BatchSt
         ));
     }
     // Sorted (checked above), so the span is last minus first.
-    let span = events[events.len() - 1]
-        .timestamp
-        .saturating_sub(events[0].timestamp);
+    let span = events[events.len() - 1].timestamp.saturating_sub(events[0].timestamp);
     if span > MAX_BATCH_SPAN_MS {
         return Err(Rejection::invalid(
             RejectReason::SpanTooLong,
@@ -324,10 +291,7 @@ pub fn check_put_log_events(request: &PutLogEventsRequest<'_>) -> Result<BatchSt
                 .to_owned(),
         ));
     }
-    Ok(BatchStats {
-        events: u32::try_from(events.len()).unwrap_or(u32::MAX),
-        bytes: total as u64,
-    })
+    Ok(BatchStats { events: u32::try_from(events.len()).unwrap_or(u32::MAX), bytes: total as u64 })
 }
 
 /// A token bucket: `per_second` tokens per second, bursts up to `per_second`.
@@ -344,11 +308,7 @@ impl TokenBucket {
     /// A full bucket refilling at `per_second` (at least 1).
     pub fn new(per_second: u32, now: Instant) -> Self {
         let per_second = f64::from(per_second.max(1));
-        Self {
-            per_second,
-            tokens: per_second,
-            last: now,
-        }
+        Self { per_second, tokens: per_second, last: now }
     }
 
     /// Takes one token if one is available at `now`.
@@ -371,10 +331,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn event(timestamp: i64, message: &str) -> InputLogEvent<'_> {
-        InputLogEvent {
-            timestamp,
-            message: Cow::Borrowed(message),
-        }
+        InputLogEvent { timestamp, message: Cow::Borrowed(message) }
     }
 
     fn batch(events: Vec<InputLogEvent<'_>>) -> PutLogEventsRequest<'_> {
@@ -397,13 +354,7 @@ mod tests {
         // 2 events: (a + 26) + (b + 26) == 1_048_576 with a = 524_262, b = 524_262.
         let half = "x".repeat(524_262);
         let ok = check_put_log_events(&batch(vec![event(1, &half), event(2, &half)]));
-        assert_eq!(
-            ok,
-            Ok(BatchStats {
-                events: 2,
-                bytes: 1_048_576
-            })
-        );
+        assert_eq!(ok, Ok(BatchStats { events: 2, bytes: 1_048_576 }));
 
         let longer = "x".repeat(524_263);
         let over = check_put_log_events(&batch(vec![event(1, &half), event(2, &longer)]));
@@ -434,33 +385,18 @@ mod tests {
     #[test]
     fn ten_thousand_events_are_accepted_ten_thousand_and_one_are_not() {
         let ok: Vec<_> = (0..10_000).map(|i| event(i, "a")).collect();
-        assert_eq!(
-            check_put_log_events(&batch(ok)).map(|s| s.events),
-            Ok(10_000)
-        );
+        assert_eq!(check_put_log_events(&batch(ok)).map(|s| s.events), Ok(10_000));
         let over: Vec<_> = (0..10_001).map(|i| event(i, "a")).collect();
-        assert_eq!(
-            reason(check_put_log_events(&batch(over))),
-            RejectReason::TooManyEvents
-        );
+        assert_eq!(reason(check_put_log_events(&batch(over))), RejectReason::TooManyEvents);
     }
 
     #[test]
     fn span_of_exactly_24_hours_is_accepted_one_ms_more_is_not() {
         let start = 1_700_000_000_000;
-        let ok = batch(vec![
-            event(start, "a"),
-            event(start + MAX_BATCH_SPAN_MS, "b"),
-        ]);
+        let ok = batch(vec![event(start, "a"), event(start + MAX_BATCH_SPAN_MS, "b")]);
         assert!(check_put_log_events(&ok).is_ok());
-        let over = batch(vec![
-            event(start, "a"),
-            event(start + MAX_BATCH_SPAN_MS + 1, "b"),
-        ]);
-        assert_eq!(
-            reason(check_put_log_events(&over)),
-            RejectReason::SpanTooLong
-        );
+        let over = batch(vec![event(start, "a"), event(start + MAX_BATCH_SPAN_MS + 1, "b")]);
+        assert_eq!(reason(check_put_log_events(&over)), RejectReason::SpanTooLong);
     }
 
     #[test]
@@ -479,10 +415,7 @@ mod tests {
         let rejection = check_put_log_events(&empty).expect_err("empty message must fail");
         assert_eq!(rejection.reason, RejectReason::EmptyMessage);
         assert!(rejection.message.contains("logEvents.2.member.message"));
-        assert_eq!(
-            reason(check_put_log_events(&batch(vec![]))),
-            RejectReason::NoEvents
-        );
+        assert_eq!(reason(check_put_log_events(&batch(vec![]))), RejectReason::NoEvents);
     }
 
     #[test]

@@ -19,9 +19,7 @@ pub fn operation(headers: &HeaderMap) -> &str {
     headers
         .get("x-amz-target")
         .and_then(|value| value.to_str().ok())
-        .map_or("-", |target| {
-            target.strip_prefix(TARGET_PREFIX).unwrap_or(target)
-        })
+        .map_or("-", |target| target.strip_prefix(TARGET_PREFIX).unwrap_or(target))
 }
 
 fn request_id(seq: u64) -> String {
@@ -53,12 +51,7 @@ pub fn error(status: u16, error_type: &str, message: &str, seq: u64) -> Response
 
 /// The 503 `ServiceUnavailableException` CloudWatch answers when it is unavailable.
 pub fn service_unavailable(seq: u64) -> Response<Full<Bytes>> {
-    error(
-        503,
-        "ServiceUnavailableException",
-        "The service cannot complete the request.",
-        seq,
-    )
+    error(503, "ServiceUnavailableException", "The service cannot complete the request.", seq)
 }
 
 /// Sink-mode acknowledgement of a valid request.
@@ -80,10 +73,7 @@ mod tests {
     fn operation_comes_from_the_target_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(operation(&headers), "-");
-        headers.insert(
-            "x-amz-target",
-            HeaderValue::from_static("Logs_20140328.PutLogEvents"),
-        );
+        headers.insert("x-amz-target", HeaderValue::from_static("Logs_20140328.PutLogEvents"));
         assert_eq!(operation(&headers), "PutLogEvents");
     }
 
@@ -92,18 +82,12 @@ mod tests {
         let response = error(400, "ThrottlingException", "Rate exceeded", 9);
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()[CONTENT_TYPE], AMZ_JSON);
-        assert_eq!(
-            response.headers()["x-amzn-errortype"],
-            "ThrottlingException"
-        );
+        assert_eq!(response.headers()["x-amzn-errortype"], "ThrottlingException");
         let body = response.into_body();
         let bytes = futures::executor::block_on(http_body_util::BodyExt::collect(body))
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&bytes).expect("json body");
-        assert_eq!(
-            value,
-            serde_json::json!({"__type": "ThrottlingException", "message": "Rate exceeded"})
-        );
+        assert_eq!(value, serde_json::json!({"__type": "ThrottlingException", "message": "Rate exceeded"}));
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{self, Ledger};
 use crate::backend::{Backend, BackendKind};
-use crate::gateway::{Fault as GatewayFault, FaultKind as GatewayFaultKind, Gateway, GatewayHandle, GatewayOptions};
+use crate::gateway::{
+    Fault as GatewayFault, FaultKind as GatewayFaultKind, Gateway, GatewayHandle, GatewayOptions,
+};
 use crate::report::{Check, Report, Sample};
 use crate::scenario::Scenario;
 use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperProcess, free_port};
@@ -120,12 +122,16 @@ async fn start_env(choice: &BackendChoice, seed: u64, dir: &std::path::Path) -> 
     let backend = Backend::start(choice.kind()).await.map_err(component("backend"))?;
     let endpoint = backend.endpoint.clone();
     let upstream = reqwest::Url::parse(&endpoint).map_err(component("backend"))?;
-    let gateway = Gateway::start(GatewayOptions { upstream: Some(upstream), seed, ..GatewayOptions::default() })
-        .await
-        .map_err(component("gateway"))?;
-    let standin = StandinApi::start(StandinOptions { bookmark_interval: Duration::from_secs(1), ..StandinOptions::default() })
-        .await
-        .map_err(component("stand-in API"))?;
+    let gateway =
+        Gateway::start(GatewayOptions { upstream: Some(upstream), seed, ..GatewayOptions::default() })
+            .await
+            .map_err(component("gateway"))?;
+    let standin = StandinApi::start(StandinOptions {
+        bookmark_interval: Duration::from_secs(1),
+        ..StandinOptions::default()
+    })
+    .await
+    .map_err(component("stand-in API"))?;
     let kubeconfig = dir.join("kubeconfig");
     standin.write_kubeconfig(&kubeconfig).map_err(component("stand-in API"))?;
     let client = backend.client();
@@ -160,8 +166,14 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
 
     let mut extra = BTreeMap::new();
     let s = &scenario.shipper;
-    extra.insert("SHIPPER_FLUSH_INTERVAL".into(), fmt_dur(s.flush_interval.map(|d| d.0).unwrap_or(Duration::from_millis(200))));
-    extra.insert("SHIPPER_METADATA_WAIT".into(), fmt_dur(s.metadata_wait.map(|d| d.0).unwrap_or(Duration::from_secs(5))));
+    extra.insert(
+        "SHIPPER_FLUSH_INTERVAL".into(),
+        fmt_dur(s.flush_interval.map(|d| d.0).unwrap_or(Duration::from_millis(200))),
+    );
+    extra.insert(
+        "SHIPPER_METADATA_WAIT".into(),
+        fmt_dur(s.metadata_wait.map(|d| d.0).unwrap_or(Duration::from_secs(5))),
+    );
     let grace = s.shutdown_grace.map(|d| d.0).unwrap_or(Duration::from_secs(5));
     extra.insert("SHIPPER_SHUTDOWN_GRACE".into(), fmt_dur(grace));
     if let Some(max) = &s.spool_max_bytes {
@@ -215,7 +227,9 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
             if pod.start.0 > t {
                 return true;
             }
-            match create_pod(&env.standin, pod, &node_name).and_then(|uid| workload.add_pod(pod, &uid).map_err(RunError::from)) {
+            match create_pod(&env.standin, pod, &node_name)
+                .and_then(|uid| workload.add_pod(pod, &uid).map_err(RunError::from))
+            {
                 Ok(()) => false,
                 Err(e) => {
                     tracing::error!(pod = %pod.name, error = %e, "pod could not be created");
@@ -262,32 +276,35 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     // Drain gate: wait until nothing is missing, or the deadline.
     let deadline = Instant::now() + scenario.expect.drain_timeout.0;
     let expected_lines = ledger.len() as u64;
-    let mut delivered = audit::Delivered::default();
     let mut drained_at = None;
-    loop {
+    let delivered = loop {
         let t = t0.elapsed();
-        samples.push(Sample { t: t.as_secs_f64(), written: workload.written(), delivered: delivered_events(&env.gateway) });
-        if delivered_events(&env.gateway) >= expected_lines {
-            delivered = audit::read_all(&env.client).await.map_err(component("audit"))?;
+        let accepted = delivered_events(&env.gateway);
+        samples.push(Sample { t: t.as_secs_f64(), written: workload.written(), delivered: accepted });
+        if accepted >= expected_lines {
+            let delivered = audit::read_all(&env.client).await.map_err(component("audit"))?;
             if audit::verdict(&ledger, &delivered).missing_count() == 0 {
                 drained_at = Some(t);
-                break;
+                break delivered;
             }
         }
         if Instant::now() >= deadline {
-            delivered = audit::read_all(&env.client).await.map_err(component("audit"))?;
-            break;
+            break audit::read_all(&env.client).await.map_err(component("audit"))?;
         }
         if let Ok(m) = shipper.metrics().await {
             last_metrics = m;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    };
     if let Ok(m) = shipper.metrics().await {
         last_metrics = m;
     }
     let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
-    checks.push(Check { name: "clean shutdown".into(), ok: exit == Some(0), detail: format!("exit code {exit:?} after SIGTERM") });
+    checks.push(Check {
+        name: "clean shutdown".into(),
+        ok: exit == Some(0),
+        detail: format!("exit code {exit:?} after SIGTERM"),
+    });
 
     let verdict = audit::verdict(&ledger, &delivered);
     let measured = verdict::Measured {
@@ -303,7 +320,15 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
         metrics: last_metrics,
         gateway: serde_json::to_value(env.gateway.summary()).unwrap_or_default(),
     };
-    let report = verdict::build_report(scenario, "local", &options.backend.name(), options.seed, &verdict, &delivered, measured);
+    let report = verdict::build_report(
+        scenario,
+        "local",
+        &options.backend.name(),
+        options.seed,
+        &verdict,
+        &delivered,
+        measured,
+    );
     report.write(&out_dir).map_err(component("report"))?;
     Ok(report)
 }
@@ -371,12 +396,22 @@ pub async fn up(choice: BackendChoice) -> Result<(), RunError> {
     let env = start_env(&choice, 1, work.path()).await?;
     let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
     println!("# stand-in API, {} backend and fault gateway are up. Point a shipper at them:", choice.name());
-    println!("export CLUSTER_NAME={CLUSTER} NODE_NAME=node-a AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test");
+    println!(
+        "export CLUSTER_NAME={CLUSTER} NODE_NAME=node-a AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
+    );
     println!("export AWS_ENDPOINT_URL={}", env.gateway.url().as_str().trim_end_matches('/'));
     println!("export KUBECONFIG={}", env.kubeconfig.display());
-    println!("export SHIPPER_LOG_PATHS='{}/*.log' SHIPPER_STATE_DIR={}", node.containers_dir().display(), work.path().join("state").display());
+    println!(
+        "export SHIPPER_LOG_PATHS='{}/*.log' SHIPPER_STATE_DIR={}",
+        node.containers_dir().display(),
+        work.path().join("state").display()
+    );
     println!("# backend (read back directly): {}", env.backend.endpoint);
-    println!("# stand-in control API: {}/_standin/  gateway control API: {}_gateway/", env.standin.control_url(), env.gateway.url());
+    println!(
+        "# stand-in control API: {}/_standin/  gateway control API: {}_gateway/",
+        env.standin.control_url(),
+        env.gateway.url()
+    );
     println!("# Ctrl-C to stop.");
     tokio::signal::ctrl_c().await.map_err(component("signal"))?;
     Ok(())
@@ -384,7 +419,8 @@ pub async fn up(choice: BackendChoice) -> Result<(), RunError> {
 
 fn create_pod(standin: &Standin, pod: &crate::scenario::PodSpec, node: &str) -> Result<String, RunError> {
     let labels: Vec<(&str, &str)> = pod.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let containers: Vec<(&str, &str)> = pod.containers.iter().map(|c| (c.name.as_str(), c.image.as_str())).collect();
+    let containers: Vec<(&str, &str)> =
+        pod.containers.iter().map(|c| (c.name.as_str(), c.image.as_str())).collect();
     let mut json = pod_json(&pod.namespace, &pod.name, Some(node), &labels, &containers);
     if !pod.annotations.is_empty() {
         json["metadata"]["annotations"] = serde_json::to_value(&pod.annotations).unwrap_or_default();
@@ -425,7 +461,10 @@ fn fmt_dur(d: Duration) -> String {
 }
 
 fn now_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn active_faults(scenario: &Scenario, t: Duration) -> String {

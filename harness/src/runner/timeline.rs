@@ -72,8 +72,9 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             FaultKind::ShipperTerm => steps.push(Step { at, action: Action::Term(restart) }),
             FaultKind::ShipperKillRandom => {
                 let window = end.saturating_sub(at).as_millis().max(1) as u64;
-                let mut points: Vec<Duration> =
-                    (0..f.count.unwrap_or(1)).map(|_| at + Duration::from_millis(rng.u64(0..window))).collect();
+                let mut points: Vec<Duration> = (0..f.count.unwrap_or(1))
+                    .map(|_| at + Duration::from_millis(rng.u64(0..window)))
+                    .collect();
                 points.sort();
                 steps.extend(points.into_iter().map(|p| Step { at: p, action: Action::Kill(restart) }));
             }
@@ -95,7 +96,10 @@ pub fn windows(scenario: &Scenario) -> Vec<FaultWindow> {
         .faults
         .iter()
         .map(|f| FaultWindow {
-            kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            kind: serde_json::to_value(f.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
             start: f.at.0.as_secs_f64(),
             end: f.end().as_secs_f64(),
         })

@@ -47,7 +47,8 @@ fn shape_mismatches(scenario: &Scenario, delivered: &Delivered) -> (u64, Vec<Str
                     Err(err) => Some(format!("not a JSON object: {err}")),
                     Ok(m) => {
                         let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-                        let want = ["container_image", "container_name", "host", "log", "namespace", "pod_name"];
+                        let want =
+                            ["container_image", "container_name", "host", "log", "namespace", "pod_name"];
                         if keys != want {
                             Some(format!("keys {keys:?}, want exactly {want:?}"))
                         } else {
@@ -55,11 +56,22 @@ fn shape_mismatches(scenario: &Scenario, delivered: &Delivered) -> (u64, Vec<Str
                             match pods.iter().find(|p| p.name == s("pod_name")) {
                                 None => Some(format!("unknown pod_name {:?}", s("pod_name"))),
                                 Some(pod) => {
-                                    let image = pod.containers.iter().find(|c| c.name == s("container_name")).map(|c| c.image.clone());
+                                    let image = pod
+                                        .containers
+                                        .iter()
+                                        .find(|c| c.name == s("container_name"))
+                                        .map(|c| c.image.clone());
                                     if s("namespace") != pod.namespace {
-                                        Some(format!("namespace {:?}, want {:?}", s("namespace"), pod.namespace))
+                                        Some(format!(
+                                            "namespace {:?}, want {:?}",
+                                            s("namespace"),
+                                            pod.namespace
+                                        ))
                                     } else if image.as_deref() != Some(s("container_image").as_str()) {
-                                        Some(format!("container_image {:?}, want {image:?}", s("container_image")))
+                                        Some(format!(
+                                            "container_image {:?}, want {image:?}",
+                                            s("container_image")
+                                        ))
                                     } else if s("host") != scenario.node.name {
                                         Some(format!("host {:?}, want {:?}", s("host"), scenario.node.name))
                                     } else {
@@ -87,19 +99,39 @@ fn metric(m: &BTreeMap<String, f64>, name: &str) -> u64 {
 }
 
 /// Build the report and its verdict.
-pub fn build_report(scenario: &Scenario, tier: &str, backend: &str, seed: u64, verdict: &Verdict, delivered: &Delivered, m: Measured) -> Report {
+pub fn build_report(
+    scenario: &Scenario,
+    tier: &str,
+    backend: &str,
+    seed: u64,
+    verdict: &Verdict,
+    delivered: &Delivered,
+    m: Measured,
+) -> Report {
     let mut checks = Vec::new();
     let missing = verdict.missing_count();
-    checks.push(Check { name: "no line missing".into(), ok: missing == 0, detail: format!("{missing} of {} lines missing", m.lines_written) });
+    checks.push(Check {
+        name: "no line missing".into(),
+        ok: missing == 0,
+        detail: format!("{missing} of {} lines missing", m.lines_written),
+    });
     checks.push(Check {
         name: "no spurious line".into(),
         ok: verdict.spurious.is_empty(),
-        detail: verdict.spurious.first().map(|f| format!("{} e.g. {}/{}: {}", verdict.spurious.len(), f.group, f.stream, f.reason)).unwrap_or_else(|| "0".into()),
+        detail: verdict
+            .spurious
+            .first()
+            .map(|f| format!("{} e.g. {}/{}: {}", verdict.spurious.len(), f.group, f.stream, f.reason))
+            .unwrap_or_else(|| "0".into()),
     });
     checks.push(Check {
         name: "no corrupted line".into(),
         ok: verdict.corrupted.is_empty(),
-        detail: verdict.corrupted.first().map(|f| format!("{} e.g. {}/{}: {}", verdict.corrupted.len(), f.group, f.stream, f.reason)).unwrap_or_else(|| "0".into()),
+        detail: verdict
+            .corrupted
+            .first()
+            .map(|f| format!("{} e.g. {}/{}: {}", verdict.corrupted.len(), f.group, f.stream, f.reason))
+            .unwrap_or_else(|| "0".into()),
     });
     checks.push(Check {
         name: "duplicates within bound".into(),
@@ -121,18 +153,27 @@ pub fn build_report(scenario: &Scenario, tier: &str, backend: &str, seed: u64, v
     checks.push(Check {
         name: "message shape".into(),
         ok: bad_shape == 0,
-        detail: if bad_shape == 0 { "every event has exactly the 6 contract keys with the pod's values".into() } else { format!("{bad_shape} bad events, e.g. {}", examples.join("; ")) },
+        detail: if bad_shape == 0 {
+            "every event has exactly the 6 contract keys with the pod's values".into()
+        } else {
+            format!("{bad_shape} bad events, e.g. {}", examples.join("; "))
+        },
     });
     checks.extend(m.checks);
     checks.push(Check {
         name: "spool drained".into(),
         ok: metric(&m.metrics, "shipper_spool_events") == 0,
-        detail: format!("{} events, {} bytes left", metric(&m.metrics, "shipper_spool_events"), metric(&m.metrics, "shipper_spool_bytes")),
+        detail: format!(
+            "{} events, {} bytes left",
+            metric(&m.metrics, "shipper_spool_events"),
+            metric(&m.metrics, "shipper_spool_bytes")
+        ),
     });
     if m.starts == 1 {
         let mut drops = BTreeMap::new();
         for (k, v) in &m.metrics {
-            if let Some(reason) = k.strip_prefix("shipper_events_dropped_total{reason=\"").and_then(|r| r.strip_suffix("\"}"))
+            if let Some(reason) =
+                k.strip_prefix("shipper_events_dropped_total{reason=\"").and_then(|r| r.strip_suffix("\"}"))
                 && *v > 0.0
             {
                 drops.insert(reason.to_owned(), *v as u64);
@@ -145,12 +186,15 @@ pub fn build_report(scenario: &Scenario, tier: &str, backend: &str, seed: u64, v
         });
         let ambiguous = scenario.faults.iter().any(|f| f.kind == FaultKind::Ambiguous);
         if !ambiguous {
-            let backend_events: u64 = verdict.streams.values().flat_map(|s| s.values()).map(|c| c.events).sum();
+            let backend_events: u64 =
+                verdict.streams.values().flat_map(|s| s.values()).map(|c| c.events).sum();
             let shipper_delivered = metric(&m.metrics, "shipper_events_delivered_total");
             checks.push(Check {
                 name: "metrics reconcile with the backend".into(),
                 ok: backend_events == shipper_delivered,
-                detail: format!("shipper says {shipper_delivered} events delivered, backend holds {backend_events}"),
+                detail: format!(
+                    "shipper says {shipper_delivered} events delivered, backend holds {backend_events}"
+                ),
             });
         }
     }
@@ -173,7 +217,10 @@ pub fn build_report(scenario: &Scenario, tier: &str, backend: &str, seed: u64, v
     checks.push(Check {
         name: "drained in time".into(),
         ok: m.drained_at.is_some(),
-        detail: format!("{drain_seconds:.1}s after the last fault and line (limit {:?})", scenario.expect.drain_timeout.0),
+        detail: format!(
+            "{drain_seconds:.1}s after the last fault and line (limit {:?})",
+            scenario.expect.drain_timeout.0
+        ),
     });
     Report {
         scenario: scenario.name.clone(),

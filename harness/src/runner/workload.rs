@@ -96,14 +96,16 @@ impl Workload {
     /// Add a pod's containers; they start writing at `pod.start`.
     pub fn add_pod(&mut self, pod: &PodSpec, uid: &str) -> Result<(), WorkloadError> {
         for c in &pod.containers {
-            let classes = c
-                .sizes
-                .iter()
-                .map(|s| line_class(s))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|reason| WorkloadError::Spec { pod: pod.name.clone(), container: c.name.clone(), reason })?;
+            let classes =
+                c.sizes.iter().map(|s| line_class(s)).collect::<Result<Vec<_>, _>>().map_err(|reason| {
+                    WorkloadError::Spec { pod: pod.name.clone(), container: c.name.clone(), reason }
+                })?;
             if classes.is_empty() {
-                return Err(WorkloadError::Spec { pod: pod.name.clone(), container: c.name.clone(), reason: "`sizes` is empty".into() });
+                return Err(WorkloadError::Spec {
+                    pod: pod.name.clone(),
+                    container: c.name.clone(),
+                    reason: "`sizes` is empty".into(),
+                });
             }
             if !matches!(c.format.as_str(), "cri" | "docker") {
                 return Err(WorkloadError::Spec {
@@ -135,16 +137,24 @@ impl Workload {
                 continue;
             }
             if w.log.is_none() {
-                let format = if w.spec.format == "docker" { LogFormat::Docker } else { LogFormat::Cri };
-                w.log = Some(self.node.add_container_with_format(&w.namespace, &w.pod, &w.uid, &w.spec.name, format)?);
+                let format = if w.spec.format == "docker" { LogFormat::DockerJson } else { LogFormat::Cri };
+                w.log = Some(self.node.add_container_with_format(
+                    &w.namespace,
+                    &w.pod,
+                    &w.uid,
+                    &w.spec.name,
+                    format,
+                )?);
             }
             while w.written < due {
                 let seq = w.written;
                 let class = w.classes[(seq as usize) % w.classes.len()];
-                let bytes = Payload::line(&self.run, &w.pod, &w.spec.name, seq, class).map_err(|e| WorkloadError::Spec {
-                    pod: w.pod.clone(),
-                    container: w.spec.name.clone(),
-                    reason: format!("{e:?}"),
+                let bytes = Payload::line(&self.run, &w.pod, &w.spec.name, seq, class).map_err(|e| {
+                    WorkloadError::Spec {
+                        pod: w.pod.clone(),
+                        container: w.spec.name.clone(),
+                        reason: format!("{e:?}"),
+                    }
                 })?;
                 ledger.record_payload(&w.pod, &w.spec.name, seq, class);
                 let stream = w.stream(seq);
@@ -163,7 +173,10 @@ impl Workload {
         let mut n = 0;
         for w in &mut self.writers {
             if let Some(log) = w.log.as_mut()
-                && log.rotate_if_needed(self.settings.container_log_max_size, self.settings.container_log_max_files)?
+                && log.rotate_if_needed(
+                    self.settings.container_log_max_size,
+                    self.settings.container_log_max_files,
+                )?
             {
                 n += 1;
             }

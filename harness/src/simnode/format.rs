@@ -83,13 +83,7 @@ pub fn rotation_stamp(secs_since_epoch: u64) -> String {
 
 /// Append the records a runtime writes for one line, splitting lines over
 /// [`MAX_RECORD_BYTES`] the way the runtime does.
-pub fn push_line(
-    out: &mut Vec<u8>,
-    format: LogFormat,
-    stream: Stream,
-    time: SystemTime,
-    line: &[u8],
-) {
+pub fn push_line(out: &mut Vec<u8>, format: LogFormat, stream: Stream, time: SystemTime, line: &[u8]) {
     match format {
         LogFormat::Cri => push_cri(out, stream, time, line),
         LogFormat::DockerJson => push_docker(out, stream, time, line),
@@ -102,11 +96,8 @@ pub fn push_line(
 fn push_cri(out: &mut Vec<u8>, stream: Stream, time: SystemTime, line: &[u8]) {
     let mut rest = line;
     loop {
-        let (piece, tag) = if rest.len() > MAX_RECORD_BYTES {
-            (&rest[..MAX_RECORD_BYTES], b'P')
-        } else {
-            (rest, b'F')
-        };
+        let (piece, tag) =
+            if rest.len() > MAX_RECORD_BYTES { (&rest[..MAX_RECORD_BYTES], b'P') } else { (rest, b'F') };
         push_rfc3339_nano(out, time);
         out.push(b' ');
         out.extend_from_slice(stream.as_str().as_bytes());
@@ -136,13 +127,7 @@ fn push_docker(out: &mut Vec<u8>, stream: Stream, time: SystemTime, line: &[u8])
     }
 }
 
-fn push_docker_record(
-    out: &mut Vec<u8>,
-    stream: Stream,
-    time: SystemTime,
-    piece: &[u8],
-    last: bool,
-) {
+fn push_docker_record(out: &mut Vec<u8>, stream: Stream, time: SystemTime, piece: &[u8], last: bool) {
     out.extend_from_slice(br#"{"log":""#);
     push_go_json_string(out, piece);
     if last {
@@ -256,18 +241,9 @@ mod tests {
     #[test]
     fn timestamps_trim_trailing_zeros_like_go() {
         assert_eq!(rfc(at(NOV_25_2026_10H, 0)), "2026-11-25T10:00:00Z");
-        assert_eq!(
-            rfc(at(NOV_25_2026_10H, 123_456_700)),
-            "2026-11-25T10:00:00.1234567Z"
-        );
-        assert_eq!(
-            rfc(at(NOV_25_2026_10H, 1)),
-            "2026-11-25T10:00:00.000000001Z"
-        );
-        assert_eq!(
-            rfc(at(NOV_25_2026_10H + 3599, 500_000_000)),
-            "2026-11-25T10:59:59.5Z"
-        );
+        assert_eq!(rfc(at(NOV_25_2026_10H, 123_456_700)), "2026-11-25T10:00:00.1234567Z");
+        assert_eq!(rfc(at(NOV_25_2026_10H, 1)), "2026-11-25T10:00:00.000000001Z");
+        assert_eq!(rfc(at(NOV_25_2026_10H + 3599, 500_000_000)), "2026-11-25T10:59:59.5Z");
         assert_eq!(rfc(at(951_782_400, 0)), "2000-02-29T00:00:00Z");
     }
 
@@ -296,12 +272,7 @@ mod tests {
     #[test]
     fn docker_json_escapes_like_go() {
         let mut out = Vec::new();
-        push_docker(
-            &mut out,
-            Stream::Stderr,
-            at(NOV_25_2026_10H, 5_000),
-            b"a\"<\xff\xf0\x9f\t",
-        );
+        push_docker(&mut out, Stream::Stderr, at(NOV_25_2026_10H, 5_000), b"a\"<\xff\xf0\x9f\t");
         assert_eq!(
             String::from_utf8_lossy(&out),
             "{\"log\":\"a\\\"\\u003c\\ufffd\\ufffd\\ufffd\\t\\n\",\"stream\":\"stderr\",\

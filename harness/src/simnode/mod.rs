@@ -48,11 +48,7 @@ pub enum SimNodeError {
 
 impl SimNodeError {
     fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        SimNodeError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        SimNodeError::Io { op, path: path.into(), source }
     }
 }
 
@@ -72,10 +68,7 @@ impl SimNode {
         for dir in [&pods_dir, &containers_dir] {
             fs::create_dir_all(dir).map_err(|source| SimNodeError::io("create", dir, source))?;
         }
-        Ok(SimNode {
-            pods_dir,
-            containers_dir,
-        })
+        Ok(SimNode { pods_dir, containers_dir })
     }
 
     /// `root/var/log/pods`.
@@ -119,10 +112,7 @@ impl SimNode {
                 reason: "must be non-empty without '/' or '_'",
             });
         }
-        let container_dir = self
-            .pods_dir
-            .join(format!("{namespace}_{pod}_{uid}"))
-            .join(container);
+        let container_dir = self.pods_dir.join(format!("{namespace}_{pod}_{uid}")).join(container);
         fs::create_dir_all(&container_dir)
             .map_err(|source| SimNodeError::io("create", &container_dir, source))?;
         let mut log = ContainerLog {
@@ -150,17 +140,13 @@ impl SimNode {
         let entries = fs::read_dir(&self.containers_dir)
             .map_err(|source| SimNodeError::io("list", &self.containers_dir, source))?;
         for entry in entries {
-            let link = entry
-                .map_err(|source| SimNodeError::io("list", &self.containers_dir, source))?
-                .path();
+            let link = entry.map_err(|source| SimNodeError::io("list", &self.containers_dir, source))?.path();
             if fs::read_link(&link).is_ok_and(|target| target.starts_with(&pod_dir)) {
                 remove_if_exists(&link)?;
             }
         }
         match fs::remove_dir_all(&pod_dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(SimNodeError::io("remove", &pod_dir, e))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SimNodeError::io("remove", &pod_dir, e)),
             _ => Ok(()),
         }
     }
@@ -251,20 +237,16 @@ impl ContainerLog {
     /// catching the runtime mid-write.
     pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), SimNodeError> {
         let path = self.path();
-        let file = self.file.as_mut().ok_or_else(|| {
-            SimNodeError::io("write", &path, io::Error::other("log file is closed"))
-        })?;
-        file.write_all(bytes)
-            .map_err(|source| SimNodeError::io("write", path, source))
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| SimNodeError::io("write", &path, io::Error::other("log file is closed")))?;
+        file.write_all(bytes).map_err(|source| SimNodeError::io("write", path, source))
     }
 
     /// kubelet's rotation check, now: rotate if the current file is at least `max_size`
     /// bytes. Returns whether it rotated.
-    pub fn rotate_if_needed(
-        &mut self,
-        max_size: u64,
-        max_files: usize,
-    ) -> Result<bool, SimNodeError> {
+    pub fn rotate_if_needed(&mut self, max_size: u64, max_files: usize) -> Result<bool, SimNodeError> {
         self.rotate_if_needed_at(max_size, max_files, SystemTime::now())
     }
 
@@ -281,9 +263,7 @@ impl ContainerLog {
         now: SystemTime,
     ) -> Result<bool, SimNodeError> {
         let current = self.path();
-        let size = fs::metadata(&current)
-            .map_err(|source| SimNodeError::io("stat", &current, source))?
-            .len();
+        let size = fs::metadata(&current).map_err(|source| SimNodeError::io("stat", &current, source))?.len();
         if size < max_size {
             return Ok(false);
         }
@@ -294,16 +274,14 @@ impl ContainerLog {
             _ => now_secs,
         };
         let rotated = loop {
-            let candidate =
-                PathBuf::from(format!("{}.{}", current.display(), rotation_stamp(secs)));
+            let candidate = PathBuf::from(format!("{}.{}", current.display(), rotation_stamp(secs)));
             let gz = PathBuf::from(format!("{}.gz", candidate.display()));
             if !candidate.exists() && !gz.exists() {
                 break candidate;
             }
             secs += 1;
         };
-        fs::rename(&current, &rotated)
-            .map_err(|source| SimNodeError::io("rename", &current, source))?;
+        fs::rename(&current, &rotated).map_err(|source| SimNodeError::io("rename", &current, source))?;
         self.last_rotation_secs = Some(secs);
         // ReopenContainerLog: the runtime closes its descriptor and creates a fresh file.
         self.file = Some(create_log_file(&current)?);
@@ -316,8 +294,7 @@ impl ContainerLog {
     /// its files (`<n>.log*`) and symlink, as kubelet's container GC does.
     pub fn restart(&mut self) -> Result<(), SimNodeError> {
         self.file = None;
-        self.dead
-            .push_back((self.restart_count, std::mem::take(&mut self.container_id)));
+        self.dead.push_back((self.restart_count, std::mem::take(&mut self.container_id)));
         while self.dead.len() > KEPT_DEAD_CONTAINERS {
             if let Some((restart, id)) = self.dead.pop_front() {
                 self.remove_instance(restart, &id)?;
@@ -343,8 +320,7 @@ impl ContainerLog {
         self.file = Some(create_log_file(&path)?);
         let link = self.symlink();
         remove_if_exists(&link)?;
-        std::os::unix::fs::symlink(&path, &link)
-            .map_err(|source| SimNodeError::io("symlink", &link, source))
+        std::os::unix::fs::symlink(&path, &link).map_err(|source| SimNodeError::io("symlink", &link, source))
     }
 
     /// kubelet's `removeContainerLog`: `Clean` removes `<n>.log*`, then the symlink goes.
@@ -362,10 +338,7 @@ impl ContainerLog {
     }
 
     fn symlink_for(&self, id: &str) -> PathBuf {
-        self.containers_dir.join(format!(
-            "{}_{}_{}-{id}.log",
-            self.pod, self.namespace, self.container
-        ))
+        self.containers_dir.join(format!("{}_{}_{}-{id}.log", self.pod, self.namespace, self.container))
     }
 }
 
@@ -387,9 +360,7 @@ fn remove_if_exists(path: &Path) -> Result<(), SimNodeError> {
 /// 64 lowercase hex characters, like a containerd container id.
 fn new_container_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..64)
-        .map(|_| char::from(HEX[fastrand::usize(..16)]))
-        .collect()
+    (0..64).map(|_| char::from(HEX[fastrand::usize(..16)])).collect()
 }
 
 /// DNS-1123 label/subdomain characters: what Kubernetes allows in these names, and what
@@ -397,20 +368,13 @@ fn new_container_id() -> String {
 fn validate_dns_name(what: &'static str, value: &str, max_len: usize) -> Result<(), SimNodeError> {
     let reason = if value.is_empty() || value.len() > max_len {
         Some("length out of range")
-    } else if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
+    } else if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
         Some("only lowercase letters, digits, '-' and '.' are allowed")
     } else {
         None
     };
     match reason {
-        Some(reason) => Err(SimNodeError::InvalidName {
-            what,
-            value: value.to_owned(),
-            reason,
-        }),
+        Some(reason) => Err(SimNodeError::InvalidName { what, value: value.to_owned(), reason }),
         None => Ok(()),
     }
 }

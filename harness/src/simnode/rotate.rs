@@ -81,9 +81,7 @@ fn compress(file: &Path) -> Result<(), SimNodeError> {
     let output = File::create(&tmp).map_err(|source| SimNodeError::io("create", &tmp, source))?;
     let mut encoder = GzEncoder::new(output, Compression::default());
     io::copy(&mut input, &mut encoder).map_err(|source| SimNodeError::io("gzip", &tmp, source))?;
-    encoder
-        .finish()
-        .map_err(|source| SimNodeError::io("gzip", &tmp, source))?;
+    encoder.finish().map_err(|source| SimNodeError::io("gzip", &tmp, source))?;
     fs::rename(&tmp, &gz).map_err(|source| SimNodeError::io("rename", &tmp, source))?;
     remove(file)
 }
@@ -101,7 +99,5 @@ fn has_suffix(path: &Path, suffix: &str) -> bool {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }

@@ -33,19 +33,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/namespaces/{namespace}/pods", get(namespaced_pods))
         .route("/api/v1/namespaces/{namespace}/pods/{name}", get(get_pod))
         .fallback(not_found_path)
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            availability_gate,
-        ))
+        .layer(middleware::from_fn_with_state(shared.clone(), availability_gate))
         .with_state(shared)
 }
 
 /// 503 for every API request while the stand-in is marked unavailable.
-async fn availability_gate(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn availability_gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     if *shared.availability.borrow() != Availability::Available {
         return status_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -81,12 +74,7 @@ pub(crate) fn status_response(
 
 /// A JSON body with `Content-Type: application/json`.
 pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Maps a store error to the status the real API server would send.
@@ -98,15 +86,10 @@ pub(crate) fn store_error_response(error: &StoreError) -> Response {
             error.to_string(),
             Some(json!({"name": name, "kind": "pods"})),
         ),
-        StoreError::InvalidPod { .. } => status_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            error.to_string(),
-            None,
-        ),
-        StoreError::TooOld { .. } => {
-            status_response(StatusCode::GONE, "Expired", error.to_string(), None)
+        StoreError::InvalidPod { .. } => {
+            status_response(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", error.to_string(), None)
         }
+        StoreError::TooOld { .. } => status_response(StatusCode::GONE, "Expired", error.to_string(), None),
     }
 }
 
@@ -141,10 +124,7 @@ async fn api_versions(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn api_groups() -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
-    )
+    json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
 }
 
 async fn api_resources() -> Response {
@@ -171,10 +151,7 @@ async fn not_found_path(request: Request) -> Response {
     status_response(
         StatusCode::NOT_FOUND,
         "NotFound",
-        format!(
-            "the server could not find the requested resource ({})",
-            request.uri().path()
-        ),
+        format!("the server could not find the requested resource ({})", request.uri().path()),
         None,
     )
 }
@@ -209,12 +186,7 @@ fn bad_request(message: String) -> Response {
 }
 
 fn invalid(message: &str) -> Response {
-    status_response(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "Invalid",
-        message.to_owned(),
-        None,
-    )
+    status_response(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message.to_owned(), None)
 }
 
 fn flag(query: &HashMap<String, String>, name: &str) -> bool {
@@ -224,23 +196,14 @@ fn flag(query: &HashMap<String, String>, name: &str) -> bool {
 /// LIST or WATCH, depending on `watch`.
 fn pods(shared: Arc<Shared>, namespace: Option<&str>, query: &HashMap<String, String>) -> Response {
     let text = |name: &str| query.get(name).map_or("", String::as_str);
-    let selector = match PodSelector::parse(text("fieldSelector"), text("labelSelector"), namespace)
-    {
+    let selector = match PodSelector::parse(text("fieldSelector"), text("labelSelector"), namespace) {
         Ok(selector) => selector,
         Err(error) => return bad_request(error.to_string()),
     };
-    if flag(query, "watch") {
-        start_watch(shared, selector, query)
-    } else {
-        list(&shared, &selector, query)
-    }
+    if flag(query, "watch") { start_watch(shared, selector, query) } else { list(&shared, &selector, query) }
 }
 
-fn start_watch(
-    shared: Arc<Shared>,
-    selector: PodSelector,
-    query: &HashMap<String, String>,
-) -> Response {
+fn start_watch(shared: Arc<Shared>, selector: PodSelector, query: &HashMap<String, String>) -> Response {
     let bookmarks = flag(query, "allowWatchBookmarks");
     let resource_version = query.get("resourceVersion").map_or("", String::as_str);
     let start = if flag(query, "sendInitialEvents") {
@@ -250,13 +213,9 @@ fn start_watch(
         if !bookmarks {
             return invalid("sendInitialEvents requires allowWatchBookmarks=true");
         }
-        Start::Snapshot {
-            initial_events_end: true,
-        }
+        Start::Snapshot { initial_events_end: true }
     } else if resource_version.is_empty() || resource_version == "0" {
-        Start::Snapshot {
-            initial_events_end: false,
-        }
+        Start::Snapshot { initial_events_end: false }
     } else {
         match resource_version.parse::<u64>() {
             Ok(rv) => Start::After(rv),
@@ -272,24 +231,9 @@ fn start_watch(
     };
     let counters = &shared.counters;
     counters.watches.fetch_add(1, Ordering::Relaxed);
-    counters
-        .last_watch_rv
-        .store(resource_version.parse().unwrap_or(0), Ordering::Relaxed);
-    let body = Body::from_stream(watch::stream(
-        shared,
-        WatchRequest {
-            selector,
-            start,
-            bookmarks,
-            timeout,
-        },
-    ));
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    counters.last_watch_rv.store(resource_version.parse().unwrap_or(0), Ordering::Relaxed);
+    let body = Body::from_stream(watch::stream(shared, WatchRequest { selector, start, bookmarks, timeout }));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A `continue` token: the snapshot resourceVersion and the last key returned.
@@ -334,10 +278,9 @@ fn list(shared: &Shared, selector: &PodSelector, query: &HashMap<String, String>
         }
     };
     let range = match &after {
-        Some(after) => snapshot.pods.range::<(String, String), _>((
-            std::ops::Bound::Excluded(after),
-            std::ops::Bound::Unbounded,
-        )),
+        Some(after) => snapshot
+            .pods
+            .range::<(String, String), _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
         None => snapshot.pods.range::<(String, String), _>(..),
     };
     let mut matching = range.filter(|(_, pod)| selector.matches(pod));

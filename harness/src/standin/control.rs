@@ -36,10 +36,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_standin/pods/{namespace}/{name}", delete(delete_pod))
         .route("/_standin/pods/{namespace}/{name}/labels", put(set_labels))
         .route("/_standin/pods/{namespace}/{name}/node", put(bind))
-        .route(
-            "/_standin/pods/{namespace}/{name}/container-statuses",
-            put(set_container_statuses),
-        )
+        .route("/_standin/pods/{namespace}/{name}/container-statuses", put(set_container_statuses))
         .route("/_standin/compact", post(compact))
         .route("/_standin/drop-watches", post(drop_watches))
         .route("/_standin/availability", put(set_availability))
@@ -70,10 +67,7 @@ async fn set_labels(
     Path((namespace, name)): Path<(String, String)>,
     Json(labels): Json<BTreeMap<String, String>>,
 ) -> Response {
-    let labels: Map<String, Value> = labels
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
+    let labels: Map<String, Value> = labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     pod_result(shared.store.set_labels(&namespace, &name, labels))
 }
 
@@ -97,19 +91,12 @@ async fn set_container_statuses(
     Path((namespace, name)): Path<(String, String)>,
     Json(statuses): Json<Value>,
 ) -> Response {
-    pod_result(
-        shared
-            .store
-            .set_container_statuses(&namespace, &name, statuses),
-    )
+    pod_result(shared.store.set_container_statuses(&namespace, &name, statuses))
 }
 
 async fn compact(State(shared): State<Arc<Shared>>) -> Response {
     shared.store.compact();
-    json_response(
-        StatusCode::OK,
-        &json!({"resourceVersion": shared.store.resource_version().to_string()}),
-    )
+    json_response(StatusCode::OK, &json!({"resourceVersion": shared.store.resource_version().to_string()}))
 }
 
 async fn drop_watches(State(shared): State<Arc<Shared>>) -> Response {
@@ -129,10 +116,7 @@ async fn set_availability(
     Json(switch): Json<AvailabilitySwitch>,
 ) -> Response {
     shared.set_availability(switch.availability);
-    json_response(
-        StatusCode::OK,
-        &json!({"availability": switch.availability}),
-    )
+    json_response(StatusCode::OK, &json!({"availability": switch.availability}))
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {

@@ -118,11 +118,7 @@ impl Default for StandinOptions {
 impl StandinOptions {
     /// Checks the options, so that a bad value fails at start rather than mid-test.
     pub fn validate(&self) -> Result<(), StandinError> {
-        let invalid = |reason: &str| {
-            Err(StandinError::InvalidOptions {
-                reason: reason.to_owned(),
-            })
-        };
+        let invalid = |reason: &str| Err(StandinError::InvalidOptions { reason: reason.to_owned() });
         if self.bookmark_interval.is_zero() {
             return invalid("bookmark_interval must be positive");
         }
@@ -177,17 +173,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn watch_token(&self) -> CancellationToken {
-        self.watch_generation
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.watch_generation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn drop_watches(&self) {
-        let mut current = self
-            .watch_generation
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = self.watch_generation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         current.cancel();
         *current = CancellationToken::new();
     }
@@ -226,16 +216,13 @@ impl StandinApi {
             addr: options.api_addr,
             source,
         })?;
-        let control_listener =
-            server::bind(options.control_addr).map_err(|source| StandinError::Bind {
-                what: "control",
-                addr: options.control_addr,
-                source,
-            })?;
+        let control_listener = server::bind(options.control_addr).map_err(|source| StandinError::Bind {
+            what: "control",
+            addr: options.control_addr,
+            source,
+        })?;
         let local = |listener: &tokio::net::TcpListener, what, addr| {
-            listener
-                .local_addr()
-                .map_err(|source| StandinError::Bind { what, addr, source })
+            listener.local_addr().map_err(|source| StandinError::Bind { what, addr, source })
         };
         let api_addr = local(&api_listener, "api", options.api_addr)?;
         let control_addr = local(&control_listener, "control", options.control_addr)?;
@@ -266,13 +253,7 @@ impl StandinApi {
                 shutdown.clone().cancelled_owned(),
             )),
         ];
-        Ok(Standin {
-            shared,
-            api_addr,
-            control_addr,
-            shutdown,
-            tasks,
-        })
+        Ok(Standin { shared, api_addr, control_addr, shutdown, tasks })
     }
 }
 
@@ -311,10 +292,8 @@ impl Standin {
     /// Writes [`Self::kubeconfig`] to `path`.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), StandinError> {
         let path = path.as_ref();
-        std::fs::write(path, self.kubeconfig()).map_err(|source| StandinError::Kubeconfig {
-            path: path.to_owned(),
-            source,
-        })
+        std::fs::write(path, self.kubeconfig())
+            .map_err(|source| StandinError::Kubeconfig { path: path.to_owned(), source })
     }
 
     /// Creates the pod, or replaces the pod with the same namespace and name (keeping its uid
@@ -324,21 +303,14 @@ impl Standin {
     }
 
     /// Replaces the labels of a pod.
-    pub fn set_labels<I, K, V>(
-        &self,
-        namespace: &str,
-        name: &str,
-        labels: I,
-    ) -> Result<Value, StandinError>
+    pub fn set_labels<I, K, V>(&self, namespace: &str, name: &str, labels: I) -> Result<Value, StandinError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
         V: Into<String>,
     {
-        let labels: serde_json::Map<String, Value> = labels
-            .into_iter()
-            .map(|(k, v)| (k.into(), Value::String(v.into())))
-            .collect();
+        let labels: serde_json::Map<String, Value> =
+            labels.into_iter().map(|(k, v)| (k.into(), Value::String(v.into()))).collect();
         Ok(self.shared.store.set_labels(namespace, name, labels)?)
     }
 
@@ -354,10 +326,7 @@ impl Standin {
         name: &str,
         statuses: Value,
     ) -> Result<Value, StandinError> {
-        Ok(self
-            .shared
-            .store
-            .set_container_statuses(namespace, name, statuses)?)
+        Ok(self.shared.store.set_container_statuses(namespace, name, statuses)?)
     }
 
     /// Deletes a pod; returns its last state.

@@ -20,10 +20,8 @@ pub fn pod_json(
     labels: &[(&str, &str)],
     containers: &[(&str, &str)],
 ) -> Value {
-    let labels: serde_json::Map<String, Value> = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
-        .collect();
+    let labels: serde_json::Map<String, Value> =
+        labels.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
     let spec_containers: Vec<Value> = containers
         .iter()
         .map(|(name, image)| json!({"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}))
@@ -87,21 +85,11 @@ pub fn container_statuses_json(containers: &[(&str, &str)]) -> Value {
 pub(crate) fn new_uid() -> String {
     let hex = random_hex(32);
     let variant = ['8', '9', 'a', 'b'][fastrand::usize(..4)];
-    format!(
-        "{}-{}-4{}-{}{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        variant,
-        &hex[17..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-4{}-{}{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], variant, &hex[17..20], &hex[20..32])
 }
 
 fn random_hex(len: usize) -> String {
-    (0..len)
-        .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap_or('0'))
-        .collect()
+    (0..len).map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap_or('0')).collect()
 }
 
 #[cfg(test)]
@@ -109,9 +97,7 @@ mod tests {
     use super::*;
 
     fn is_hex(s: &str, len: usize) -> bool {
-        s.len() == len
-            && s.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
     }
 
     #[test]
@@ -129,20 +115,9 @@ mod tests {
         assert_eq!(status["name"], "nginx");
         assert_eq!(status["image"], "docker.io/library/nginx:1.27");
         let id = status["containerID"].as_str().unwrap();
-        assert!(
-            is_hex(id.strip_prefix("containerd://").unwrap(), 64),
-            "{id}"
-        );
+        assert!(is_hex(id.strip_prefix("containerd://").unwrap(), 64), "{id}");
         let image_id = status["imageID"].as_str().unwrap();
-        assert!(
-            is_hex(
-                image_id
-                    .strip_prefix("docker.io/library/nginx@sha256:")
-                    .unwrap(),
-                64
-            ),
-            "{image_id}"
-        );
+        assert!(is_hex(image_id.strip_prefix("docker.io/library/nginx@sha256:").unwrap(), 64), "{image_id}");
         // k8s-openapi must accept it.
         let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
         assert_eq!(typed.spec.unwrap().containers[0].name, "nginx");
@@ -160,14 +135,8 @@ mod tests {
     fn uid_is_a_v4_uuid() {
         let uid = new_uid();
         let parts: Vec<&str> = uid.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
         assert!(parts[2].starts_with('4'));
-        assert!(matches!(
-            parts[3].chars().next(),
-            Some('8' | '9' | 'a' | 'b')
-        ));
+        assert!(matches!(parts[3].chars().next(), Some('8' | '9' | 'a' | 'b')));
     }
 }

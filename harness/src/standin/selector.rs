@@ -34,9 +34,7 @@ pub enum SelectorError {
         field: String,
     },
     /// A field selector term has no operator.
-    #[error(
-        "invalid field selector term {term:?}: expected field=value, field==value or field!=value"
-    )]
+    #[error("invalid field selector term {term:?}: expected field=value, field==value or field!=value")]
     InvalidFieldTerm {
         /// The term.
         term: String,
@@ -98,13 +96,8 @@ impl PodSelector {
         {
             return false;
         }
-        self.fields
-            .iter()
-            .all(|req| (field_value(pod, req.field) == req.value.as_str()) == req.equal)
-            && self
-                .labels
-                .iter()
-                .all(|req| label_matches(req, &pod["metadata"]["labels"]))
+        self.fields.iter().all(|req| (field_value(pod, req.field) == req.value.as_str()) == req.equal)
+            && self.labels.iter().all(|req| label_matches(req, &pod["metadata"]["labels"]))
     }
 }
 
@@ -118,22 +111,14 @@ fn parse_fields(selector: &str) -> Result<Vec<FieldRequirement>, SelectorError> 
         } else if let Some((f, v)) = term.split_once('=') {
             (f, v, true)
         } else {
-            return Err(SelectorError::InvalidFieldTerm {
-                term: term.to_owned(),
-            });
+            return Err(SelectorError::InvalidFieldTerm { term: term.to_owned() });
         };
         let field = field.trim();
         let supported = SUPPORTED_FIELDS
             .iter()
             .find(|known| **known == field)
-            .ok_or_else(|| SelectorError::UnsupportedField {
-                field: field.to_owned(),
-            })?;
-        requirements.push(FieldRequirement {
-            field: supported,
-            value: value.trim().to_owned(),
-            equal,
-        });
+            .ok_or_else(|| SelectorError::UnsupportedField { field: field.to_owned() })?;
+        requirements.push(FieldRequirement { field: supported, value: value.trim().to_owned(), equal });
     }
     Ok(requirements)
 }
@@ -149,23 +134,14 @@ fn field_value<'a>(pod: &'a Value, field: &str) -> Cow<'a, str> {
         "spec.schedulerName" => text(&pod["spec"]["schedulerName"]),
         "spec.serviceAccountName" => text(&pod["spec"]["serviceAccountName"]),
         "spec.hostNetwork" => {
-            Cow::Borrowed(if pod["spec"]["hostNetwork"].as_bool() == Some(true) {
-                "true"
-            } else {
-                "false"
-            })
+            Cow::Borrowed(if pod["spec"]["hostNetwork"].as_bool() == Some(true) { "true" } else { "false" })
         }
         "status.phase" => text(&pod["status"]["phase"]),
         "status.podIP" => text(&pod["status"]["podIP"]),
         "status.podIPs" => Cow::Owned(
             pod["status"]["podIPs"]
                 .as_array()
-                .map(|ips| {
-                    ips.iter()
-                        .filter_map(|ip| ip["ip"].as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|ips| ips.iter().filter_map(|ip| ip["ip"].as_str()).collect::<Vec<_>>().join(","))
                 .unwrap_or_default(),
         ),
         "status.nominatedNodeName" => text(&pod["status"]["nominatedNodeName"]),
@@ -182,9 +158,7 @@ fn split_top_level(selector: &str) -> Result<Vec<&str>, SelectorError> {
         match c {
             '(' => depth += 1,
             ')' => {
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or_else(|| label_error(selector, "unbalanced ')'"))?;
+                depth = depth.checked_sub(1).ok_or_else(|| label_error(selector, "unbalanced ')'"))?;
             }
             ',' if depth == 0 => {
                 terms.push(&selector[start..i]);
@@ -216,21 +190,14 @@ fn parse_label_term(term: &str) -> Result<LabelRequirement, SelectorError> {
         return Ok(LabelRequirement::NotExists(label_key(term, key)?));
     }
     if let Some(open) = term.find('(') {
-        let inner = term[open + 1..]
-            .strip_suffix(')')
-            .ok_or_else(|| label_error(term, "expected ')' at the end"))?;
+        let inner =
+            term[open + 1..].strip_suffix(')').ok_or_else(|| label_error(term, "expected ')' at the end"))?;
         let mut head = term[..open].split_whitespace();
         let (Some(key), Some(op), None) = (head.next(), head.next(), head.next()) else {
-            return Err(label_error(
-                term,
-                "expected 'key in (...)' or 'key notin (...)'",
-            ));
+            return Err(label_error(term, "expected 'key in (...)' or 'key notin (...)'"));
         };
         let key = label_key(term, key)?;
-        let values = inner
-            .split(',')
-            .map(|v| label_value(term, v.trim()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = inner.split(',').map(|v| label_value(term, v.trim())).collect::<Result<Vec<_>, _>>()?;
         return match op {
             "in" => Ok(LabelRequirement::In(key, values)),
             "notin" => Ok(LabelRequirement::NotIn(key, values)),
@@ -244,10 +211,7 @@ fn parse_label_term(term: &str) -> Result<LabelRequirement, SelectorError> {
         ));
     }
     if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return Ok(LabelRequirement::Equals(
-            label_key(term, key.trim())?,
-            label_value(term, value.trim())?,
-        ));
+        return Ok(LabelRequirement::Equals(label_key(term, key.trim())?, label_value(term, value.trim())?));
     }
     Ok(LabelRequirement::Exists(label_key(term, term)?))
 }
@@ -255,33 +219,18 @@ fn parse_label_term(term: &str) -> Result<LabelRequirement, SelectorError> {
 fn label_key(term: &str, key: &str) -> Result<String, SelectorError> {
     let valid = !key.is_empty()
         && key.len() <= 316
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if valid {
-        Ok(key.to_owned())
-    } else {
-        Err(label_error(term, "invalid label key"))
-    }
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if valid { Ok(key.to_owned()) } else { Err(label_error(term, "invalid label key")) }
 }
 
 fn label_value(term: &str, value: &str) -> Result<String, SelectorError> {
-    let valid = value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
-        Ok(value.to_owned())
-    } else {
-        Err(label_error(term, "invalid label value"))
-    }
+    let valid =
+        value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid { Ok(value.to_owned()) } else { Err(label_error(term, "invalid label value")) }
 }
 
 fn label_error(term: &str, reason: &'static str) -> SelectorError {
-    SelectorError::InvalidLabelTerm {
-        term: term.to_owned(),
-        reason,
-    }
+    SelectorError::InvalidLabelTerm { term: term.to_owned(), reason }
 }
 
 fn label_matches(requirement: &LabelRequirement, labels: &Value) -> bool {
@@ -303,8 +252,7 @@ mod tests {
     use serde_json::json;
 
     fn pod(node: Option<&str>, labels: Value) -> Value {
-        let mut pod =
-            json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}, "spec": {}});
+        let mut pod = json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}, "spec": {}});
         if let Some(node) = node {
             pod["spec"]["nodeName"] = json!(node);
         }
@@ -312,9 +260,7 @@ mod tests {
     }
 
     fn matches(fields: &str, labels: &str, pod: &Value) -> bool {
-        PodSelector::parse(fields, labels, None)
-            .unwrap()
-            .matches(pod)
+        PodSelector::parse(fields, labels, None).unwrap().matches(pod)
     }
 
     #[test]
@@ -326,11 +272,7 @@ mod tests {
         assert!(!matches("spec.nodeName!=node-a", "", &bound));
         assert!(!matches("spec.nodeName=node-a", "", &unbound));
         assert!(matches("spec.nodeName=", "", &unbound));
-        assert!(matches(
-            "spec.nodeName=node-a,metadata.namespace=ns,metadata.name!=q",
-            "",
-            &bound
-        ));
+        assert!(matches("spec.nodeName=node-a,metadata.namespace=ns,metadata.name!=q", "", &bound));
         assert!(matches("spec.hostNetwork=false", "", &bound));
         assert!(!matches("metadata.namespace=other", "", &bound));
     }
@@ -339,9 +281,7 @@ mod tests {
     fn unsupported_field_is_an_error() {
         assert_eq!(
             PodSelector::parse("spec.containers=x", "", None),
-            Err(SelectorError::UnsupportedField {
-                field: "spec.containers".into()
-            })
+            Err(SelectorError::UnsupportedField { field: "spec.containers".into() })
         );
         assert!(matches!(
             PodSelector::parse("spec.nodeName", "", None),
@@ -360,18 +300,8 @@ mod tests {
         assert!(!matches("", "missing in (x)", &p));
         assert!(!matches("", "!app", &p));
         assert!(!matches("", "app in (db,api)", &p));
-        for bad in [
-            "app in (a",
-            "app in a)",
-            "app zz (a)",
-            "=x",
-            "app=a b",
-            "in (a)",
-        ] {
-            assert!(
-                PodSelector::parse("", bad, None).is_err(),
-                "{bad} should be rejected"
-            );
+        for bad in ["app in (a", "app in a)", "app zz (a)", "=x", "app=a b", "in (a)"] {
+            assert!(PodSelector::parse("", bad, None).is_err(), "{bad} should be rejected");
         }
     }
 

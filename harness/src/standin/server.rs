@@ -18,11 +18,7 @@ use super::Availability;
 
 /// Binds a listener with `SO_REUSEADDR`, so the same port can be bound again after an outage.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
@@ -30,11 +26,7 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `router` on `listener` until `stop` resolves; then closes the listener and every
 /// connection it accepted.
-pub(crate) async fn serve_until(
-    listener: TcpListener,
-    router: Router,
-    stop: impl Future<Output = ()>,
-) {
+pub(crate) async fn serve_until(listener: TcpListener, router: Router, stop: impl Future<Output = ()>) {
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {

@@ -121,20 +121,14 @@ impl Store {
     /// All pods now.
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
-        Snapshot {
-            rv: inner.rv,
-            pods: inner.pods.clone(),
-        }
+        Snapshot { rv: inner.rv, pods: inner.pods.clone() }
     }
 
     /// All pods as they were at `rv`, rebuilt by undoing the newer changes.
     pub fn snapshot_at(&self, rv: u64) -> Result<Snapshot, StoreError> {
         let inner = self.lock();
         if rv < inner.floor || rv > inner.rv {
-            return Err(StoreError::TooOld {
-                requested: rv,
-                oldest: inner.floor,
-            });
+            return Err(StoreError::TooOld { requested: rv, oldest: inner.floor });
         }
         let mut pods = inner.pods.clone();
         for change in inner.history.iter().rev().take_while(|c| c.rv > rv) {
@@ -151,10 +145,7 @@ impl Store {
     pub fn changes_since(&self, rv: u64) -> Result<(Vec<Arc<Change>>, u64), StoreError> {
         let inner = self.lock();
         if rv < inner.floor {
-            return Err(StoreError::TooOld {
-                requested: rv,
-                oldest: inner.floor,
-            });
+            return Err(StoreError::TooOld { requested: rv, oldest: inner.floor });
         }
         let start = inner.history.partition_point(|c| c.rv <= rv);
         let changes = inner.history.range(start..).cloned().collect();
@@ -200,9 +191,7 @@ impl Store {
                 let kept = identity.and_then(|m| m.get(field)).cloned();
                 let value = match (kept, pod["metadata"].get(field)) {
                     (Some(kept), _) => kept,
-                    (None, Some(Value::String(given))) if !given.is_empty() => {
-                        Value::String(given.clone())
-                    }
+                    (None, Some(Value::String(given))) if !given.is_empty() => Value::String(given.clone()),
                     (None, _) if field == "uid" => Value::String(crate::standin::pod::new_uid()),
                     (None, _) => Value::String(now_rfc3339()),
                 };
@@ -270,8 +259,7 @@ impl Store {
     ) -> Result<Value, StoreError> {
         let key = (namespace.to_owned(), name.to_owned());
         self.write(key, |existing| {
-            let mut pod =
-                Value::clone(existing.ok_or_else(|| not_found(&(namespace.into(), name.into())))?);
+            let mut pod = Value::clone(existing.ok_or_else(|| not_found(&(namespace.into(), name.into())))?);
             edit(&mut pod);
             Ok(pod)
         })
@@ -297,17 +285,9 @@ impl Store {
     }
 }
 
-fn record(
-    inner: &mut Inner,
-    rv: u64,
-    key: PodKey,
-    old: Option<Arc<Value>>,
-    new: Option<Arc<Value>>,
-) {
+fn record(inner: &mut Inner, rv: u64, key: PodKey, old: Option<Arc<Value>>, new: Option<Arc<Value>>) {
     inner.rv = rv;
-    inner
-        .history
-        .push_back(Arc::new(Change { rv, key, old, new }));
+    inner.history.push_back(Arc::new(Change { rv, key, old, new }));
     while inner.history.len() > inner.history_limit {
         if let Some(dropped) = inner.history.pop_front() {
             inner.floor = dropped.rv;
@@ -317,11 +297,7 @@ fn record(
 
 /// Sets `metadata.resourceVersion`.
 pub(crate) fn stamp(pod: &mut Value, rv: u64) {
-    set_path(
-        pod,
-        &["metadata", "resourceVersion"],
-        Value::String(rv.to_string()),
-    );
+    set_path(pod, &["metadata", "resourceVersion"], Value::String(rv.to_string()));
 }
 
 /// Sets a nested field, creating (or replacing non-object) parents.
@@ -335,9 +311,7 @@ fn set_path(value: &mut Value, path: &[&str], leaf: Value) {
             *cursor = Value::Object(Map::new());
         }
         let Value::Object(map) = cursor else { return };
-        cursor = map
-            .entry(*part)
-            .or_insert_with(|| Value::Object(Map::new()));
+        cursor = map.entry(*part).or_insert_with(|| Value::Object(Map::new()));
     }
     if !cursor.is_object() {
         *cursor = Value::Object(Map::new());
@@ -347,31 +321,20 @@ fn set_path(value: &mut Value, path: &[&str], leaf: Value) {
     }
 }
 
-fn check_type_field(
-    object: &Map<String, Value>,
-    field: &str,
-    expected: &str,
-) -> Result<(), StoreError> {
+fn check_type_field(object: &Map<String, Value>, field: &str, expected: &str) -> Result<(), StoreError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s == expected => Ok(()),
-        Some(other) => Err(invalid(&format!(
-            "{field} must be {expected:?}, got {other}"
-        ))),
+        Some(other) => Err(invalid(&format!("{field} must be {expected:?}, got {other}"))),
     }
 }
 
 fn invalid(reason: &str) -> StoreError {
-    StoreError::InvalidPod {
-        reason: reason.to_owned(),
-    }
+    StoreError::InvalidPod { reason: reason.to_owned() }
 }
 
 fn not_found(key: &PodKey) -> StoreError {
-    StoreError::NotFound {
-        namespace: key.0.clone(),
-        name: key.1.clone(),
-    }
+    StoreError::NotFound { namespace: key.0.clone(), name: key.1.clone() }
 }
 
 /// Now as RFC 3339 with seconds, like `creationTimestamp`.
@@ -399,10 +362,7 @@ mod tests {
         let second = store.apply(pod("a")).unwrap();
         assert_eq!(second["metadata"]["resourceVersion"], "3");
         assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"]);
-        assert_eq!(
-            second["metadata"]["creationTimestamp"],
-            first["metadata"]["creationTimestamp"]
-        );
+        assert_eq!(second["metadata"]["creationTimestamp"], first["metadata"]["creationTimestamp"]);
     }
 
     #[test]
@@ -412,10 +372,7 @@ mod tests {
             store.apply(json!({"kind": "Service", "metadata": {"name": "a"}})),
             Err(StoreError::InvalidPod { .. })
         ));
-        assert!(matches!(
-            store.apply(json!({"metadata": {}})),
-            Err(StoreError::InvalidPod { .. })
-        ));
+        assert!(matches!(store.apply(json!({"metadata": {}})), Err(StoreError::InvalidPod { .. })));
         assert_eq!(store.resource_version(), 1);
     }
 
@@ -426,13 +383,7 @@ mod tests {
             store.apply(pod(name)).unwrap();
         }
         // rv 2,3,4 written; only 3 and 4 retained, so rv 3 is the oldest answerable start.
-        assert!(matches!(
-            store.changes_since(2),
-            Err(StoreError::TooOld {
-                requested: 2,
-                oldest: 3
-            })
-        ));
+        assert!(matches!(store.changes_since(2), Err(StoreError::TooOld { requested: 2, oldest: 3 })));
         let (changes, current) = store.changes_since(3).unwrap();
         assert_eq!((changes.len(), current), (1, 4));
         let at3 = store.snapshot_at(3).unwrap();
@@ -464,10 +415,7 @@ mod tests {
         let store = Store::new(10);
         assert_eq!(
             store.delete("ns", "x"),
-            Err(StoreError::NotFound {
-                namespace: "ns".into(),
-                name: "x".into()
-            })
+            Err(StoreError::NotFound { namespace: "ns".into(), name: "x".into() })
         );
     }
 }

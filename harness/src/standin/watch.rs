@@ -120,10 +120,7 @@ impl Session {
                 }
                 Err(StoreError::TooOld { requested, oldest }) => {
                     self.done = true;
-                    self.shared
-                        .counters
-                        .expired_watches
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.counters.expired_watches.fetch_add(1, Ordering::Relaxed);
                     return Some(expired_event(requested, oldest));
                 }
                 Err(other) => {
@@ -159,14 +156,8 @@ impl Session {
     }
 
     fn push_transition(&self, buf: &mut Vec<u8>, change: &Change) {
-        let old_matched = change
-            .old
-            .as_deref()
-            .is_some_and(|o| self.selector.matches(o));
-        let new_matches = change
-            .new
-            .as_deref()
-            .is_some_and(|n| self.selector.matches(n));
+        let old_matched = change.old.as_deref().is_some_and(|o| self.selector.matches(o));
+        let new_matches = change.new.as_deref().is_some_and(|n| self.selector.matches(n));
         match (old_matched, new_matches, &change.old, &change.new) {
             (false, true, _, Some(new)) => push_event(buf, "ADDED", new),
             (true, true, _, Some(new)) => push_event(buf, "MODIFIED", new),
@@ -194,16 +185,9 @@ fn push_bookmark(buf: &mut Vec<u8>, shared: &Shared, rv: u64, initial_events_end
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    push_event(
-        buf,
-        "BOOKMARK",
-        &json!({"kind": "Pod", "apiVersion": "v1", "metadata": metadata}),
-    );
+    push_event(buf, "BOOKMARK", &json!({"kind": "Pod", "apiVersion": "v1", "metadata": metadata}));
     shared.counters.bookmarks.fetch_add(1, Ordering::Relaxed);
-    shared
-        .counters
-        .last_bookmark_rv
-        .fetch_max(rv, Ordering::Relaxed);
+    shared.counters.last_bookmark_rv.fetch_max(rv, Ordering::Relaxed);
 }
 
 fn expired_event(requested: u64, oldest: u64) -> Bytes {

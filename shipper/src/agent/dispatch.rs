@@ -57,10 +57,7 @@ impl Dispatcher {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     break;
                 };
-                self.in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(chunk.stream_id.clone());
+                self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(chunk.stream_id.clone());
                 let job = Job {
                     spool: self.spool.clone(),
                     sink: self.sink.clone(),
@@ -121,10 +118,7 @@ impl Job {
             }
             Err(_cancelled) => {}
         }
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&chunk.stream_id);
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&chunk.stream_id);
         self.wake.notify_one();
     }
 
@@ -133,10 +127,7 @@ impl Job {
     /// stream goes on.
     fn quarantine(&self, chunk: &ChunkRef, error: &crate::spool::SpoolError) {
         let path = &chunk.path;
-        let quarantine = path
-            .parent()
-            .and_then(|p| p.parent())
-            .map(|spool| spool.join("quarantine"));
+        let quarantine = path.parent().and_then(|p| p.parent()).map(|spool| spool.join("quarantine"));
         if let Some(dir) = quarantine
             && let Some(name) = path.file_name()
         {
@@ -153,9 +144,6 @@ impl Job {
             tracing::error!(error = %e, "freeing a corrupt chunk failed");
         }
         drop(spool);
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&chunk.stream_id);
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&chunk.stream_id);
     }
 }

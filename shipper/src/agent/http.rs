@@ -30,28 +30,21 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(AppState { metrics, pods });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
+    let result =
+        axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
     if let Err(e) = result {
         tracing::error!(error = %e, "metrics endpoint failed");
     }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if state.pods.is_synced() {
         (StatusCode::OK, "ready\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pod metadata not synced yet\n",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "pod metadata not synced yet\n")
     }
 }

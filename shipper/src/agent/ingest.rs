@@ -57,11 +57,8 @@ impl IngestOptions {
 
 fn unreachable_router() -> Router {
     // Config::resolve validated both templates; the defaults always parse.
-    Router::new(
-        crate::route::DEFAULT_GROUP_TEMPLATE,
-        crate::route::DEFAULT_STREAM_TEMPLATE,
-    )
-    .unwrap_or_else(|e| panic!("default templates must parse: {e}"))
+    Router::new(crate::route::DEFAULT_GROUP_TEMPLATE, crate::route::DEFAULT_STREAM_TEMPLATE)
+        .unwrap_or_else(|e| panic!("default templates must parse: {e}"))
 }
 
 /// The ingest loop's state.
@@ -169,12 +166,8 @@ impl Ingest {
     /// checkpoint reach the end so the tailer can let go of it. A line the runtime split across
     /// a rotation therefore arrives as two lines — never lost.
     fn retire_rotated(&mut self, path: &std::path::Path) {
-        let older: Vec<FileKey> = self
-            .files
-            .keys()
-            .copied()
-            .filter(|k| self.tailer.path(*k).is_some_and(|p| p == path))
-            .collect();
+        let older: Vec<FileKey> =
+            self.files.keys().copied().filter(|k| self.tailer.path(*k).is_some_and(|p| p == path)).collect();
         for key in older {
             if let Some(mut file) = self.files.remove(&key) {
                 let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,9 +241,7 @@ impl Ingest {
         if file.routed.is_some() {
             return true;
         }
-        let pod = self
-            .pods
-            .get(&file.container.namespace, &file.container.pod);
+        let pod = self.pods.get(&file.container.namespace, &file.container.pod);
         let waited = now.saturating_duration_since(file.first_seen);
         if pod.is_none() && waited < self.options.metadata_wait {
             return false;

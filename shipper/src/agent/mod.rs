@@ -61,17 +61,12 @@ const RETAIN_DELETED_PODS: Duration = Duration::from_secs(600);
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::default());
     let spool_dir = config.state_dir.join("spool");
-    std::fs::create_dir_all(&spool_dir).map_err(|e| AgentError::StateDir {
-        path: spool_dir.clone(),
-        reason: e.to_string(),
-    })?;
+    std::fs::create_dir_all(&spool_dir)
+        .map_err(|e| AgentError::StateDir { path: spool_dir.clone(), reason: e.to_string() })?;
 
     let (spool, recovery) = Spool::open(
         &spool_dir,
-        SpoolOptions {
-            max_bytes: config.spool_max_bytes,
-            flush_interval: config.flush_interval,
-        },
+        SpoolOptions { max_bytes: config.spool_max_bytes, flush_interval: config.flush_interval },
     )?;
     if recovery.corrupt_events > 0 {
         metrics.dropped(DropReason::SpoolCorrupt, recovery.corrupt_events);
@@ -110,17 +105,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| AgentError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(|source| AgentError::Listen { addr: config.listen, source })?;
     tracing::info!(addr = %config.listen, "serving /metrics, /healthz, /readyz");
-    let http = tokio::spawn(http::serve(
-        listener,
-        metrics.clone(),
-        pods.clone(),
-        stop_delivery.clone(),
-    ));
+    let http = tokio::spawn(http::serve(listener, metrics.clone(), pods.clone(), stop_delivery.clone()));
 
     let watch = {
         let pods = pods.clone();
@@ -146,8 +133,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })
     };
 
-    let client =
-        crate::sink::client_from_env(Duration::from_secs(30), config.aws_region.clone()).await;
+    let client = crate::sink::client_from_env(Duration::from_secs(30), config.aws_region.clone()).await;
     let sink = CloudWatch::new(
         client,
         SinkOptions {
@@ -161,13 +147,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     );
 
     let wake = Arc::new(tokio::sync::Notify::new());
-    let dispatcher = Dispatcher::new(
-        spool.clone(),
-        sink,
-        metrics.clone(),
-        config.max_concurrency,
-        wake.clone(),
-    );
+    let dispatcher =
+        Dispatcher::new(spool.clone(), sink, metrics.clone(), config.max_concurrency, wake.clone());
     let dispatch_task = tokio::spawn(dispatcher.run(stop_delivery.clone()));
 
     let ingest = Ingest::new(
@@ -228,10 +209,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         // Without signal handlers we can only wait forever; the process is then stopped by
         // SIGKILL, which the spool is built to survive.
         std::future::pending::<()>().await;

@@ -35,10 +35,7 @@ impl Routed {
             Some(p) => (
                 &p.labels,
                 &p.annotations,
-                p.images
-                    .get(&container.container)
-                    .map(String::as_str)
-                    .unwrap_or(""),
+                p.images.get(&container.container).map(String::as_str).unwrap_or(""),
             ),
             None => (&empty, &empty, ""),
         };
@@ -59,11 +56,7 @@ impl Routed {
             container_image: image,
             host: node,
         });
-        Routed {
-            dest,
-            encoder,
-            without_metadata: pod.is_none(),
-        }
+        Routed { dest, encoder, without_metadata: pod.is_none() }
     }
 
     /// The destination.
@@ -90,10 +83,7 @@ pub struct FilePipeline {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl FilePipeline {
@@ -190,9 +180,7 @@ impl FilePipeline {
                 Metrics::add(&metrics.invalid_utf8_lines, 1);
             }
             self.messages.clear();
-            let pieces = routed
-                .encoder
-                .encode(&line.text, line.continued, &mut self.messages);
+            let pieces = routed.encoder.encode(&line.text, line.continued, &mut self.messages);
             if pieces > 1 || line.continued {
                 Metrics::add(&metrics.lines_split, 1);
             }

@@ -101,14 +101,9 @@ pub enum LogPaths {
 impl FileSettings {
     /// Read and parse a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_owned(), reason: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File { path: path.to_owned(), reason: e.to_string() })
     }
 }
 
@@ -133,9 +128,7 @@ impl Settings {
             stream_template: self.stream_template.or(file.stream_template),
             metadata_wait: self.metadata_wait.or(file.metadata_wait),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
-            max_concurrency: self
-                .max_concurrency
-                .or(file.max_concurrency.map(|n| n.to_string())),
+            max_concurrency: self.max_concurrency.or(file.max_concurrency.map(|n| n.to_string())),
         }
     }
 }

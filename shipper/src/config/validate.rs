@@ -106,11 +106,7 @@ mod humantime_serde_compat {
     }
 }
 
-fn duration(
-    key: &'static str,
-    value: Option<String>,
-    default: &str,
-) -> Result<Duration, ConfigError> {
+fn duration(key: &'static str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     let raw = value.unwrap_or_else(|| default.to_owned());
     let d = humantime::parse_duration(raw.trim()).map_err(|e| ConfigError::Invalid {
         key,
@@ -118,20 +114,12 @@ fn duration(
         reason: format!("{e}; use a duration like \"500ms\", \"1s\" or \"2m\""),
     })?;
     if d.is_zero() {
-        return Err(ConfigError::Invalid {
-            key,
-            value: raw,
-            reason: "must be greater than zero".into(),
-        });
+        return Err(ConfigError::Invalid { key, value: raw, reason: "must be greater than zero".into() });
     }
     Ok(d)
 }
 
-fn required(
-    key: &'static str,
-    value: Option<String>,
-    fix: &'static str,
-) -> Result<String, ConfigError> {
+fn required(key: &'static str, value: Option<String>, fix: &'static str) -> Result<String, ConfigError> {
     match value.map(|v| v.trim().to_owned()) {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ConfigError::Missing { key, fix }),
@@ -152,15 +140,9 @@ impl Settings {
             "set NODE_NAME from the downward API (fieldRef spec.nodeName) or --node-name",
         )?;
 
-        let raw_paths = self
-            .log_paths
-            .unwrap_or_else(|| defaults::LOG_PATHS.to_owned());
-        let log_paths: Vec<String> = raw_paths
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let raw_paths = self.log_paths.unwrap_or_else(|| defaults::LOG_PATHS.to_owned());
+        let log_paths: Vec<String> =
+            raw_paths.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         if log_paths.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "SHIPPER_LOG_PATHS",
@@ -178,9 +160,7 @@ impl Settings {
             }
         }
 
-        let raw_size = self
-            .spool_max_bytes
-            .unwrap_or_else(|| defaults::SPOOL_MAX_BYTES.to_owned());
+        let raw_size = self.spool_max_bytes.unwrap_or_else(|| defaults::SPOOL_MAX_BYTES.to_owned());
         let spool_max_bytes = raw_size
             .trim()
             .parse::<bytesize::ByteSize>()
@@ -199,32 +179,23 @@ impl Settings {
         }
 
         let raw_listen = self.listen.unwrap_or_else(|| defaults::LISTEN.to_owned());
-        let listen = raw_listen
-            .trim()
-            .parse::<SocketAddr>()
-            .map_err(|e| ConfigError::Invalid {
-                key: "SHIPPER_LISTEN",
-                value: raw_listen.clone(),
-                reason: format!("{e}; use host:port like 0.0.0.0:2021"),
-            })?;
+        let listen = raw_listen.trim().parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+            key: "SHIPPER_LISTEN",
+            value: raw_listen.clone(),
+            reason: format!("{e}; use host:port like 0.0.0.0:2021"),
+        })?;
 
         let log_format = match self.log_format {
             None => LogFormat::default(),
-            Some(v) => v
-                .parse::<LogFormat>()
-                .map_err(|reason| ConfigError::Invalid {
-                    key: "SHIPPER_LOG_FORMAT",
-                    value: v,
-                    reason,
-                })?,
+            Some(v) => v.parse::<LogFormat>().map_err(|reason| ConfigError::Invalid {
+                key: "SHIPPER_LOG_FORMAT",
+                value: v,
+                reason,
+            })?,
         };
 
-        let group_template = self
-            .group_template
-            .unwrap_or_else(|| DEFAULT_GROUP_TEMPLATE.to_owned());
-        let stream_template = self
-            .stream_template
-            .unwrap_or_else(|| DEFAULT_STREAM_TEMPLATE.to_owned());
+        let group_template = self.group_template.unwrap_or_else(|| DEFAULT_GROUP_TEMPLATE.to_owned());
+        let stream_template = self.stream_template.unwrap_or_else(|| DEFAULT_STREAM_TEMPLATE.to_owned());
         if let Err(e) = Router::new(&group_template, DEFAULT_STREAM_TEMPLATE) {
             return Err(ConfigError::Invalid {
                 key: "SHIPPER_GROUP_TEMPLATE",
@@ -259,9 +230,7 @@ impl Settings {
             node_name,
             aws_region: self.aws_region.filter(|r| !r.trim().is_empty()),
             log_paths,
-            state_dir: self
-                .state_dir
-                .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
+            state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
             spool_max_bytes,
             flush_interval: duration(
                 "SHIPPER_FLUSH_INTERVAL",
@@ -272,11 +241,7 @@ impl Settings {
             log_format,
             group_template,
             stream_template,
-            metadata_wait: duration(
-                "SHIPPER_METADATA_WAIT",
-                self.metadata_wait,
-                defaults::METADATA_WAIT,
-            )?,
+            metadata_wait: duration("SHIPPER_METADATA_WAIT", self.metadata_wait, defaults::METADATA_WAIT)?,
             shutdown_grace: duration(
                 "SHIPPER_SHUTDOWN_GRACE",
                 self.shutdown_grace,
@@ -315,104 +280,28 @@ mod tests {
 
     #[test]
     fn missing_cluster_name_names_the_key_and_the_fix() {
-        let err = Settings {
-            cluster_name: None,
-            ..base()
-        }
-        .resolve()
-        .expect_err("must fail");
+        let err = Settings { cluster_name: None, ..base() }.resolve().expect_err("must fail");
         let text = err.to_string();
         assert!(text.contains("CLUSTER_NAME"), "{text}");
         assert!(text.contains("set CLUSTER_NAME"), "{text}");
-        let err = Settings {
-            node_name: Some("  ".into()),
-            ..base()
-        }
-        .resolve()
-        .expect_err("blank node");
+        let err = Settings { node_name: Some("  ".into()), ..base() }.resolve().expect_err("blank node");
         assert!(err.to_string().contains("NODE_NAME"));
     }
 
     #[test]
     fn invalid_values_are_reported_with_key_and_value() {
         let cases: Vec<(Settings, &str)> = vec![
-            (
-                Settings {
-                    flush_interval: Some("soon".into()),
-                    ..base()
-                },
-                "SHIPPER_FLUSH_INTERVAL",
-            ),
-            (
-                Settings {
-                    flush_interval: Some("0s".into()),
-                    ..base()
-                },
-                "SHIPPER_FLUSH_INTERVAL",
-            ),
-            (
-                Settings {
-                    spool_max_bytes: Some("lots".into()),
-                    ..base()
-                },
-                "SHIPPER_SPOOL_MAX_BYTES",
-            ),
-            (
-                Settings {
-                    spool_max_bytes: Some("1KiB".into()),
-                    ..base()
-                },
-                "SHIPPER_SPOOL_MAX_BYTES",
-            ),
-            (
-                Settings {
-                    listen: Some("2021".into()),
-                    ..base()
-                },
-                "SHIPPER_LISTEN",
-            ),
-            (
-                Settings {
-                    log_format: Some("xml".into()),
-                    ..base()
-                },
-                "SHIPPER_LOG_FORMAT",
-            ),
-            (
-                Settings {
-                    log_paths: Some(" , ".into()),
-                    ..base()
-                },
-                "SHIPPER_LOG_PATHS",
-            ),
-            (
-                Settings {
-                    log_paths: Some("/var/log/[".into()),
-                    ..base()
-                },
-                "SHIPPER_LOG_PATHS",
-            ),
-            (
-                Settings {
-                    group_template: Some("k8s_{nope}".into()),
-                    ..base()
-                },
-                "SHIPPER_GROUP_TEMPLATE",
-            ),
-            (
-                Settings {
-                    stream_template: Some("{pod".into()),
-                    ..base()
-                },
-                "SHIPPER_STREAM_TEMPLATE",
-            ),
-            (
-                Settings {
-                    max_concurrency: Some("0".into()),
-                    ..base()
-                },
-                "SHIPPER_MAX_CONCURRENCY",
-            ),
+            (Settings { flush_interval: Some("soon".into()), ..base() }, "SHIPPER_FLUSH_INTERVAL"),
+            (Settings { flush_interval: Some("0s".into()), ..base() }, "SHIPPER_FLUSH_INTERVAL"),
+            (Settings { spool_max_bytes: Some("lots".into()), ..base() }, "SHIPPER_SPOOL_MAX_BYTES"),
+            (Settings { spool_max_bytes: Some("1KiB".into()), ..base() }, "SHIPPER_SPOOL_MAX_BYTES"),
+            (Settings { listen: Some("2021".into()), ..base() }, "SHIPPER_LISTEN"),
+            (Settings { log_format: Some("xml".into()), ..base() }, "SHIPPER_LOG_FORMAT"),
+            (Settings { log_paths: Some(" , ".into()), ..base() }, "SHIPPER_LOG_PATHS"),
+            (Settings { log_paths: Some("/var/log/[".into()), ..base() }, "SHIPPER_LOG_PATHS"),
+            (Settings { group_template: Some("k8s_{nope}".into()), ..base() }, "SHIPPER_GROUP_TEMPLATE"),
+            (Settings { stream_template: Some("{pod".into()), ..base() }, "SHIPPER_STREAM_TEMPLATE"),
+            (Settings { max_concurrency: Some("0".into()), ..base() }, "SHIPPER_MAX_CONCURRENCY"),
         ];
         for (settings, key) in cases {
             let err = settings.resolve().expect_err(key);
@@ -431,19 +320,13 @@ mod tests {
             "#,
         )
         .expect("parses");
-        let merged = Settings {
-            cluster_name: Some("from-env".into()),
-            node_name: None,
-            ..Settings::default()
-        }
-        .over(file);
+        let merged =
+            Settings { cluster_name: Some("from-env".into()), node_name: None, ..Settings::default() }
+                .over(file);
         let c = merged.resolve().expect("valid");
         assert_eq!(c.cluster_name, "from-env");
         assert_eq!(c.node_name, "file-node");
-        assert_eq!(
-            c.log_paths,
-            vec!["/a/*.log".to_owned(), "/b/*.log".to_owned()]
-        );
+        assert_eq!(c.log_paths, vec!["/a/*.log".to_owned(), "/b/*.log".to_owned()]);
         assert_eq!(c.flush_interval, Duration::from_millis(250));
     }
 

@@ -41,11 +41,7 @@ impl PodInfo {
             }
         }
         if let Some(spec) = &pod.spec {
-            for c in spec
-                .containers
-                .iter()
-                .chain(spec.init_containers.iter().flatten())
-            {
+            for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
                 if let Some(image) = &c.image {
                     images.insert(c.name.clone(), image.clone());
                 }
@@ -84,18 +80,13 @@ pub struct PodCache {
 impl PodCache {
     /// An empty, unsynced cache.
     pub fn new(retain_deleted: Duration) -> Self {
-        PodCache {
-            pods: RwLock::new(HashMap::new()),
-            synced: AtomicBool::new(false),
-            retain_deleted,
-        }
+        PodCache { pods: RwLock::new(HashMap::new()), synced: AtomicBool::new(false), retain_deleted }
     }
 
     /// The pod, if known (also recently deleted ones).
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
         let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
-        pods.get(&(namespace.to_owned(), name.to_owned()))
-            .map(|e| e.info.clone())
+        pods.get(&(namespace.to_owned(), name.to_owned())).map(|e| e.info.clone())
     }
 
     /// True once the initial list has been applied.
@@ -107,13 +98,7 @@ impl PodCache {
     pub fn apply(&self, info: PodInfo) {
         let key = (info.namespace.clone(), info.name.clone());
         let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
-        pods.insert(
-            key,
-            Entry {
-                info: Arc::new(info),
-                deleted_at: None,
-            },
-        );
+        pods.insert(key, Entry { info: Arc::new(info), deleted_at: None });
     }
 
     /// Mark a pod deleted (kept for `retain_deleted`, so its last lines still route right).
@@ -141,10 +126,7 @@ impl PodCache {
         let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
         let before = pods.len();
         let keep = self.retain_deleted;
-        pods.retain(|_, e| {
-            e.deleted_at
-                .is_none_or(|t| now.saturating_duration_since(t) < keep)
-        });
+        pods.retain(|_, e| e.deleted_at.is_none_or(|t| now.saturating_duration_since(t) < keep));
         before - pods.len()
     }
 
@@ -180,10 +162,7 @@ mod tests {
         let t0 = Instant::now();
         cache.apply(info("a"));
         cache.delete("ns", "a", t0);
-        assert!(
-            cache.get("ns", "a").is_some(),
-            "deleted pod must still route its last lines"
-        );
+        assert!(cache.get("ns", "a").is_some(), "deleted pod must still route its last lines");
         assert_eq!(cache.evict(t0 + Duration::from_secs(59)), 0);
         assert_eq!(cache.evict(t0 + Duration::from_secs(61)), 1);
         assert!(cache.get("ns", "a").is_none());

@@ -77,11 +77,7 @@ impl Assembler {
     /// so a restart re-emits those pieces (identically, for the same cap): duplicates, never
     /// loss.
     pub fn pending_since(&self) -> Option<u64> {
-        self.pending
-            .iter()
-            .filter(|line| line.open)
-            .map(|line| line.first_offset)
-            .min()
+        self.pending.iter().filter(|line| line.open).map(|line| line.first_offset).min()
     }
 
     /// Emit whatever is pending as complete lines (the file ended for good), oldest first.
@@ -114,9 +110,7 @@ fn into_valid_string(message: Cow<'_, [u8]>) -> Result<String, Cow<'_, [u8]>> {
             Ok(text) => Ok(text.to_owned()),
             Err(_) => Err(Cow::Borrowed(bytes)),
         },
-        Cow::Owned(bytes) => {
-            String::from_utf8(bytes).map_err(|invalid| Cow::Owned(invalid.into_bytes()))
-        }
+        Cow::Owned(bytes) => String::from_utf8(bytes).map_err(|invalid| Cow::Owned(invalid.into_bytes())),
     }
 }
 
@@ -185,13 +179,7 @@ impl PendingLine {
         let invalid_utf8 = self.repaired;
         // Conservative: a U+FFFD that was in the input also keeps the flag for the rest.
         self.repaired = self.repaired && self.text.contains(char::REPLACEMENT_CHARACTER);
-        out.push(Line {
-            timestamp_ms: self.timestamp_ms,
-            stream,
-            text,
-            invalid_utf8,
-            continued,
-        });
+        out.push(Line { timestamp_ms: self.timestamp_ms, stream, text, invalid_utf8, continued });
     }
 
     /// Decode `bytes` onto `text` the way `String::from_utf8_lossy` would decode everything
@@ -290,22 +278,11 @@ mod tests {
     const STDERR: Stream = Stream::Stderr;
 
     fn rec(stream: Stream, partial: bool, timestamp_ms: i64, message: &[u8]) -> Record<'_> {
-        Record {
-            timestamp_ms,
-            stream,
-            partial,
-            message: Cow::Borrowed(message),
-        }
+        Record { timestamp_ms, stream, partial, message: Cow::Borrowed(message) }
     }
 
     fn line(stream: Stream, timestamp_ms: i64, text: &str) -> Line {
-        Line {
-            timestamp_ms,
-            stream,
-            text: text.to_owned(),
-            invalid_utf8: false,
-            continued: false,
-        }
+        Line { timestamp_ms, stream, text: text.to_owned(), invalid_utf8: false, continued: false }
     }
 
     #[test]
@@ -314,19 +291,9 @@ mod tests {
         let mut out = Vec::new();
         asm.push(rec(STDOUT, false, 1, b"one"), 0, &mut out);
         asm.push(rec(STDERR, false, 2, b""), 10, &mut out);
-        let owned = Record {
-            message: Cow::Owned(b"three".to_vec()),
-            ..rec(STDOUT, false, 3, b"")
-        };
+        let owned = Record { message: Cow::Owned(b"three".to_vec()), ..rec(STDOUT, false, 3, b"") };
         asm.push(owned, 20, &mut out);
-        assert_eq!(
-            out,
-            [
-                line(STDOUT, 1, "one"),
-                line(STDERR, 2, ""),
-                line(STDOUT, 3, "three")
-            ]
-        );
+        assert_eq!(out, [line(STDOUT, 1, "one"), line(STDERR, 2, ""), line(STDOUT, 3, "three")]);
         assert_eq!(asm.pending_since(), None);
     }
 
@@ -384,10 +351,7 @@ mod tests {
         // Completed by a byte that cannot continue it.
         asm.push(rec(STDERR, true, 3, b"\xf0\x9f"), 30, &mut out);
         asm.push(rec(STDERR, false, 3, b"y"), 40, &mut out);
-        let repaired = |stream, ts, text: &str| Line {
-            invalid_utf8: true,
-            ..line(stream, ts, text)
-        };
+        let repaired = |stream, ts, text: &str| Line { invalid_utf8: true, ..line(stream, ts, text) };
         assert_eq!(
             out,
             [
@@ -406,15 +370,9 @@ mod tests {
         assert!(out.is_empty(), "4 bytes fit the cap");
         asm.push(rec(STDOUT, true, 8, "é€xyz".as_bytes()), 10, &mut out);
         asm.push(rec(STDOUT, false, 9, b"!"), 20, &mut out);
-        let texts: Vec<_> = out
-            .iter()
-            .map(|l| (l.text.as_str(), l.continued, l.timestamp_ms))
-            .collect();
+        let texts: Vec<_> = out.iter().map(|l| (l.text.as_str(), l.continued, l.timestamp_ms)).collect();
         // "abcdé" would be 6 bytes: the cut backs off to before "é".
-        assert_eq!(
-            texts,
-            [("abcd", true, 7), ("é€", true, 7), ("xyz!", false, 7)]
-        );
+        assert_eq!(texts, [("abcd", true, 7), ("é€", true, 7), ("xyz!", false, 7)]);
     }
 
     #[test]
@@ -456,13 +414,7 @@ mod tests {
         asm.flush(&mut out);
         assert_eq!(
             out,
-            [
-                line(STDERR, 1, "err"),
-                Line {
-                    invalid_utf8: true,
-                    ..line(STDOUT, 2, "out\u{FFFD}")
-                }
-            ]
+            [line(STDERR, 1, "err"), Line { invalid_utf8: true, ..line(STDOUT, 2, "out\u{FFFD}") }]
         );
         assert_eq!(asm.pending_since(), None);
         asm.flush(&mut out);
@@ -509,10 +461,7 @@ mod tests {
         let mut timestamp_ms = 0;
         for (stream, texts, cuts) in lines {
             let mut pieces = Vec::new();
-            for (text, cuts) in texts
-                .iter()
-                .zip(cuts.iter().chain(std::iter::repeat(&Vec::new())))
-            {
+            for (text, cuts) in texts.iter().zip(cuts.iter().chain(std::iter::repeat(&Vec::new()))) {
                 let mut points: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
                 points.sort_unstable();
                 let mut start = 0;
@@ -536,11 +485,7 @@ mod tests {
         let mut a = per_stream.pop().unwrap_or_default().into_iter();
         let mut merged = Vec::new();
         for &take_a in choices {
-            let next = if take_a {
-                a.next().or_else(|| b.next())
-            } else {
-                b.next().or_else(|| a.next())
-            };
+            let next = if take_a { a.next().or_else(|| b.next()) } else { b.next().or_else(|| a.next()) };
             merged.extend(next);
         }
         merged.extend(a);
@@ -580,15 +525,8 @@ mod tests {
             };
             asm.push(record, offset, &mut out);
             let open = &mut open_since[slot(piece.stream)];
-            *open = if piece.partial {
-                Some(open.unwrap_or(offset))
-            } else {
-                None
-            };
-            prop_assert_eq!(
-                asm.pending_since(),
-                open_since.iter().flatten().min().copied()
-            );
+            *open = if piece.partial { Some(open.unwrap_or(offset)) } else { None };
+            prop_assert_eq!(asm.pending_since(), open_since.iter().flatten().min().copied());
         }
         Ok(out)
     }

@@ -29,12 +29,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Record<'_>, ParseError> {
         b"F" => false,
         _ => return Err(malformed("tag is neither P nor F")),
     };
-    Ok(Record {
-        timestamp_ms,
-        stream,
-        partial,
-        message: Cow::Borrowed(message),
-    })
+    Ok(Record { timestamp_ms, stream, partial, message: Cow::Borrowed(message) })
 }
 
 /// Split at the first space: the field before it and everything after it.
@@ -43,10 +38,7 @@ fn split_field(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 fn malformed(reason: &'static str) -> ParseError {
-    ParseError::Malformed {
-        format: Format::Cri,
-        reason,
-    }
+    ParseError::Malformed { format: Format::Cri, reason }
 }
 
 #[cfg(test)]
@@ -75,10 +67,7 @@ mod tests {
             }
         );
         let r = record("2026-11-25T10:00:00.1234567Z stderr P part");
-        assert_eq!(
-            (r.stream, r.partial, &*r.message),
-            (Stream::Stderr, true, &b"part"[..])
-        );
+        assert_eq!((r.stream, r.partial, &*r.message), (Stream::Stderr, true, &b"part"[..]));
     }
 
     #[test]
@@ -105,55 +94,31 @@ mod tests {
 
     #[test]
     fn numeric_offsets_and_crio_nine_digits() {
-        assert_eq!(
-            record("2026-11-25T10:00:00+09:00 stdout F x").timestamp_ms,
-            1_795_568_400_000
-        );
-        assert_eq!(
-            record("2026-11-25T10:00:00.123456789+00:00 stdout F x").timestamp_ms,
-            TS_MS
-        );
+        assert_eq!(record("2026-11-25T10:00:00+09:00 stdout F x").timestamp_ms, 1_795_568_400_000);
+        assert_eq!(record("2026-11-25T10:00:00.123456789+00:00 stdout F x").timestamp_ms, TS_MS);
     }
 
     #[test]
     fn message_may_contain_invalid_utf8() {
         let mut line = format!("{TS} stdout F ").into_bytes();
         line.extend_from_slice(&[0xff, 0xc3]);
-        assert_eq!(
-            parse(&line).map(|r| r.message.into_owned()),
-            Ok(vec![0xff, 0xc3])
-        );
+        assert_eq!(parse(&line).map(|r| r.message.into_owned()), Ok(vec![0xff, 0xc3]));
     }
 
     #[test]
     fn malformed_lines_say_why() {
         let reason = |line: &str| match parse(line.as_bytes()) {
-            Err(ParseError::Malformed {
-                format: Format::Cri,
-                reason,
-            }) => reason,
+            Err(ParseError::Malformed { format: Format::Cri, reason }) => reason,
             other => panic!("{line:?} parsed as {other:?}"),
         };
         assert_eq!(reason(""), "missing stream field");
         assert_eq!(reason(TS), "missing stream field");
         assert_eq!(reason(&format!("{TS} stdout")), "missing P/F tag field");
-        assert_eq!(
-            reason(&format!("{TS} stdin F x")),
-            "stream is neither stdout nor stderr"
-        );
-        assert_eq!(
-            reason(&format!("{TS}  stdout F x")),
-            "stream is neither stdout nor stderr"
-        );
-        assert_eq!(
-            reason(&format!("{TS} stdout X x")),
-            "tag is neither P nor F"
-        );
+        assert_eq!(reason(&format!("{TS} stdin F x")), "stream is neither stdout nor stderr");
+        assert_eq!(reason(&format!("{TS}  stdout F x")), "stream is neither stdout nor stderr");
+        assert_eq!(reason(&format!("{TS} stdout X x")), "tag is neither P nor F");
         assert_eq!(reason(&format!("{TS} stdout  x")), "tag is neither P nor F");
-        assert_eq!(
-            reason("yesterday stdout F x"),
-            "timestamp: expected YYYY-MM-DDTHH:MM:SS"
-        );
+        assert_eq!(reason("yesterday stdout F x"), "timestamp: expected YYYY-MM-DDTHH:MM:SS");
         assert_eq!(reason(r#"{"log":"x\n"}"#), "missing stream field");
     }
 

@@ -53,19 +53,11 @@ pub(super) fn parse(line: &[u8]) -> Result<Record<'_>, ParseError> {
             Cow::Owned(log.into_bytes())
         }
     };
-    Ok(Record {
-        timestamp_ms,
-        stream,
-        partial,
-        message,
-    })
+    Ok(Record { timestamp_ms, stream, partial, message })
 }
 
 fn malformed(reason: &'static str) -> ParseError {
-    ParseError::Malformed {
-        format: Format::Docker,
-        reason,
-    }
+    ParseError::Malformed { format: Format::Docker, reason }
 }
 
 #[cfg(test)]
@@ -80,9 +72,7 @@ mod tests {
 
     #[test]
     fn full_line_strips_the_newline() {
-        let r = record(
-            r#"{"log":"hello\n","stream":"stdout","time":"2026-11-25T10:00:00.123456789Z"}"#,
-        );
+        let r = record(r#"{"log":"hello\n","stream":"stdout","time":"2026-11-25T10:00:00.123456789Z"}"#);
         assert_eq!(
             r,
             Record {
@@ -97,10 +87,7 @@ mod tests {
     #[test]
     fn log_without_newline_is_partial() {
         let r = record(r#"{"log":"first half ","stream":"stderr","time":"2026-11-25T10:00:00Z"}"#);
-        assert_eq!(
-            (r.stream, r.partial, &*r.message),
-            (Stream::Stderr, true, &b"first half "[..])
-        );
+        assert_eq!((r.stream, r.partial, &*r.message), (Stream::Stderr, true, &b"first half "[..]));
         // Unescaped and partial: nothing stripped.
         let r = record(r#"{"log":"tab\tthere","stream":"stdout","time":"2026-11-25T10:00:00Z"}"#);
         assert_eq!((r.partial, &*r.message), (true, &b"tab\tthere"[..]));
@@ -128,34 +115,19 @@ mod tests {
         let r = record(
             r#"{"time":"2026-11-25T10:00:00+09:00","attrs":{"tag":"x"},"stream":"stdout","log":"x\n"}"#,
         );
-        assert_eq!(
-            (r.timestamp_ms, &*r.message),
-            (1_795_568_400_000, &b"x"[..])
-        );
+        assert_eq!((r.timestamp_ms, &*r.message), (1_795_568_400_000, &b"x"[..]));
     }
 
     #[test]
     fn malformed_lines_say_why() {
         let reason = |line: &str| match parse(line.as_bytes()) {
-            Err(ParseError::Malformed {
-                format: Format::Docker,
-                reason,
-            }) => reason,
+            Err(ParseError::Malformed { format: Format::Docker, reason }) => reason,
             other => panic!("{line:?} parsed as {other:?}"),
         };
         assert_eq!(reason(""), "not a JSON object");
-        assert_eq!(
-            reason(r#"{"log":"x\n","stream":"std"#),
-            "JSON object is truncated"
-        );
-        assert_eq!(
-            reason("2026-11-25T10:00:00Z stdout F x"),
-            "not a JSON object"
-        );
-        assert_eq!(
-            reason(r#"{"log":"x\n","stream":"stdout"}"#),
-            "log, stream and time must all be strings"
-        );
+        assert_eq!(reason(r#"{"log":"x\n","stream":"std"#), "JSON object is truncated");
+        assert_eq!(reason("2026-11-25T10:00:00Z stdout F x"), "not a JSON object");
+        assert_eq!(reason(r#"{"log":"x\n","stream":"stdout"}"#), "log, stream and time must all be strings");
         assert_eq!(
             reason(r#"{"log":1,"stream":"stdout","time":"2026-11-25T10:00:00Z"}"#),
             "log, stream and time must all be strings"

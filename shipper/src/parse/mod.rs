@@ -79,9 +79,7 @@ pub enum ParseError {
 /// that parses it, if any.
 pub fn detect_format(line: &[u8]) -> Option<Format> {
     // A CRI line starts with a digit, a docker one with `{`: at most one parse succeeds.
-    [Format::Cri, Format::Docker]
-        .into_iter()
-        .find(|&format| parse_record(format, line).is_ok())
+    [Format::Cri, Format::Docker].into_iter().find(|&format| parse_record(format, line).is_ok())
 }
 
 /// Parse one line (without its trailing newline) in the given format.
@@ -123,17 +121,11 @@ mod tests {
     #[test]
     fn detects_each_format_from_one_line() {
         assert_eq!(detect_format(CRI), Some(Format::Cri));
-        assert_eq!(
-            detect_format(b"2026-11-25T10:00:00Z stdout F"),
-            Some(Format::Cri)
-        );
+        assert_eq!(detect_format(b"2026-11-25T10:00:00Z stdout F"), Some(Format::Cri));
         assert_eq!(detect_format(DOCKER), Some(Format::Docker));
         assert_eq!(detect_format(b""), None);
         assert_eq!(detect_format(b"plain text from somewhere"), None);
-        assert_eq!(
-            detect_format(br#"{"msg":"structured but not docker"}"#),
-            None
-        );
+        assert_eq!(detect_format(br#"{"msg":"structured but not docker"}"#), None);
         // Cut mid-line: not enough to decide.
         assert_eq!(detect_format(&DOCKER[..20]), None);
     }
@@ -163,19 +155,14 @@ mod tests {
             (Format::Docker, "not json"),
             (Format::Docker, r#"{"log":"x"#),
             (Format::Docker, r#"{"log":"x","stream":"stdout"}"#),
-            (
-                Format::Docker,
-                r#"{"log":"x","stream":"tty","time":"2026-11-25T10:00:00Z"}"#,
-            ),
+            (Format::Docker, r#"{"log":"x","stream":"tty","time":"2026-11-25T10:00:00Z"}"#),
         ];
         let table: Vec<String> = cases
             .iter()
-            .map(
-                |(format, line)| match parse_record(*format, line.as_bytes()) {
-                    Ok(record) => format!("{line:?} => unexpectedly parsed: {record:?}"),
-                    Err(e) => format!("{line:?} => {e}"),
-                },
-            )
+            .map(|(format, line)| match parse_record(*format, line.as_bytes()) {
+                Ok(record) => format!("{line:?} => unexpectedly parsed: {record:?}"),
+                Err(e) => format!("{line:?} => {e}"),
+            })
             .collect();
         insta::assert_snapshot!(table.join("\n"));
     }

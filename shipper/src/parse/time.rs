@@ -69,17 +69,14 @@ pub(crate) fn parse_rfc3339_ms(s: &[u8]) -> Result<i64, TimeError> {
 
     let days = days_from_civil(i64::from(year), month, day);
     let seconds =
-        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
-            - offset_seconds;
+        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second) - offset_seconds;
     Ok(seconds * 1000 + millis)
 }
 
 /// The decimal number in `s[at..at + len]`, if those bytes are all ASCII digits.
 fn number(s: &[u8], at: usize, len: usize) -> Option<u32> {
     let digits = s.get(at..at + len)?;
-    digits.iter().try_fold(0u32, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-    })
+    digits.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
 }
 
 fn is_leap_year(year: u32) -> bool {
@@ -113,12 +110,8 @@ pub(crate) fn format_utc_rfc3339(timestamp_ms: i64) -> String {
     let days = timestamp_ms.div_euclid(86_400_000);
     let ms_of_day = timestamp_ms.rem_euclid(86_400_000);
     let (year, month, day) = civil_from_days(days);
-    let (h, m, s, ms) = (
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000,
-    );
+    let (h, m, s, ms) =
+        (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
     let fraction = format!(".{ms:03}");
     let fraction = fraction.trim_end_matches('0').trim_end_matches('.');
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}{fraction}Z")
@@ -179,73 +172,27 @@ mod tests {
 
     #[test]
     fn rejects_impossible_dates_and_bad_shapes() {
-        assert_eq!(
-            ms("2025-02-29T00:00:00Z"),
-            Err("timestamp: day out of range")
-        );
-        assert_eq!(
-            ms("2100-02-29T00:00:00Z"),
-            Err("timestamp: day out of range")
-        );
+        assert_eq!(ms("2025-02-29T00:00:00Z"), Err("timestamp: day out of range"));
+        assert_eq!(ms("2100-02-29T00:00:00Z"), Err("timestamp: day out of range"));
         assert!(ms("2000-02-29T00:00:00Z").is_ok());
-        assert_eq!(
-            ms("2026-13-01T00:00:00Z"),
-            Err("timestamp: month out of range")
-        );
-        assert_eq!(
-            ms("2026-04-31T00:00:00Z"),
-            Err("timestamp: day out of range")
-        );
-        assert_eq!(
-            ms("2026-11-25T24:00:00Z"),
-            Err("timestamp: time of day out of range")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00."),
-            Err("timestamp: fraction without digits")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00.Z"),
-            Err("timestamp: fraction without digits")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00"),
-            Err("timestamp: expected YYYY-MM-DDTHH:MM:SS")
-        );
-        assert_eq!(
-            ms("2026-11-25 10:00:00Z"),
-            Err("timestamp: expected YYYY-MM-DDTHH:MM:SS")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00+0900"),
-            Err("timestamp: expected Z or ±HH:MM after the time")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00+24:00"),
-            Err("timestamp: offset out of range")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00+0a:00"),
-            Err("timestamp: offset is not ±HH:MM")
-        );
-        assert_eq!(
-            ms("2026-11-25T10:00:00ZZ"),
-            Err("timestamp: expected Z or ±HH:MM after the time")
-        );
-        assert_eq!(
-            ms("+026-11-25T10:00:00Z"),
-            Err("timestamp: expected YYYY-MM-DDTHH:MM:SS")
-        );
+        assert_eq!(ms("2026-13-01T00:00:00Z"), Err("timestamp: month out of range"));
+        assert_eq!(ms("2026-04-31T00:00:00Z"), Err("timestamp: day out of range"));
+        assert_eq!(ms("2026-11-25T24:00:00Z"), Err("timestamp: time of day out of range"));
+        assert_eq!(ms("2026-11-25T10:00:00."), Err("timestamp: fraction without digits"));
+        assert_eq!(ms("2026-11-25T10:00:00.Z"), Err("timestamp: fraction without digits"));
+        assert_eq!(ms("2026-11-25T10:00:00"), Err("timestamp: expected YYYY-MM-DDTHH:MM:SS"));
+        assert_eq!(ms("2026-11-25 10:00:00Z"), Err("timestamp: expected YYYY-MM-DDTHH:MM:SS"));
+        assert_eq!(ms("2026-11-25T10:00:00+0900"), Err("timestamp: expected Z or ±HH:MM after the time"));
+        assert_eq!(ms("2026-11-25T10:00:00+24:00"), Err("timestamp: offset out of range"));
+        assert_eq!(ms("2026-11-25T10:00:00+0a:00"), Err("timestamp: offset is not ±HH:MM"));
+        assert_eq!(ms("2026-11-25T10:00:00ZZ"), Err("timestamp: expected Z or ±HH:MM after the time"));
+        assert_eq!(ms("+026-11-25T10:00:00Z"), Err("timestamp: expected YYYY-MM-DDTHH:MM:SS"));
     }
 
     /// Independent oracle: count days year by year and month by month.
     fn naive_days(year: u32, month: u32, day: u32) -> i64 {
-        let mut days: i64 = (1970..year)
-            .map(|y| if is_leap_year(y) { 366 } else { 365 })
-            .sum();
-        days += (1..month)
-            .map(|m| i64::from(days_in_month(year, m)))
-            .sum::<i64>();
+        let mut days: i64 = (1970..year).map(|y| if is_leap_year(y) { 366 } else { 365 }).sum();
+        days += (1..month).map(|m| i64::from(days_in_month(year, m))).sum::<i64>();
         days + i64::from(day) - 1
     }
 

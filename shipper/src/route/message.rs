@@ -197,10 +197,7 @@ static ESCAPED_LEN: [u8; 256] = {
 
 /// Length of `bytes` once escaped as a JSON string body.
 fn escaped_len(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .map(|&byte| usize::from(ESCAPED_LEN[usize::from(byte)]))
-        .sum()
+    bytes.iter().map(|&byte| usize::from(ESCAPED_LEN[usize::from(byte)])).sum()
 }
 
 /// Append `text` escaped as a JSON string body (no quotes), exactly as `serde_json` does.
@@ -272,20 +269,12 @@ mod tests {
         let encoder = MessageEncoder::new(&META);
         let mut out = vec!["earlier".to_owned()];
         let count = encoder.encode(log, continued, &mut out);
-        assert_eq!(
-            out.len(),
-            count + 1,
-            "returned count matches pushed messages"
-        );
+        assert_eq!(out.len(), count + 1, "returned count matches pushed messages");
         assert_eq!(out[0], "earlier", "encode appends, never clears");
         let pieces = &out[1..];
         let mut reassembled = String::new();
         for (index, piece) in pieces.iter().enumerate() {
-            assert!(
-                piece.len() <= MAX_EVENT_BYTES,
-                "piece {index} is {} bytes",
-                piece.len()
-            );
+            assert!(piece.len() <= MAX_EVENT_BYTES, "piece {index} is {} bytes", piece.len());
             let parsed: Message = serde_json::from_str(piece).expect("piece is JSON");
             // Byte-identical to serde_json: proves key order, compactness and escaping.
             assert_eq!(piece, &expected(&parsed.log, &META));
@@ -293,19 +282,13 @@ mod tests {
             assert_eq!(parsed.host, META.host);
             let is_last = index + 1 == pieces.len();
             let text = if !is_last || continued {
-                parsed
-                    .log
-                    .strip_suffix(CONTINUATION_MARKER)
-                    .expect("continued piece carries the marker")
+                parsed.log.strip_suffix(CONTINUATION_MARKER).expect("continued piece carries the marker")
             } else {
                 parsed.log.as_str()
             };
             if !is_last {
                 // Greedy: the next character (at most 6 escaped bytes) did not fit.
-                assert!(
-                    piece.len() > MAX_EVENT_BYTES - 6,
-                    "piece {index} underfilled"
-                );
+                assert!(piece.len() > MAX_EVENT_BYTES - 6, "piece {index} underfilled");
             }
             reassembled.push_str(text);
         }
@@ -364,10 +347,7 @@ mod tests {
     #[test]
     fn huge_envelope_value_is_capped_and_messages_still_fit() {
         let image = "i".repeat(100_000);
-        let meta = MessageMeta {
-            container_image: &image,
-            ..META
-        };
+        let meta = MessageMeta { container_image: &image, ..META };
         let encoder = MessageEncoder::new(&meta);
         let mut out = Vec::new();
         encoder.encode(&"x".repeat(MAX_EVENT_BYTES), false, &mut out);
@@ -380,9 +360,7 @@ mod tests {
 
     /// Characters that stress splitting: escapes of 2 and 6 bytes, chars of 1–4 bytes.
     fn tricky_unit() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec![
-            "a", "\"", "\\", "\n", "\u{0}", "\u{1f}", "é", "€", "😀", "ab", "\t\u{7f}",
-        ])
+        prop::sample::select(vec!["a", "\"", "\\", "\n", "\u{0}", "\u{1f}", "é", "€", "😀", "ab", "\t\u{7f}"])
     }
 
     proptest! {

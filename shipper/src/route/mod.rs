@@ -53,9 +53,7 @@ pub struct RouteInput<'a> {
 }
 
 /// Where a line goes. Both names are valid CloudWatch names by construction.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Destination {
     /// Log group name.
     pub group: String,
@@ -86,10 +84,7 @@ pub struct Router {
 impl Router {
     /// Parse both templates.
     pub fn new(group_template: &str, stream_template: &str) -> Result<Self, TemplateError> {
-        Ok(Self {
-            group: Template::parse(group_template)?,
-            stream: Template::parse(stream_template)?,
-        })
+        Ok(Self { group: Template::parse(group_template)?, stream: Template::parse(stream_template)? })
     }
 
     /// The destination of a container's lines.

@@ -38,16 +38,8 @@ const REPLACEMENT: char = '_';
 
 /// Make `rendered` a valid CloudWatch log group name (rules in the module docs).
 pub fn sanitize_group_name(rendered: &str) -> String {
-    let mut name: String = rendered
-        .chars()
-        .map(|c| {
-            if is_group_name_char(c) {
-                c
-            } else {
-                REPLACEMENT
-            }
-        })
-        .collect();
+    let mut name: String =
+        rendered.chars().map(|c| if is_group_name_char(c) { c } else { REPLACEMENT }).collect();
     if name.is_empty() {
         name.push(REPLACEMENT);
     }
@@ -65,13 +57,7 @@ pub fn sanitize_group_name(rendered: &str) -> String {
 pub fn sanitize_stream_name(rendered: &str) -> String {
     let mut name: String = rendered
         .chars()
-        .map(|c| {
-            if c == ':' || c == '*' || c.is_control() {
-                REPLACEMENT
-            } else {
-                c
-            }
-        })
+        .map(|c| if c == ':' || c == '*' || c.is_control() { REPLACEMENT } else { c })
         .collect();
     if name.is_empty() {
         name.push(REPLACEMENT);
@@ -118,10 +104,7 @@ mod tests {
         assert_eq!(sanitize_group_name("prod cluster:eu"), "prod_cluster_eu");
         assert_eq!(sanitize_group_name("café☕"), "caf__");
         assert_eq!(sanitize_group_name("a{b}*c\n"), "a_b__c_");
-        assert_eq!(
-            sanitize_group_name("k8s_prod/ns.app#1-x"),
-            "k8s_prod/ns.app#1-x"
-        );
+        assert_eq!(sanitize_group_name("k8s_prod/ns.app#1-x"), "k8s_prod/ns.app#1-x");
     }
 
     #[test]
@@ -156,10 +139,8 @@ mod tests {
         assert_eq!(name.len(), MAX_NAME_BYTES);
         assert!(name.starts_with(&"a".repeat(503)));
         let digest = Sha256::digest(rendered.as_bytes());
-        let expected_suffix = format!(
-            "-{:02x}{:02x}{:02x}{:02x}",
-            digest[0], digest[1], digest[2], digest[3]
-        );
+        let expected_suffix =
+            format!("-{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]);
         assert!(name.ends_with(&expected_suffix), "{name}");
     }
 

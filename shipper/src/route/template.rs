@@ -13,8 +13,7 @@
 use super::{RouteInput, TemplateError};
 
 /// Names of the fields a fallback may use, for error messages.
-const FIELD_HELP: &str =
-    "cluster, node, namespace, pod, container, labels.<key>, annotations.<key>";
+const FIELD_HELP: &str = "cluster, node, namespace, pod, container, labels.<key>, annotations.<key>";
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +60,7 @@ impl Field {
 impl Template {
     /// Parse `text`, explaining any mistake in the error's reason.
     pub(crate) fn parse(text: &str) -> Result<Self, TemplateError> {
-        let error = |reason: String| TemplateError {
-            template: text.to_owned(),
-            reason,
-        };
+        let error = |reason: String| TemplateError { template: text.to_owned(), reason };
         if text.is_empty() {
             return Err(error(
                 "the template is empty; use literal text and placeholders such as {pod}_{container}"
@@ -110,10 +106,8 @@ impl Template {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Placeholder(fields) => {
-                    if let Some(value) = fields
-                        .iter()
-                        .map(|field| field.value(input))
-                        .find(|value| !value.is_empty())
+                    if let Some(value) =
+                        fields.iter().map(|field| field.value(input)).find(|value| !value.is_empty())
                     {
                         out.push_str(value);
                     }
@@ -137,9 +131,7 @@ fn parse_placeholder(body: &str, brace_at: usize) -> Result<Vec<Field>, String> 
             "empty placeholder at byte {brace_at}; name a field inside the braces, one of {FIELD_HELP}"
         ));
     }
-    body.split('|')
-        .map(|fallback| parse_field(fallback.trim(), brace_at))
-        .collect()
+    body.split('|').map(|fallback| parse_field(fallback.trim(), brace_at)).collect()
 }
 
 /// Parse one fallback name.
@@ -177,9 +169,8 @@ fn parse_key(key: &str, name: &str, brace_at: usize) -> Result<String, String> {
             "{name:?} in the placeholder at byte {brace_at} has no key; write e.g. {name}app"
         ));
     }
-    if let Some(bad) = key
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_')))
+    if let Some(bad) =
+        key.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_')))
     {
         return Err(format!(
             "key {key:?} in the placeholder at byte {brace_at} contains {bad:?}; \
@@ -205,10 +196,7 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -284,8 +272,7 @@ mod tests {
         let field = prop_oneof![
             Just(("pod".to_owned(), ModelField::Pod)),
             Just(("namespace".to_owned(), ModelField::Namespace)),
-            "[a-z][a-z0-9./_-]{0,10}"
-                .prop_map(|key| (format!("labels.{key}"), ModelField::Label(key))),
+            "[a-z][a-z0-9./_-]{0,10}".prop_map(|key| (format!("labels.{key}"), ModelField::Label(key))),
         ];
         let segment = prop_oneof![
             "[^{}]{1,8}".prop_map(Model::Literal),

@@ -11,9 +11,7 @@ use super::*;
 /// CloudWatch's log group rule, written independently of the sanitiser.
 fn is_valid_group(name: &str) -> bool {
     (1..=512).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-/.#".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-/.#".contains(&b))
         && !name.to_ascii_lowercase().starts_with("aws/")
 }
 
@@ -30,10 +28,7 @@ fn default_router() -> Router {
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn route_pod(labels: &[(&str, &str)]) -> Destination {
@@ -52,18 +47,9 @@ fn route_pod(labels: &[(&str, &str)]) -> Destination {
 
 #[test]
 fn default_group_falls_back_app_then_k8s_app_then_pod() {
-    assert_eq!(
-        route_pod(&[("app", "web"), ("k8s-app", "dns")]).group,
-        "k8s_prod_shop_web_nginx"
-    );
-    assert_eq!(
-        route_pod(&[("app", "web")]).group,
-        "k8s_prod_shop_web_nginx"
-    );
-    assert_eq!(
-        route_pod(&[("k8s-app", "dns")]).group,
-        "k8s_prod_shop_dns_nginx"
-    );
+    assert_eq!(route_pod(&[("app", "web"), ("k8s-app", "dns")]).group, "k8s_prod_shop_web_nginx");
+    assert_eq!(route_pod(&[("app", "web")]).group, "k8s_prod_shop_web_nginx");
+    assert_eq!(route_pod(&[("k8s-app", "dns")]).group, "k8s_prod_shop_dns_nginx");
     assert_eq!(
         route_pod(&[("app", ""), ("k8s-app", "dns")]).group,
         "k8s_prod_shop_dns_nginx",
@@ -74,10 +60,7 @@ fn default_group_falls_back_app_then_k8s_app_then_pod() {
         "k8s_prod_shop_web-7d9f-x2_nginx",
         "empty labels fall through to the pod name"
     );
-    assert_eq!(
-        route_pod(&[("tier", "front")]).group,
-        "k8s_prod_shop_web-7d9f-x2_nginx"
-    );
+    assert_eq!(route_pod(&[("tier", "front")]).group, "k8s_prod_shop_web-7d9f-x2_nginx");
 }
 
 #[test]
@@ -143,26 +126,18 @@ fn any_name() -> impl Strategy<Value = String> {
         "[a-z0-9-]{0,63}",
         "(aws|AWS|aWs)/[a-z/]{0,10}",
         "[:*\\x00-\\x1f a-zé😀]{0,20}",
-        "[a-z]{1,4}"
-            .prop_flat_map(|unit| (Just(unit), 100usize..500))
-            .prop_map(|(unit, count)| unit.repeat(count).chars().take(2000).collect()),
+        "[a-z]{1,4}".prop_flat_map(|unit| (Just(unit), 100usize..500)).prop_map(|(unit, count)| unit
+            .repeat(count)
+            .chars()
+            .take(2000)
+            .collect()),
         any::<String>().prop_map(|s| s.chars().take(2000).collect()),
     ]
 }
 
 fn any_pod() -> impl Strategy<Value = Pod> {
-    let label_key = prop_oneof![
-        Just("app".to_owned()),
-        Just("k8s-app".to_owned()),
-        "\\PC{0,8}"
-    ];
-    (
-        any_name(),
-        any_name(),
-        any_name(),
-        any_name(),
-        prop::collection::btree_map(label_key, any_name(), 0..4),
-    )
+    let label_key = prop_oneof![Just("app".to_owned()), Just("k8s-app".to_owned()), "\\PC{0,8}"];
+    (any_name(), any_name(), any_name(), any_name(), prop::collection::btree_map(label_key, any_name(), 0..4))
         .prop_map(|(cluster, namespace, pod, container, labels)| Pod {
             cluster,
             namespace,
@@ -230,136 +205,48 @@ fn layout_of_representative_pods() {
         /// With `{namespace}/{labels.app|labels.k8s-app|pod}`: shows the `aws/` rule.
         custom_group: String,
     }
-    let pod =
-        |cluster: &str, namespace: &str, name: &str, container: &str, labels: &[(&str, &str)]| {
-            Pod {
-                cluster: cluster.to_owned(),
-                namespace: namespace.to_owned(),
-                pod: name.to_owned(),
-                container: container.to_owned(),
-                labels: map(labels),
-            }
-        };
+    let pod = |cluster: &str, namespace: &str, name: &str, container: &str, labels: &[(&str, &str)]| Pod {
+        cluster: cluster.to_owned(),
+        namespace: namespace.to_owned(),
+        pod: name.to_owned(),
+        container: container.to_owned(),
+        labels: map(labels),
+    };
     let long_app = format!("app-{}", "x".repeat(520));
     let long_pod = format!("batch-{}", "y".repeat(600));
     let table = [
-        (
-            "app label",
-            pod("prod", "shop", "web-7d9f-x2", "nginx", &[("app", "web")]),
-        ),
-        (
-            "only k8s-app",
-            pod(
-                "prod",
-                "kube-system",
-                "coredns-5d78c",
-                "coredns",
-                &[("k8s-app", "kube-dns")],
-            ),
-        ),
-        (
-            "app and k8s-app",
-            pod(
-                "prod",
-                "shop",
-                "api-1",
-                "api",
-                &[("app", "api"), ("k8s-app", "legacy")],
-            ),
-        ),
-        (
-            "neither label",
-            pod("prod", "default", "debug-shell", "sh", &[("tier", "tools")]),
-        ),
-        (
-            "empty app label",
-            pod(
-                "prod",
-                "shop",
-                "cart-0",
-                "cart",
-                &[("app", ""), ("k8s-app", "cart-k8s")],
-            ),
-        ),
-        (
-            "all labels empty",
-            pod(
-                "prod",
-                "shop",
-                "cart-1",
-                "cart",
-                &[("app", ""), ("k8s-app", "")],
-            ),
-        ),
+        ("app label", pod("prod", "shop", "web-7d9f-x2", "nginx", &[("app", "web")])),
+        ("only k8s-app", pod("prod", "kube-system", "coredns-5d78c", "coredns", &[("k8s-app", "kube-dns")])),
+        ("app and k8s-app", pod("prod", "shop", "api-1", "api", &[("app", "api"), ("k8s-app", "legacy")])),
+        ("neither label", pod("prod", "default", "debug-shell", "sh", &[("tier", "tools")])),
+        ("empty app label", pod("prod", "shop", "cart-0", "cart", &[("app", ""), ("k8s-app", "cart-k8s")])),
+        ("all labels empty", pod("prod", "shop", "cart-1", "cart", &[("app", ""), ("k8s-app", "")])),
         (
             "recommended label only",
-            pod(
-                "prod",
-                "shop",
-                "db-0",
-                "postgres",
-                &[("app.kubernetes.io/name", "postgres")],
-            ),
+            pod("prod", "shop", "db-0", "postgres", &[("app.kubernetes.io/name", "postgres")]),
         ),
-        (
-            "odd cluster name",
-            pod(
-                "My Cluster: EU*1 (prod)",
-                "shop",
-                "web-1",
-                "nginx",
-                &[("app", "web")],
-            ),
-        ),
-        (
-            "aws namespace",
-            pod("prod", "aws", "agent-1", "agent", &[("app", "agent")]),
-        ),
-        (
-            "empty cluster makes k8s__ prefix",
-            pod("", "shop", "web-1", "nginx", &[("app", "web")]),
-        ),
-        (
-            "long app label",
-            pod("prod", "shop", "web-1", "nginx", &[("app", &long_app)]),
-        ),
-        (
-            "long pod name",
-            pod("prod", "jobs", &long_pod, "worker", &[]),
-        ),
-        (
-            "unicode and colons",
-            pod("prod", "shop", "pod:é", "side*car", &[("app", "café")]),
-        ),
+        ("odd cluster name", pod("My Cluster: EU*1 (prod)", "shop", "web-1", "nginx", &[("app", "web")])),
+        ("aws namespace", pod("prod", "aws", "agent-1", "agent", &[("app", "agent")])),
+        ("empty cluster makes k8s__ prefix", pod("", "shop", "web-1", "nginx", &[("app", "web")])),
+        ("long app label", pod("prod", "shop", "web-1", "nginx", &[("app", &long_app)])),
+        ("long pod name", pod("prod", "jobs", &long_pod, "worker", &[])),
+        ("unicode and colons", pod("prod", "shop", "pod:é", "side*car", &[("app", "café")])),
     ];
     let router = default_router();
-    let custom = Router::new(
-        "{namespace}/{labels.app|labels.k8s-app|pod}",
-        DEFAULT_STREAM_TEMPLATE,
-    )
-    .expect("valid template");
+    let custom = Router::new("{namespace}/{labels.app|labels.k8s-app|pod}", DEFAULT_STREAM_TEMPLATE)
+        .expect("valid template");
     let rows: Vec<Row> = table
         .iter()
         .map(|(case, pod)| {
             let Destination { group, stream } = pod.route(&router);
             let custom_group = pod.route(&custom).group;
-            Row {
-                case,
-                group,
-                stream,
-                custom_group,
-            }
+            Row { case, group, stream, custom_group }
         })
         .collect();
     for row in &rows {
         assert!(is_valid_group(&row.group), "{}: {}", row.case, row.group);
         assert!(is_valid_stream(&row.stream), "{}: {}", row.case, row.stream);
-        assert!(
-            is_valid_group(&row.custom_group),
-            "{}: {}",
-            row.case,
-            row.custom_group
-        );
+        assert!(is_valid_group(&row.custom_group), "{}: {}", row.case, row.custom_group);
     }
     insta::assert_yaml_snapshot!(rows);
 }

@@ -19,11 +19,7 @@ use crate::telemetry::Metrics;
 /// One call's result, reduced to what the state machine needs.
 pub(super) enum CallResult<T> {
     Ok(T),
-    Failed {
-        failure: Failure,
-        message: Option<String>,
-        detail: String,
-    },
+    Failed { failure: Failure, message: Option<String>, detail: String },
 }
 
 impl CloudWatch {
@@ -36,12 +32,7 @@ impl CloudWatch {
     ) -> Result<CallResult<Option<Rejections>>, Cancelled> {
         let log_events = events
             .iter()
-            .map(|e| {
-                InputLogEvent::builder()
-                    .timestamp(e.timestamp_ms)
-                    .message(e.message.clone())
-                    .build()
-            })
+            .map(|e| InputLogEvent::builder().timestamp(e.timestamp_ms).message(e.message.clone()).build())
             .collect::<Result<Vec<_>, _>>();
         let log_events = match log_events {
             Ok(v) => v,
@@ -99,12 +90,7 @@ impl CloudWatch {
         dest: &Destination,
         cancel: &CancellationToken,
     ) -> Result<CallResult<()>, Cancelled> {
-        let send = self
-            .inner
-            .client
-            .create_log_group()
-            .log_group_name(&dest.group)
-            .send();
+        let send = self.inner.client.create_log_group().log_group_name(&dest.group).send();
         Ok(match self.with_timeout(send, cancel).await? {
             Some(Ok(_)) => {
                 Metrics::add(&self.inner.metrics.groups_created, 1);
@@ -126,9 +112,7 @@ impl CloudWatch {
         if timeout.is_zero() {
             return or_cancel(cancel, fut).await.map(Some);
         }
-        or_cancel(cancel, tokio::time::timeout(timeout, fut))
-            .await
-            .map(Result::ok)
+        or_cancel(cancel, tokio::time::timeout(timeout, fut)).await.map(Result::ok)
     }
 }
 
@@ -136,15 +120,9 @@ impl<T> CallResult<T> {
     pub(super) fn map<U>(self, f: impl FnOnce(T) -> U) -> CallResult<U> {
         match self {
             CallResult::Ok(t) => CallResult::Ok(f(t)),
-            CallResult::Failed {
-                failure,
-                message,
-                detail,
-            } => CallResult::Failed {
-                failure,
-                message,
-                detail,
-            },
+            CallResult::Failed { failure, message, detail } => {
+                CallResult::Failed { failure, message, detail }
+            }
         }
     }
 }
@@ -170,10 +148,7 @@ pub(super) fn timed_out<T>(after: Duration) -> CallResult<T> {
 
 pub(super) fn already_exists_is_ok(result: CallResult<()>) -> CallResult<()> {
     match result {
-        CallResult::Failed {
-            failure: Failure::AlreadyExists,
-            ..
-        } => CallResult::Ok(()),
+        CallResult::Failed { failure: Failure::AlreadyExists, .. } => CallResult::Ok(()),
         other => other,
     }
 }

@@ -135,24 +135,12 @@ mod tests {
     fn service_codes_map_to_the_error_policy() {
         let cases = [
             ("ThrottlingException", 400, Failure::Throttled),
-            (
-                "com.amazonaws.logs#ThrottlingException",
-                400,
-                Failure::Throttled,
-            ),
+            ("com.amazonaws.logs#ThrottlingException", 400, Failure::Throttled),
             ("ServiceUnavailableException", 503, Failure::ServerError),
             ("ResourceNotFoundException", 400, Failure::NotFound),
-            (
-                "ResourceAlreadyExistsException",
-                400,
-                Failure::AlreadyExists,
-            ),
+            ("ResourceAlreadyExistsException", 400, Failure::AlreadyExists),
             ("InvalidParameterException", 400, Failure::Invalid),
-            (
-                "DataAlreadyAcceptedException",
-                400,
-                Failure::DataAlreadyAccepted,
-            ),
+            ("DataAlreadyAcceptedException", 400, Failure::DataAlreadyAccepted),
             ("UnrecognizedClientException", 400, Failure::Credentials),
             ("ExpiredTokenException", 400, Failure::Credentials),
             ("SomethingNew", 502, Failure::ServerError),
@@ -161,11 +149,7 @@ mod tests {
             ("SomethingNew", 400, Failure::Other),
         ];
         for (code, status, want) in cases {
-            assert_eq!(
-                classify_code(Some(code), Some(status)),
-                want,
-                "{code} {status}"
-            );
+            assert_eq!(classify_code(Some(code), Some(status)), want, "{code} {status}");
         }
         assert_eq!(classify_code(None, Some(500)), Failure::ServerError);
     }

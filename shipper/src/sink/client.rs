@@ -30,8 +30,8 @@ pub async fn client_from_env(request_timeout: Duration, region: Option<String>) 
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts(request_timeout));
     if let Some(region) = region {
-        let chain = aws_config::meta::region::RegionProviderChain::default_provider()
-            .or_else(Region::new(region));
+        let chain =
+            aws_config::meta::region::RegionProviderChain::default_provider().or_else(Region::new(region));
         loader = loader.region(chain);
     }
     let shared = loader.load().await;

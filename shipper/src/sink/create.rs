@@ -31,10 +31,7 @@ struct Fifo {
 
 impl KnownStreams {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new(Fifo::default()),
-        }
+        Self { capacity: capacity.max(1), inner: Mutex::new(Fifo::default()) }
     }
 
     fn fifo(&self) -> std::sync::MutexGuard<'_, Fifo> {
@@ -93,15 +90,8 @@ pub(crate) struct GroupCreateLimiter {
 impl GroupCreateLimiter {
     /// `rate` in calls per second; non-positive or non-finite rates fall back to 1/s.
     pub(crate) fn new(rate: f64) -> Self {
-        let rate = if rate.is_finite() && rate > 0.0 {
-            rate.min(1_000.0)
-        } else {
-            1.0
-        };
-        Self {
-            interval: Duration::from_secs_f64(1.0 / rate),
-            next_slot: Mutex::new(None),
-        }
+        let rate = if rate.is_finite() && rate > 0.0 { rate.min(1_000.0) } else { 1.0 };
+        Self { interval: Duration::from_secs_f64(1.0 / rate), next_slot: Mutex::new(None) }
     }
 
     /// Reserve the next slot; returns how long to wait before calling.
@@ -125,10 +115,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn dest(i: usize) -> Arc<Destination> {
-        Arc::new(Destination {
-            group: "g".into(),
-            stream: format!("s{i}"),
-        })
+        Arc::new(Destination { group: "g".into(), stream: format!("s{i}") })
     }
 
     proptest! {
@@ -166,10 +153,7 @@ mod tests {
             let wait = limiter.reserve_at(now);
             // Slot n starts n intervals after `now`; jitter adds at most half an interval.
             assert!(wait >= interval * n, "call {n} waits {wait:?}");
-            assert!(
-                wait <= interval * n + interval / 2,
-                "call {n} waits {wait:?}"
-            );
+            assert!(wait <= interval * n + interval / 2, "call {n} waits {wait:?}");
         }
     }
 }

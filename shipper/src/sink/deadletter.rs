@@ -40,11 +40,7 @@ struct Line<'a> {
 }
 
 /// Render the lines for `letters` (each ends with `\n`).
-pub(crate) fn render(
-    dest: &Destination,
-    letters: &[(DropReason, &Event)],
-    at: SystemTime,
-) -> Vec<u8> {
+pub(crate) fn render(dest: &Destination, letters: &[(DropReason, &Event)], at: SystemTime) -> Vec<u8> {
     let at = humantime::format_rfc3339_millis(at).to_string();
     let mut out = Vec::with_capacity(letters.iter().map(|(_, e)| e.message.len() + 160).sum());
     for (reason, event) in letters {
@@ -76,36 +72,24 @@ pub(crate) struct DeadLetterFile {
 
 impl DeadLetterFile {
     pub(crate) fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            path: dir.join(DEAD_LETTER_FILE),
-            lock: Mutex::new(()),
-        }
+        Self { dir: dir.to_path_buf(), path: dir.join(DEAD_LETTER_FILE), lock: Mutex::new(()) }
     }
 
     /// Append `bytes` and fsync (plus the directory when the file is new). Blocking.
     pub(crate) fn append_synced(&self, bytes: &[u8]) -> Result<(), DeadLetterError> {
-        let _guard = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| DeadLetterError { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let is_new = !self.path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io(&self.path))?;
+        let mut file =
+            OpenOptions::new().create(true).append(true).open(&self.path).map_err(io(&self.path))?;
         file.write_all(bytes).map_err(io(&self.path))?;
         file.sync_data().map_err(io(&self.path))?;
         if is_new {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&self.dir))?;
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
         }
         Ok(())
     }
@@ -120,25 +104,13 @@ mod tests {
     fn lines_are_json_objects_with_the_contract_keys_appended_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = DeadLetterFile::new(&dir.path().join("nested"));
-        let dest = Destination {
-            group: "k8s_c_ns_app_c".into(),
-            stream: "pod_c".into(),
-        };
-        let a = Event {
-            timestamp_ms: 5,
-            message: "say \"hi\"\nbye".into(),
-        };
-        let b = Event {
-            timestamp_ms: 6,
-            message: "second".into(),
-        };
+        let dest = Destination { group: "k8s_c_ns_app_c".into(), stream: "pod_c".into() };
+        let a = Event { timestamp_ms: 5, message: "say \"hi\"\nbye".into() };
+        let b = Event { timestamp_ms: 6, message: "second".into() };
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        file.append_synced(&render(&dest, &[(DropReason::TooOld, &a)], at))
-            .unwrap();
-        file.append_synced(&render(&dest, &[(DropReason::Invalid, &b)], at))
-            .unwrap();
-        let text =
-            std::fs::read_to_string(dir.path().join("nested").join(DEAD_LETTER_FILE)).unwrap();
+        file.append_synced(&render(&dest, &[(DropReason::TooOld, &a)], at)).unwrap();
+        file.append_synced(&render(&dest, &[(DropReason::Invalid, &b)], at)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("nested").join(DEAD_LETTER_FILE)).unwrap();
         insta::assert_snapshot!(text, @r#"
         {"at":"2023-11-14T22:13:20.123Z","reason":"too_old","group":"k8s_c_ns_app_c","stream":"pod_c","timestamp":5,"message":"say \"hi\"\nbye"}
         {"at":"2023-11-14T22:13:20.123Z","reason":"invalid","group":"k8s_c_ns_app_c","stream":"pod_c","timestamp":6,"message":"second"}

@@ -115,11 +115,7 @@ impl Step {
 
 impl CloudWatch {
     /// Build from an SDK client.
-    pub fn new(
-        client: aws_sdk_cloudwatchlogs::Client,
-        options: SinkOptions,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(client: aws_sdk_cloudwatchlogs::Client, options: SinkOptions, metrics: Arc<Metrics>) -> Self {
         let dead_letters = Arc::new(DeadLetterFile::new(&options.dead_letter_dir));
         Self {
             inner: Arc::new(Inner {
@@ -158,10 +154,7 @@ impl CloudWatch {
         }
         while let Some(range) = pending.pop() {
             let events = &sorted[range.clone()];
-            match self
-                .put_until_answered(&batch.dest, events, cancel, &mut report)
-                .await?
-            {
+            match self.put_until_answered(&batch.dest, events, cancel, &mut report).await? {
                 Answer::Accepted(None) => report.accepted += events.len() as u64,
                 Answer::Accepted(Some(rejections)) => {
                     let now_ms = unix_ms(SystemTime::now());
@@ -184,8 +177,7 @@ impl CloudWatch {
         }
 
         if !dead.is_empty() {
-            self.write_dead_letters(&batch.dest, &dead, cancel, &mut report)
-                .await?;
+            self.write_dead_letters(&batch.dest, &dead, cancel, &mut report).await?;
         }
         // Counted only now: a cancelled delivery is resent, and must not count twice.
         let metrics = &self.inner.metrics;
@@ -233,15 +225,10 @@ impl CloudWatch {
                             inner.known_streams.insert(dest);
                             return Ok(Answer::Accepted(rejections));
                         }
-                        CallResult::Failed {
-                            failure: Failure::DataAlreadyAccepted,
-                            ..
-                        } => return Ok(Answer::Accepted(None)),
-                        CallResult::Failed {
-                            failure: Failure::Invalid,
-                            message,
-                            ..
-                        } => {
+                        CallResult::Failed { failure: Failure::DataAlreadyAccepted, .. } => {
+                            return Ok(Answer::Accepted(None));
+                        }
+                        CallResult::Failed { failure: Failure::Invalid, message, .. } => {
                             let names = message.as_deref().is_some_and(mentions_names);
                             tracing::debug!(
                                 group = %dest.group,
@@ -252,10 +239,7 @@ impl CloudWatch {
                             );
                             return Ok(Answer::Invalid { names });
                         }
-                        CallResult::Failed {
-                            failure: Failure::NotFound,
-                            ..
-                        } => {
+                        CallResult::Failed { failure: Failure::NotFound, .. } => {
                             if inner.known_streams.contains(dest) {
                                 tracing::warn!(group = %dest.group, stream = %dest.stream,
                                     "log stream disappeared, re-creating it");
@@ -276,10 +260,7 @@ impl CloudWatch {
                         step = Step::Put;
                         continue;
                     }
-                    CallResult::Failed {
-                        failure: Failure::NotFound,
-                        ..
-                    } => {
+                    CallResult::Failed { failure: Failure::NotFound, .. } => {
                         // CreateLogStream says NotFound only when the group is missing.
                         self.count_retry(report);
                         backoff.reset();
@@ -301,10 +282,7 @@ impl CloudWatch {
                     }
                 }
             };
-            let CallResult::Failed {
-                failure, detail, ..
-            } = result
-            else {
+            let CallResult::Failed { failure, detail, .. } = result else {
                 continue;
             };
             if failure == Failure::Invalid {
@@ -336,10 +314,7 @@ impl CloudWatch {
         report: &mut DeliveryReport,
     ) -> Result<(), Cancelled> {
         let bytes: Arc<[u8]> = deadletter::render(dest, dead, SystemTime::now()).into();
-        let mut backoff = Backoff::new(
-            self.inner.options.backoff_base,
-            self.inner.options.backoff_cap,
-        );
+        let mut backoff = Backoff::new(self.inner.options.backoff_base, self.inner.options.backoff_cap);
         loop {
             let file = Arc::clone(&self.inner.dead_letters);
             let chunk = Arc::clone(&bytes);

@@ -43,12 +43,7 @@ impl Rejections {
 
     /// Why the event at `index` (sent with `timestamp_ms`) was rejected, if it was.
     /// Each event gets at most one reason: too new, else too old, else expired.
-    pub(crate) fn reason(
-        &self,
-        index: usize,
-        timestamp_ms: i64,
-        now_ms: i64,
-    ) -> Option<DropReason> {
+    pub(crate) fn reason(&self, index: usize, timestamp_ms: i64, now_ms: i64) -> Option<DropReason> {
         let index = i64::try_from(index).unwrap_or(i64::MAX);
         if let Some(start) = self.too_new_start
             && (index >= start || timestamp_ms > now_ms.saturating_add(MAX_EVENT_FUTURE_MS))
@@ -93,10 +88,7 @@ mod tests {
     /// What the AWS API reference describes.
     fn aws_answer(sorted: &[i64], retention_ms: i64) -> RejectedLogEventsInfo {
         let mut b = RejectedLogEventsInfo::builder();
-        let too_old = sorted
-            .iter()
-            .filter(|&&t| t < NOW - MAX_EVENT_AGE_MS)
-            .count();
+        let too_old = sorted.iter().filter(|&&t| t < NOW - MAX_EVENT_AGE_MS).count();
         if too_old > 0 {
             b = b.too_old_log_event_end_index(too_old as i32);
         }
@@ -125,11 +117,7 @@ mod tests {
 
     fn classify(info: &RejectedLogEventsInfo, sorted: &[i64]) -> Vec<Option<DropReason>> {
         let rejections = Rejections::from_info(Some(info));
-        sorted
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| rejections.and_then(|r| r.reason(i, t, NOW)))
-            .collect()
+        sorted.iter().enumerate().map(|(i, &t)| rejections.and_then(|r| r.reason(i, t, NOW))).collect()
     }
 
     fn timestamps() -> impl Strategy<Value = Vec<i64>> {
@@ -168,9 +156,7 @@ mod tests {
     #[test]
     fn our_clock_is_not_consulted_for_kinds_the_server_did_not_report() {
         // A server with a slower clock accepted an event our clock calls too new.
-        let only_old = RejectedLogEventsInfo::builder()
-            .too_old_log_event_end_index(1)
-            .build();
+        let only_old = RejectedLogEventsInfo::builder().too_old_log_event_end_index(1).build();
         let r = Rejections::from_info(Some(&only_old)).unwrap();
         assert_eq!(r.reason(0, NOW - 15 * DAY, NOW), Some(DropReason::TooOld));
         assert_eq!(r.reason(1, NOW + 3 * 3600 * 1000, NOW), None);

@@ -25,11 +25,7 @@ impl Backoff {
     /// A fresh sequence. A zero `base` is raised to 1 ms so retries never spin.
     pub(crate) fn new(base: Duration, cap: Duration) -> Self {
         let base = base.max(Duration::from_millis(1));
-        Self {
-            base,
-            cap: cap.max(base),
-            attempt: 0,
-        }
+        Self { base, cap: cap.max(base), attempt: 0 }
     }
 
     /// Start over after progress was made.
@@ -54,10 +50,7 @@ impl Backoff {
 }
 
 /// Run `fut` unless `cancel` fires first.
-pub(crate) async fn or_cancel<F: Future>(
-    cancel: &CancellationToken,
-    fut: F,
-) -> Result<F::Output, Cancelled> {
+pub(crate) async fn or_cancel<F: Future>(cancel: &CancellationToken, fut: F) -> Result<F::Output, Cancelled> {
     tokio::select! {
         biased;
         () = cancel.cancelled() => Err(Cancelled),

@@ -47,11 +47,7 @@ pub(crate) enum Fault {
     /// `ServiceUnavailableException`, HTTP 503.
     Unavailable,
     /// Any error answer.
-    Error {
-        status: u16,
-        kind: &'static str,
-        message: &'static str,
-    },
+    Error { status: u16, kind: &'static str, message: &'static str },
     /// Another agent won the race: create the resource, answer `ResourceAlreadyExists`.
     CreatedByAnotherAgent,
 }
@@ -109,9 +105,7 @@ impl FakeCloudWatch {
             retention_ms: None,
             calls: Vec::new(),
         }));
-        let app = Router::new()
-            .route("/", post(handle))
-            .with_state(Arc::clone(&model));
+        let app = Router::new().route("/", post(handle)).with_state(Arc::clone(&model));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, model }
     }
@@ -161,52 +155,30 @@ impl FakeCloudWatch {
 
     /// The events stored in a stream, in arrival order.
     pub(crate) fn stored(&self, group: &str, stream: &str) -> Vec<(i64, String)> {
-        self.model()
-            .groups
-            .get(group)
-            .and_then(|g| g.get(stream))
-            .cloned()
-            .unwrap_or_default()
+        self.model().groups.get(group).and_then(|g| g.get(stream)).cloned().unwrap_or_default()
     }
 }
 
 fn error(status: u16, kind: &str, message: &str) -> (StatusCode, Value) {
-    (
-        StatusCode::from_u16(status).unwrap(),
-        json!({"__type": kind, "message": message}),
-    )
+    (StatusCode::from_u16(status).unwrap(), json!({"__type": kind, "message": message}))
 }
 
 fn fault_answer(fault: &Fault) -> (StatusCode, Value) {
     match fault {
         Fault::Throttle => error(400, "ThrottlingException", "Rate exceeded"),
         Fault::Unavailable => error(503, "ServiceUnavailableException", "Service unavailable"),
-        Fault::Error {
-            status,
-            kind,
-            message,
-        } => error(*status, kind, message),
-        Fault::CreatedByAnotherAgent => {
-            error(400, "ResourceAlreadyExistsException", "already exists")
-        }
+        Fault::Error { status, kind, message } => error(*status, kind, message),
+        Fault::CreatedByAnotherAgent => error(400, "ResourceAlreadyExistsException", "already exists"),
     }
 }
 
 async fn handle(State(model): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let op = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(Op::parse);
+    let op = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).and_then(Op::parse);
     let (status, body) = match (op, serde_json::from_slice::<Value>(&body)) {
         (Some(op), Ok(req)) => answer(&mut model.lock().unwrap(), op, &req),
         _ => error(400, "UnknownOperationException", "bad request"),
     };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/x-amz-json-1.1")], body.to_string()).into_response()
 }
 
 fn answer(m: &mut Model, op: Op, req: &Value) -> (StatusCode, Value) {
@@ -241,11 +213,7 @@ fn answer(m: &mut Model, op: Op, req: &Value) -> (StatusCode, Value) {
         }
         Op::CreateLogStream => {
             let Some(g) = m.groups.get_mut(&group) else {
-                return error(
-                    400,
-                    "ResourceNotFoundException",
-                    "The specified log group does not exist.",
-                );
+                return error(400, "ResourceNotFoundException", "The specified log group does not exist.");
             };
             if g.contains_key(&stream) {
                 return error(
@@ -283,19 +251,11 @@ fn answer(m: &mut Model, op: Op, req: &Value) -> (StatusCode, Value) {
             }
             let (style, retention) = (m.style, m.retention_ms);
             let Some(target) = m.groups.get_mut(&group).and_then(|g| g.get_mut(&stream)) else {
-                return error(
-                    400,
-                    "ResourceNotFoundException",
-                    "The specified log stream does not exist.",
-                );
+                return error(400, "ResourceNotFoundException", "The specified log stream does not exist.");
             };
-            let now = i64::try_from(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis(),
-            )
-            .unwrap();
+            let now =
+                i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis())
+                    .unwrap();
             let mut info = serde_json::Map::new();
             let (mut too_old, mut expired) = (0usize, 0usize);
             for (i, (ts, msg)) in events.into_iter().enumerate() {

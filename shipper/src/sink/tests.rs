@@ -26,25 +26,13 @@ fn options(dir: &Path) -> SinkOptions {
 fn sink(url: &str, dir: &Path) -> (CloudWatch, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     let client = client_for_endpoint(url, "us-east-1", Duration::from_secs(10));
-    (
-        CloudWatch::new(client, options(dir), Arc::clone(&metrics)),
-        metrics,
-    )
+    (CloudWatch::new(client, options(dir), Arc::clone(&metrics)), metrics)
 }
 
 fn batch(events: &[(i64, &str)]) -> Batch {
     Batch {
-        dest: Arc::new(Destination {
-            group: GROUP.into(),
-            stream: STREAM.into(),
-        }),
-        events: events
-            .iter()
-            .map(|&(timestamp_ms, m)| Event {
-                timestamp_ms,
-                message: m.into(),
-            })
-            .collect(),
+        dest: Arc::new(Destination { group: GROUP.into(), stream: STREAM.into() }),
+        events: events.iter().map(|&(timestamp_ms, m)| Event { timestamp_ms, message: m.into() }).collect(),
     }
 }
 
@@ -55,9 +43,7 @@ fn now_ms() -> i64 {
 /// `n` events one millisecond apart, starting a minute ago, messages `e0`, `e1`...
 fn recent(n: usize) -> Vec<(i64, String)> {
     let start = now_ms() - 60_000;
-    (0..n)
-        .map(|i| (start + i as i64, format!("e{i}")))
-        .collect()
+    (0..n).map(|i| (start + i as i64, format!("e{i}"))).collect()
 }
 
 fn as_refs(events: &[(i64, String)]) -> Vec<(i64, &str)> {
@@ -66,19 +52,14 @@ fn as_refs(events: &[(i64, String)]) -> Vec<(i64, &str)> {
 
 fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
     match std::fs::read_to_string(dir.join(DEAD_LETTER_FILE)) {
-        Ok(text) => text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
+        Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
         Err(_) => Vec::new(),
     }
 }
 
 /// Fail the test instead of hanging if a retry loop never ends.
 async fn bounded<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(30), fut)
-        .await
-        .expect("deliver did not finish")
+    tokio::time::timeout(Duration::from_secs(30), fut).await.expect("deliver did not finish")
 }
 
 #[tokio::test]
@@ -91,32 +72,14 @@ async fn happy_path_is_one_call_and_events_are_sent_sorted() {
     // Out of order, with a tie whose spool order must be kept.
     let b = batch(&[(t + 3, "c"), (t + 1, "a"), (t + 2, "b1"), (t + 2, "b2")]);
 
-    let report = bounded(cw.deliver(&b, &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&b, &CancellationToken::new())).await.unwrap();
 
-    assert_eq!(
-        report,
-        DeliveryReport {
-            accepted: 4,
-            dropped: vec![],
-            retries: 0
-        }
-    );
+    assert_eq!(report, DeliveryReport { accepted: 4, dropped: vec![], retries: 0 });
     assert_eq!(fake.calls(), vec![Op::PutLogEvents]);
-    let stored: Vec<_> = fake
-        .stored(GROUP, STREAM)
-        .into_iter()
-        .map(|(_, m)| m)
-        .collect();
+    let stored: Vec<_> = fake.stored(GROUP, STREAM).into_iter().map(|(_, m)| m).collect();
     assert_eq!(stored, ["a", "b1", "b2", "c"]);
     assert_eq!(metrics.put_requests_total(PutOutcome::Ok), 1);
-    assert_eq!(
-        metrics
-            .events_delivered
-            .load(std::sync::atomic::Ordering::Relaxed),
-        4
-    );
+    assert_eq!(metrics.events_delivered.load(std::sync::atomic::Ordering::Relaxed), 4);
 }
 
 #[tokio::test]
@@ -128,16 +91,11 @@ async fn throttling_is_retried_and_events_are_delivered_once() {
     let (cw, metrics) = sink(&fake.url, dir.path());
     let events = recent(5);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!(report.accepted, 5);
     assert_eq!(report.retries, 3);
-    assert_eq!(
-        metrics.retries.load(std::sync::atomic::Ordering::Relaxed),
-        3
-    );
+    assert_eq!(metrics.retries.load(std::sync::atomic::Ordering::Relaxed), 3);
     assert_eq!(metrics.put_requests_total(PutOutcome::Throttled), 3);
     assert_eq!(metrics.put_requests_total(PutOutcome::Ok), 1);
     assert_eq!(fake.stored(GROUP, STREAM), events);
@@ -150,20 +108,14 @@ async fn service_unavailable_is_retried() {
     fake.fail_next(Op::PutLogEvents, Fault::Unavailable, 2);
     fake.fail_next(
         Op::PutLogEvents,
-        Fault::Error {
-            status: 500,
-            kind: "InternalFailure",
-            message: "oops",
-        },
+        Fault::Error { status: 500, kind: "InternalFailure", message: "oops" },
         1,
     );
     let dir = tempfile::tempdir().unwrap();
     let (cw, metrics) = sink(&fake.url, dir.path());
     let events = recent(3);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!((report.accepted, report.retries), (3, 3));
     assert_eq!(metrics.put_requests_total(PutOutcome::ServerError), 3);
@@ -173,10 +125,7 @@ async fn service_unavailable_is_retried() {
 #[tokio::test]
 async fn connection_refused_is_retried_until_the_service_is_up() {
     // Reserve a port, then free it: connections are refused until the fake binds it.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (cw, metrics) = sink(&format!("http://{addr}"), dir.path());
     let events = recent(2);
@@ -192,17 +141,12 @@ async fn connection_refused_is_retried_until_the_service_is_up() {
         })
     };
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     let fake = starter.await.unwrap();
     assert_eq!(report.accepted, 2);
     assert!(metrics.put_requests_total(PutOutcome::Network) >= 3);
-    assert_eq!(
-        report.retries,
-        metrics.put_requests_total(PutOutcome::Network)
-    );
+    assert_eq!(report.retries, metrics.put_requests_total(PutOutcome::Network));
     assert_eq!(fake.stored(GROUP, STREAM), events);
 }
 
@@ -213,9 +157,7 @@ async fn missing_group_and_stream_are_created_in_order_then_resent() {
     let (cw, metrics) = sink(&fake.url, dir.path());
     let events = recent(2);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!(report.accepted, 2);
     assert_eq!(
@@ -228,26 +170,14 @@ async fn missing_group_and_stream_are_created_in_order_then_resent() {
             Op::PutLogEvents
         ]
     );
-    assert_eq!(
-        metrics
-            .groups_created
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-    assert_eq!(
-        metrics
-            .streams_created
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(metrics.groups_created.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(metrics.streams_created.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(metrics.put_requests_total(PutOutcome::NotFound), 1);
     assert_eq!(fake.stored(GROUP, STREAM), events);
 
     // The stream is now known: the next batch is one call.
     let more = recent(1);
-    bounded(cw.deliver(&batch(&as_refs(&more)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    bounded(cw.deliver(&batch(&as_refs(&more)), &CancellationToken::new())).await.unwrap();
     assert_eq!(fake.calls().len(), 6);
 }
 
@@ -270,9 +200,7 @@ async fn already_exists_from_a_racing_agent_counts_as_created() {
     let (cw, metrics) = sink(&fake.url, dir.path());
     let events = recent(1);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!(report.accepted, 1);
     assert_eq!(
@@ -285,18 +213,8 @@ async fn already_exists_from_a_racing_agent_counts_as_created() {
             Op::PutLogEvents
         ]
     );
-    assert_eq!(
-        metrics
-            .groups_created
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
-    assert_eq!(
-        metrics
-            .streams_created
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(metrics.groups_created.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(metrics.streams_created.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert_eq!(fake.stored(GROUP, STREAM), events);
 }
 
@@ -309,17 +227,10 @@ async fn throttled_creates_are_retried_without_ending_delivery() {
     let (cw, metrics) = sink(&fake.url, dir.path());
     let events = recent(3);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!(report.accepted, 3);
-    assert_eq!(
-        metrics
-            .groups_created
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(metrics.groups_created.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(fake.stored(GROUP, STREAM), events);
     // PutLogEvents was answered only twice: NotFound, then Ok.
     assert_eq!(metrics.put_requests_total(PutOutcome::NotFound), 1);
@@ -335,19 +246,13 @@ async fn a_poisoned_event_is_isolated_by_bisection_and_dead_lettered() {
     let (cw, metrics) = sink(&fake.url, dir.path());
     let events = recent(11);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!(report.accepted, 10);
     assert_eq!(report.dropped, vec![(DropReason::Invalid, 1)]);
     assert_eq!(metrics.dropped_total(DropReason::Invalid), 1);
     let good: Vec<_> = events.iter().filter(|(_, m)| m != "e5").cloned().collect();
-    assert_eq!(
-        fake.stored(GROUP, STREAM),
-        good,
-        "the rest arrive once, in order"
-    );
+    assert_eq!(fake.stored(GROUP, STREAM), good, "the rest arrive once, in order");
     let letters = dead_letters(dir.path());
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["reason"], "invalid");
@@ -374,9 +279,7 @@ async fn an_invalid_stream_name_dead_letters_the_batch_instead_of_blocking() {
     let (cw, _metrics) = sink(&fake.url, dir.path());
     let events = recent(4);
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     assert_eq!(report.accepted, 0);
     assert_eq!(report.dropped, vec![(DropReason::Invalid, 4)]);
@@ -389,28 +292,15 @@ async fn legacy_data_already_accepted_counts_as_delivered() {
     fake.with_stream(GROUP, Some(STREAM));
     fake.fail_next(
         Op::PutLogEvents,
-        Fault::Error {
-            status: 400,
-            kind: "DataAlreadyAcceptedException",
-            message: "dup",
-        },
+        Fault::Error { status: 400, kind: "DataAlreadyAcceptedException", message: "dup" },
         1,
     );
     let dir = tempfile::tempdir().unwrap();
     let (cw, _metrics) = sink(&fake.url, dir.path());
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&recent(3))), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&recent(3))), &CancellationToken::new())).await.unwrap();
 
-    assert_eq!(
-        report,
-        DeliveryReport {
-            accepted: 3,
-            dropped: vec![],
-            retries: 0
-        }
-    );
+    assert_eq!(report, DeliveryReport { accepted: 3, dropped: vec![], retries: 0 });
     assert_eq!(fake.calls(), vec![Op::PutLogEvents]);
 }
 
@@ -432,9 +322,7 @@ fn mixed_ages() -> Vec<(i64, String)> {
     .collect()
 }
 
-async fn deliver_mixed_ages(
-    style: RejectStyle,
-) -> (DeliveryReport, Vec<serde_json::Value>, Vec<String>) {
+async fn deliver_mixed_ages(style: RejectStyle) -> (DeliveryReport, Vec<serde_json::Value>, Vec<String>) {
     let fake = FakeCloudWatch::start().await;
     fake.with_stream(GROUP, Some(STREAM));
     fake.rejections(style, Some(DAY_MS));
@@ -443,18 +331,12 @@ async fn deliver_mixed_ages(
     let mut events = mixed_ages();
     events.reverse(); // the sink must sort before the indices mean anything
 
-    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new()))
-        .await
-        .unwrap();
+    let report = bounded(cw.deliver(&batch(&as_refs(&events)), &CancellationToken::new())).await.unwrap();
 
     for (reason, n) in &report.dropped {
         assert_eq!(metrics.dropped_total(*reason), *n);
     }
-    let stored = fake
-        .stored(GROUP, STREAM)
-        .into_iter()
-        .map(|(_, m)| m)
-        .collect();
+    let stored = fake.stored(GROUP, STREAM).into_iter().map(|(_, m)| m).collect();
     (report, dead_letters(dir.path()), stored)
 }
 
@@ -465,11 +347,7 @@ async fn documented_rejections_are_counted_per_reason_and_dead_lettered() {
     assert_eq!(report.accepted, 3);
     assert_eq!(
         report.dropped,
-        vec![
-            (DropReason::TooOld, 2),
-            (DropReason::TooNew, 2),
-            (DropReason::Expired, 1)
-        ]
+        vec![(DropReason::TooOld, 2), (DropReason::TooNew, 2), (DropReason::Expired, 1)]
     );
     assert_eq!(stored, ["ok-1", "ok-2", "ok-3"]);
     insta::assert_yaml_snapshot!(letters, {
@@ -484,15 +362,9 @@ async fn moto_style_rejections_lose_nothing() {
 
     // moto has no retention check: the "expired" event is stored and counted delivered.
     assert_eq!(report.accepted, 4);
-    assert_eq!(
-        report.dropped,
-        vec![(DropReason::TooOld, 2), (DropReason::TooNew, 2)]
-    );
+    assert_eq!(report.dropped, vec![(DropReason::TooOld, 2), (DropReason::TooNew, 2)]);
     assert_eq!(stored, ["expired-1", "ok-1", "ok-2", "ok-3"]);
-    let dead: Vec<_> = letters
-        .iter()
-        .map(|l| l["message"].as_str().unwrap())
-        .collect();
+    let dead: Vec<_> = letters.iter().map(|l| l["message"].as_str().unwrap()).collect();
     assert_eq!(dead, ["old-1", "old-2", "new-1", "new-2"]);
 }
 
@@ -517,12 +389,7 @@ async fn cancellation_ends_endless_throttling() {
 
     assert!(matches!(result, Err(Cancelled)));
     assert!(metrics.put_requests_total(PutOutcome::Throttled) >= 5);
-    assert_eq!(
-        metrics
-            .events_delivered
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(metrics.events_delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(dead_letters(dir.path()).is_empty());
 }
 
@@ -531,10 +398,7 @@ async fn an_empty_batch_makes_no_call() {
     let fake = FakeCloudWatch::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (cw, _metrics) = sink(&fake.url, dir.path());
-    let report = cw
-        .deliver(&batch(&[]), &CancellationToken::new())
-        .await
-        .unwrap();
+    let report = cw.deliver(&batch(&[]), &CancellationToken::new()).await.unwrap();
     assert_eq!(report, DeliveryReport::default());
     assert!(fake.calls().is_empty());
 }
@@ -544,9 +408,7 @@ async fn an_empty_batch_makes_no_call() {
 struct NoCredentials;
 
 impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
     where
         Self: 'a,
     {

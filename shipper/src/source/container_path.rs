@@ -60,9 +60,7 @@ mod tests {
 
     #[test]
     fn parses_a_kubelet_symlink_name() {
-        let path = PathBuf::from(format!(
-            "/var/log/containers/web-7d9f8b-x2x9q_shop.prod_nginx-{ID}.log"
-        ));
+        let path = PathBuf::from(format!("/var/log/containers/web-7d9f8b-x2x9q_shop.prod_nginx-{ID}.log"));
         assert_eq!(
             container_ref(&path),
             Some(ContainerRef {

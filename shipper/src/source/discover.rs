@@ -29,16 +29,11 @@ impl Globs {
     pub(super) fn new(patterns: &[String]) -> Result<Self, SourceError> {
         let mut roots = BTreeSet::new();
         for pattern in patterns {
-            glob::Pattern::new(pattern).map_err(|e| SourceError::Glob {
-                glob: pattern.clone(),
-                reason: e.to_string(),
-            })?;
+            glob::Pattern::new(pattern)
+                .map_err(|e| SourceError::Glob { glob: pattern.clone(), reason: e.to_string() })?;
             roots.insert(literal_root(Path::new(pattern)));
         }
-        Ok(Self {
-            patterns: patterns.to_vec(),
-            roots,
-        })
+        Ok(Self { patterns: patterns.to_vec(), roots })
     }
 
     /// Directories whose entries the globs match.
@@ -60,11 +55,7 @@ impl Globs {
 /// The directory a glob lists: its leading components without wildcards
 /// (`/var/log/containers/*.log` → `/var/log/containers`), or a literal path's parent.
 fn literal_root(pattern: &Path) -> PathBuf {
-    let is_wild = |c: &Component<'_>| {
-        c.as_os_str()
-            .to_str()
-            .is_some_and(|s| s.contains(['*', '?', '[']))
-    };
+    let is_wild = |c: &Component<'_>| c.as_os_str().to_str().is_some_and(|s| s.contains(['*', '?', '[']));
     let literal: PathBuf = pattern.components().take_while(|c| !is_wild(c)).collect();
     if !pattern.components().any(|c| is_wild(&c)) {
         // No wildcard at all: the file itself, whose directory is what changes.
@@ -110,11 +101,7 @@ impl DirWatcher {
                 None
             }
         };
-        Self {
-            watcher,
-            wake,
-            watched: HashSet::new(),
-        }
+        Self { watcher, wake, watched: HashSet::new() }
     }
 
     /// Where changes are signalled (one stored permit: a change between two waits is not
@@ -137,9 +124,7 @@ impl DirWatcher {
             false
         });
         for dir in dirs {
-            if !self.watched.contains(dir)
-                && watcher.watch(dir, RecursiveMode::NonRecursive).is_ok()
-            {
+            if !self.watched.contains(dir) && watcher.watch(dir, RecursiveMode::NonRecursive).is_ok() {
                 self.watched.insert(dir.clone());
             }
         }
@@ -148,10 +133,7 @@ impl DirWatcher {
 
 /// Events our own reading causes (inotify reports opens and read-only closes).
 fn is_own_access(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::Access(AccessKind::Open(_) | AccessKind::Close(AccessMode::Read))
-    )
+    matches!(kind, EventKind::Access(AccessKind::Open(_) | AccessKind::Close(AccessMode::Read)))
 }
 
 #[cfg(test)]
@@ -168,11 +150,7 @@ mod tests {
         let roots: Vec<_> = globs.roots().iter().cloned().collect();
         assert_eq!(
             roots,
-            [
-                PathBuf::from("/tmp"),
-                PathBuf::from("/var/log/containers"),
-                PathBuf::from("/var/log/pods"),
-            ]
+            [PathBuf::from("/tmp"), PathBuf::from("/var/log/containers"), PathBuf::from("/var/log/pods"),]
         );
         Ok(())
     }
@@ -180,9 +158,6 @@ mod tests {
     #[test]
     fn invalid_glob_is_reported_with_the_glob() {
         let err = Globs::new(&["/var/log/[.log".to_owned()]).map(|_| ());
-        assert!(
-            matches!(&err, Err(SourceError::Glob { glob, .. }) if glob == "/var/log/[.log"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Err(SourceError::Glob { glob, .. }) if glob == "/var/log/[.log"), "{err:?}");
     }
 }

@@ -80,14 +80,8 @@ impl TailedFile {
 
     /// The same descriptor followed from 0 again (its content was replaced by truncation).
     pub(super) fn restart(self, known_len: u64) -> Self {
-        let mut restarted = Self {
-            read_offset: 0,
-            safe_offset: 0,
-            scanned_to: 0,
-            known_len,
-            head_len: 0,
-            ..self
-        };
+        let mut restarted =
+            Self { read_offset: 0, safe_offset: 0, scanned_to: 0, known_len, head_len: 0, ..self };
         restarted.load_head();
         restarted
     }
@@ -158,22 +152,14 @@ impl TailedFile {
         let covered = covered(self.safe_offset).min(self.head_len);
         Checkpoint {
             path: self.path.clone(),
-            id: FileId {
-                dev: self.dev,
-                ino: self.ino,
-                fingerprint: fingerprint(&self.head[..covered]),
-            },
+            id: FileId { dev: self.dev, ino: self.ino, fingerprint: fingerprint(&self.head[..covered]) },
             offset: self.safe_offset,
         }
     }
 
     /// Append complete lines to `out`: up to `limit` bytes, or one whole line if the next
     /// line alone is longer. `None` (and `out` untouched) if no complete line is there yet.
-    pub(super) fn read_lines(
-        &mut self,
-        out: &mut Vec<u8>,
-        limit: usize,
-    ) -> io::Result<Option<ReadChunk>> {
+    pub(super) fn read_lines(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<Option<ReadChunk>> {
         let base = out.len();
         let start = self.read_offset;
         let mut pos = start;
@@ -193,11 +179,8 @@ impl TailedFile {
             let fresh = &out[round..];
             // First round: as many lines as fit. Later rounds continue one long line: stop
             // at its end so memory stays about one line.
-            let newline = if round == base {
-                memchr::memrchr(b'\n', fresh)
-            } else {
-                memchr::memchr(b'\n', fresh)
-            };
+            let newline =
+                if round == base { memchr::memrchr(b'\n', fresh) } else { memchr::memchr(b'\n', fresh) };
             if let Some(i) = newline {
                 // Only the first round searched backwards: after a later round's first
                 // `\n` there may be more lines, so only its end counts as looked at.

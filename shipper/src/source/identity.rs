@@ -28,9 +28,7 @@ pub(super) fn fingerprint(head: &[u8]) -> u64 {
     if head.is_empty() {
         return 0;
     }
-    let hash = head.iter().fold(OFFSET_BASIS, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    });
+    let hash = head.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
     hash.max(1)
 }
 
@@ -80,11 +78,7 @@ mod tests {
         let mut file = File::create(&path)?;
         file.write_all(b"first line\nsecond line\n")?;
         let file = File::open(&path)?;
-        let id = |content: &[u8]| FileId {
-            dev: 0,
-            ino: 0,
-            fingerprint: fingerprint(content),
-        };
+        let id = |content: &[u8]| FileId { dev: 0, ino: 0, fingerprint: fingerprint(content) };
         assert!(verify(&file, &id(b"first line\n"), 11)?);
         assert!(!verify(&file, &id(b"other line\n"), 11)?);
         // Checkpoint further than the file is long: not this content.

@@ -78,11 +78,7 @@ pub struct FileKey(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
     /// A new file is tailed (from its checkpoint or from the start).
-    Opened {
-        key: FileKey,
-        path: PathBuf,
-        offset: u64,
-    },
+    Opened { key: FileKey, path: PathBuf, offset: u64 },
     /// The file at `path` was renamed away; `key` is drained to its end, then closed.
     Rotated { key: FileKey, path: PathBuf },
     /// The file shrank below the read offset (copytruncate): `key` is retired and an
@@ -92,11 +88,7 @@ pub enum SourceEvent {
     /// The file was fully read and is no longer at its path: forgotten.
     Closed { key: FileKey, path: PathBuf },
     /// Bytes that can never be read (file vanished before it was opened or finished).
-    Lost {
-        path: PathBuf,
-        from: u64,
-        to: Option<u64>,
-    },
+    Lost { path: PathBuf, from: u64, to: Option<u64> },
 }
 
 /// Bytes handed out by `read`: whole lines only.

@@ -107,10 +107,7 @@ impl Tailer {
                     .iter()
                     .filter_map(|key| self.files.get(key).map(|file| (*key, file)))
                     .find(|(_, file)| file.phase != Phase::Finished)?;
-                oldest_unfinished
-                    .1
-                    .has_unread()
-                    .then_some(oldest_unfinished.0)
+                oldest_unfinished.1.has_unread().then_some(oldest_unfinished.0)
             })
             .collect();
         keys.sort_unstable();
@@ -125,11 +122,7 @@ impl Tailer {
     /// Append up to `read_chunk_bytes` of complete lines to `out` (one whole line if it is
     /// longer). `None` if there is no complete line, the key is unknown, or an older file of
     /// the same path still has to be drained first.
-    pub fn read(
-        &mut self,
-        key: FileKey,
-        out: &mut Vec<u8>,
-    ) -> Result<Option<ReadChunk>, SourceError> {
+    pub fn read(&mut self, key: FileKey, out: &mut Vec<u8>) -> Result<Option<ReadChunk>, SourceError> {
         if self.waits_for_older(key) {
             return Ok(None);
         }
@@ -140,11 +133,7 @@ impl Tailer {
         if file.phase == Phase::Finished {
             return Ok(None);
         }
-        file.read_lines(out, limit)
-            .map_err(|source| SourceError::Io {
-                path: file.path.clone(),
-                source,
-            })
+        file.read_lines(out, limit).map_err(|source| SourceError::Io { path: file.path.clone(), source })
     }
 
     /// Everything before `offset` of `key` is in the spool (not yet committed).
@@ -156,25 +145,19 @@ impl Tailer {
 
     /// Checkpoints of every followed file, at their safe offsets, oldest first per path.
     pub fn state(&self) -> SourceState {
-        let followed = self
-            .chains
-            .values()
-            .flatten()
-            .filter_map(|key| self.files.get(key))
-            .map(TailedFile::checkpoint);
+        let followed =
+            self.chains.values().flatten().filter_map(|key| self.files.get(key)).map(TailedFile::checkpoint);
         // Before the first scan, the restored checkpoints are still the truth.
         let pending = self.restored.iter().flatten().cloned();
-        SourceState {
-            files: followed.chain(pending).collect(),
-        }
+        SourceState { files: followed.chain(pending).collect() }
     }
 
     /// Wait until a watched directory changes, the next periodic rescan is due, or `timeout`
     /// passes.
     pub async fn changed(&mut self, timeout: Duration) {
-        let until_rescan = self.last_scan.map_or(Duration::ZERO, |last| {
-            self.options.rescan_interval.saturating_sub(last.elapsed())
-        });
+        let until_rescan = self
+            .last_scan
+            .map_or(Duration::ZERO, |last| self.options.rescan_interval.saturating_sub(last.elapsed()));
         let wait = timeout.min(until_rescan);
         match self.watcher.wake() {
             Some(wake) => {
@@ -208,10 +191,7 @@ impl Tailer {
             }
             // The path resolves to another file: this one was renamed away.
             file.phase = Phase::Rotated;
-            events.push(SourceEvent::Rotated {
-                key,
-                path: path.to_path_buf(),
-            });
+            events.push(SourceEvent::Rotated { key, path: path.to_path_buf() });
         }
         let (file, meta) = match open(path) {
             Ok(opened) => opened,
@@ -226,11 +206,7 @@ impl Tailer {
         }
         let tailed = TailedFile::open(path.to_path_buf(), real_dir(path), file, &meta, 0);
         let key = self.insert(tailed, false);
-        events.push(SourceEvent::Opened {
-            key,
-            path: path.to_path_buf(),
-            offset: 0,
-        });
+        events.push(SourceEvent::Opened { key, path: path.to_path_buf(), offset: 0 });
         true
     }
 
@@ -242,10 +218,7 @@ impl Tailer {
             return;
         };
         let path = old.path.clone();
-        events.push(SourceEvent::Truncated {
-            key,
-            path: path.clone(),
-        });
+        events.push(SourceEvent::Truncated { key, path: path.clone() });
         if old.known_len() > old.read_offset() {
             // Seen but not yet read when the content was cut away.
             events.push(SourceEvent::Lost {
@@ -258,18 +231,11 @@ impl Tailer {
         let new_key = self.alloc_key();
         self.files.insert(new_key, old.restart(new_len));
         self.inodes.insert(inode, new_key);
-        if let Some(slot) = self
-            .chains
-            .get_mut(&path)
-            .and_then(|chain| chain.iter_mut().find(|k| **k == key))
+        if let Some(slot) = self.chains.get_mut(&path).and_then(|chain| chain.iter_mut().find(|k| **k == key))
         {
             *slot = new_key;
         }
-        events.push(SourceEvent::Opened {
-            key: new_key,
-            path,
-            offset: 0,
-        });
+        events.push(SourceEvent::Opened { key: new_key, path, offset: 0 });
     }
 
     /// Rotated and deleted files read to their end become finished. A rotated file is
@@ -319,10 +285,7 @@ impl Tailer {
             .collect();
         for key in done {
             if let Some(file) = self.remove(key) {
-                events.push(SourceEvent::Closed {
-                    key,
-                    path: file.path,
-                });
+                events.push(SourceEvent::Closed { key, path: file.path });
             }
         }
     }
@@ -332,22 +295,14 @@ impl Tailer {
     fn restore(&mut self, restored: Vec<Checkpoint>, events: &mut Vec<SourceEvent>) {
         for checkpoint in restored {
             let Some((found, file, meta)) = locate(&checkpoint) else {
-                events.push(SourceEvent::Lost {
-                    path: checkpoint.path,
-                    from: checkpoint.offset,
-                    to: None,
-                });
+                events.push(SourceEvent::Lost { path: checkpoint.path, from: checkpoint.offset, to: None });
                 continue;
             };
             if self.inodes.contains_key(&(meta.dev(), meta.ino())) {
                 continue;
             }
             // Shorter than the checkpoint with the same head: rewritten; start over.
-            let offset = if checkpoint.offset <= meta.len() {
-                checkpoint.offset
-            } else {
-                0
-            };
+            let offset = if checkpoint.offset <= meta.len() { checkpoint.offset } else { 0 };
             let path = checkpoint.path;
             let mut tailed = TailedFile::open(path.clone(), real_dir(&found), file, &meta, offset);
             let rotated = found != path;
@@ -355,11 +310,7 @@ impl Tailer {
                 tailed.phase = Phase::Rotated;
             }
             let key = self.insert(tailed, rotated);
-            events.push(SourceEvent::Opened {
-                key,
-                path: path.clone(),
-                offset,
-            });
+            events.push(SourceEvent::Opened { key, path: path.clone(), offset });
             if rotated {
                 events.push(SourceEvent::Rotated { key, path });
             }
@@ -371,9 +322,7 @@ impl Tailer {
         let key = self.alloc_key();
         self.inodes.insert(file.inode(), key);
         let chain = self.chains.entry(file.path.clone()).or_default();
-        let live_at = chain
-            .iter()
-            .position(|k| self.files.get(k).is_some_and(|f| f.phase == Phase::Live));
+        let live_at = chain.iter().position(|k| self.files.get(k).is_some_and(|f| f.phase == Phase::Live));
         match live_at {
             Some(index) if before_live => chain.insert(index, key),
             _ => chain.push(key),
@@ -428,11 +377,10 @@ impl Tailer {
         let Some(chain) = self.files.get(&key).and_then(|f| self.chains.get(&f.path)) else {
             return false;
         };
-        chain.iter().take_while(|k| **k != key).any(|k| {
-            self.files
-                .get(k)
-                .is_some_and(|f| f.phase != Phase::Finished)
-        })
+        chain
+            .iter()
+            .take_while(|k| **k != key)
+            .any(|k| self.files.get(k).is_some_and(|f| f.phase != Phase::Finished))
     }
 }
 
@@ -441,19 +389,14 @@ fn open(path: &Path) -> io::Result<(File, Metadata)> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     Ok((file, meta))
 }
 
 /// Directory of the real file behind `path` (where rotation and appends happen).
 fn real_dir(path: &Path) -> Option<PathBuf> {
-    fs::canonicalize(path)
-        .ok()
-        .and_then(|real| real.parent().map(Path::to_path_buf))
+    fs::canonicalize(path).ok().and_then(|real| real.parent().map(Path::to_path_buf))
 }
 
 /// Find the file a checkpoint was taken of: at its path, or renamed within the directory

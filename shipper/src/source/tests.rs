@@ -44,27 +44,13 @@ impl Node {
 
     /// A running container: its `0.log` and the symlink kubelet makes to it.
     fn container(&self, pod: &str) -> Container {
-        let dir = self
-            .root
-            .path()
-            .join("pods")
-            .join(format!("default_{pod}_uid-{pod}"))
-            .join("app");
+        let dir = self.root.path().join("pods").join(format!("default_{pod}_uid-{pod}")).join("app");
         fs::create_dir_all(&dir).expect("pod dir");
         let log = dir.join("0.log");
         let writer = File::create(&log).expect("create log");
-        let link = self
-            .root
-            .path()
-            .join("containers")
-            .join(format!("{pod}_default_app-{ID}.log"));
+        let link = self.root.path().join("containers").join(format!("{pod}_default_app-{ID}.log"));
         std::os::unix::fs::symlink(&log, &link).expect("symlink");
-        Container {
-            link,
-            log,
-            writer,
-            rotations: 0,
-        }
+        Container { link, log, writer, rotations: 0 }
     }
 }
 
@@ -84,9 +70,7 @@ impl Container {
     /// kubelet's rotation: rename `0.log` aside, the runtime reopens a new `0.log`.
     fn rotate(&mut self) -> PathBuf {
         self.rotations += 1;
-        let rotated = self
-            .log
-            .with_file_name(format!("0.log.2026112510{:04}", self.rotations));
+        let rotated = self.log.with_file_name(format!("0.log.2026112510{:04}", self.rotations));
         fs::rename(&self.log, &rotated).expect("rename");
         self.writer = File::create(&self.log).expect("reopen");
         rotated
@@ -95,10 +79,7 @@ impl Container {
     /// logrotate's copytruncate, without the copy.
     fn truncate(&mut self) {
         self.writer.set_len(0).expect("truncate");
-        self.writer = OpenOptions::new()
-            .append(true)
-            .open(&self.log)
-            .expect("reopen");
+        self.writer = OpenOptions::new().append(true).open(&self.log).expect("reopen");
     }
 
     /// Container removed: kubelet deletes its logs and the symlink.
@@ -150,14 +131,7 @@ fn new_file_is_read_from_the_start() {
     let mut tailer = node.tailer(1024, SourceState::default());
     let events = tailer.scan();
     let key = opened_key(&events);
-    assert_eq!(
-        events,
-        [SourceEvent::Opened {
-            key,
-            path: app.link.clone(),
-            offset: 0
-        }]
-    );
+    assert_eq!(events, [SourceEvent::Opened { key, path: app.link.clone(), offset: 0 }]);
     assert_eq!(tailer.path(key), Some(app.link.as_path()));
     assert_eq!(tailer.readable(), [key]);
     let (out, chunk) = read_once(&mut tailer, key).expect("lines");
@@ -187,20 +161,14 @@ fn a_torn_line_stays_unread_until_its_newline_arrives() {
     app.write(b"one\ntw");
     let mut tailer = node.tailer(1024, SourceState::default());
     let key = opened_key(&tailer.scan());
-    assert_eq!(
-        read_once(&mut tailer, key),
-        Some((b"one\n".to_vec(), ReadChunk { start: 0, end: 4 }))
-    );
+    assert_eq!(read_once(&mut tailer, key), Some((b"one\n".to_vec(), ReadChunk { start: 0, end: 4 })));
     assert_eq!(read_once(&mut tailer, key), None);
     // Looked at already: not reported readable again until the file grows.
     assert!(tailer.readable().is_empty());
     app.write(b"o\n");
     tailer.scan();
     assert_eq!(tailer.readable(), [key]);
-    assert_eq!(
-        read_once(&mut tailer, key),
-        Some((b"two\n".to_vec(), ReadChunk { start: 4, end: 8 }))
-    );
+    assert_eq!(read_once(&mut tailer, key), Some((b"two\n".to_vec(), ReadChunk { start: 4, end: 8 })));
 }
 
 #[test]
@@ -238,13 +206,7 @@ fn rename_rotation_mid_stream_loses_nothing_and_keeps_order() {
     app.rotate();
     app.write(b"5\n");
     let events = tailer.scan();
-    assert_eq!(
-        events[0],
-        SourceEvent::Rotated {
-            key: old,
-            path: app.link.clone()
-        }
-    );
+    assert_eq!(events[0], SourceEvent::Rotated { key: old, path: app.link.clone() });
     let new = opened_key(&events);
     // The new file waits until the rotated one is drained.
     assert_eq!(tailer.readable(), [old]);
@@ -255,10 +217,7 @@ fn rename_rotation_mid_stream_loses_nothing_and_keeps_order() {
     let mut all = first;
     all.append(&mut rest);
     assert_eq!(all, b"1\n2\n3\n4\n5\n");
-    assert!(events.contains(&SourceEvent::Closed {
-        key: old,
-        path: app.link.clone()
-    }));
+    assert!(events.contains(&SourceEvent::Closed { key: old, path: app.link.clone() }));
     assert!(!events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })));
 }
 
@@ -274,12 +233,7 @@ fn a_drained_rotated_file_is_kept_until_its_lines_are_safe() {
     tailer.scan();
     let (_, chunk) = read_once(&mut tailer, old).expect("old line");
     let events = tailer.scan();
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, SourceEvent::Closed { .. })),
-        "{events:?}"
-    );
+    assert!(!events.iter().any(|e| matches!(e, SourceEvent::Closed { .. })), "{events:?}");
     // Not yet spooled: its checkpoint still says 0.
     let state = tailer.state();
     assert_eq!(state.files[0].offset, 0);
@@ -288,10 +242,7 @@ fn a_drained_rotated_file_is_kept_until_its_lines_are_safe() {
     tailer.set_safe_offset(old, chunk.end);
     assert_eq!(tailer.state().files[0].offset, 4);
     let events = tailer.scan();
-    assert!(events.contains(&SourceEvent::Closed {
-        key: old,
-        path: app.link.clone()
-    }));
+    assert!(events.contains(&SourceEvent::Closed { key: old, path: app.link.clone() }));
     assert_eq!(tailer.state().files.len(), 1);
 }
 
@@ -308,23 +259,17 @@ fn copytruncate_restarts_at_zero_under_a_new_key() {
     app.write(b"after\n");
     let events = tailer.scan();
     let new = match events.as_slice() {
-        [
-            SourceEvent::Truncated { key, .. },
-            SourceEvent::Opened {
-                key: new,
-                offset: 0,
-                ..
-            },
-        ] if *key == old => *new,
+        [SourceEvent::Truncated { key, .. }, SourceEvent::Opened { key: new, offset: 0, .. }]
+            if *key == old =>
+        {
+            *new
+        }
         other => panic!("unexpected events {other:?}"),
     };
     // A safe offset still in flight for the old content does not move the new checkpoint.
     tailer.set_safe_offset(old, 18);
     assert_eq!(tailer.state().files[0].offset, 0);
-    assert_eq!(
-        read_once(&mut tailer, new),
-        Some((b"after\n".to_vec(), ReadChunk { start: 0, end: 6 }))
-    );
+    assert_eq!(read_once(&mut tailer, new), Some((b"after\n".to_vec(), ReadChunk { start: 0, end: 6 })));
 }
 
 #[test]
@@ -338,13 +283,7 @@ fn a_deleted_file_is_read_to_its_end_then_closed() {
     app.remove();
     let mut events = Vec::new();
     assert_eq!(drain(&mut tailer, &mut events), b"one\ntwo\n");
-    assert_eq!(
-        events,
-        [SourceEvent::Closed {
-            key,
-            path: app.link.clone()
-        }]
-    );
+    assert_eq!(events, [SourceEvent::Closed { key, path: app.link.clone() }]);
     assert_eq!(tailer.state(), SourceState::default());
 }
 
@@ -368,14 +307,7 @@ fn restart_from_state_neither_rereads_nor_skips() {
     let mut tailer = node.tailer(4, state);
     let events = tailer.scan();
     let resumed = opened_key(&events);
-    assert_eq!(
-        events,
-        [SourceEvent::Opened {
-            key: resumed,
-            path: app.link.clone(),
-            offset: 4
-        }]
-    );
+    assert_eq!(events, [SourceEvent::Opened { key: resumed, path: app.link.clone(), offset: 4 }]);
     let mut events = Vec::new();
     let mut all = first;
     all.append(&mut drain(&mut tailer, &mut events));
@@ -405,15 +337,8 @@ fn a_file_rotated_while_down_is_found_by_identity_and_finished() {
     assert_eq!(
         events[..2],
         [
-            SourceEvent::Opened {
-                key: resumed,
-                path: app.link.clone(),
-                offset: 2
-            },
-            SourceEvent::Rotated {
-                key: resumed,
-                path: app.link.clone()
-            },
+            SourceEvent::Opened { key: resumed, path: app.link.clone(), offset: 2 },
+            SourceEvent::Rotated { key: resumed, path: app.link.clone() },
         ]
     );
 }
@@ -441,24 +366,13 @@ fn a_checkpoint_for_a_reused_inode_restarts_at_zero() {
     let mut tailer = node.tailer(1024, state);
     let mut events = Vec::new();
     let out = drain(&mut tailer, &mut events);
-    assert_eq!(
-        out,
-        b"2026-11-25T11:00:00.000000001Z stdout F new content, longer than the old\n"
-    );
+    assert_eq!(out, b"2026-11-25T11:00:00.000000001Z stdout F new content, longer than the old\n");
     let key = opened_key(&events);
     assert_eq!(
         events,
         [
-            SourceEvent::Lost {
-                path: app.link.clone(),
-                from: old_offset,
-                to: None
-            },
-            SourceEvent::Opened {
-                key,
-                path: app.link.clone(),
-                offset: 0
-            },
+            SourceEvent::Lost { path: app.link.clone(), from: old_offset, to: None },
+            SourceEvent::Opened { key, path: app.link.clone(), offset: 0 },
         ]
     );
 }
@@ -470,25 +384,14 @@ fn a_checkpoint_whose_file_is_gone_is_reported_lost() {
     let restored = SourceState {
         files: vec![Checkpoint {
             path: path.clone(),
-            id: FileId {
-                dev: 1,
-                ino: 2,
-                fingerprint: fingerprint(b"x"),
-            },
+            id: FileId { dev: 1, ino: 2, fingerprint: fingerprint(b"x") },
             offset: 1,
         }],
     };
     let mut tailer = node.tailer(1024, restored.clone());
     // Until the first scan the restored checkpoints are kept.
     assert_eq!(tailer.state(), restored);
-    assert_eq!(
-        tailer.scan(),
-        [SourceEvent::Lost {
-            path,
-            from: 1,
-            to: None
-        }]
-    );
+    assert_eq!(tailer.scan(), [SourceEvent::Lost { path, from: 1, to: None }]);
     assert_eq!(tailer.state(), SourceState::default());
 }
 
@@ -503,16 +406,10 @@ fn checkpoint_fingerprints_cover_the_safe_prefix() {
     assert_eq!(tailer.state().files[0].id.fingerprint, 0);
     let (_, chunk) = read_once(&mut tailer, key).expect("short line");
     tailer.set_safe_offset(key, chunk.end);
-    assert_eq!(
-        tailer.state().files[0].id.fingerprint,
-        fingerprint(b"short\n")
-    );
+    assert_eq!(tailer.state().files[0].id.fingerprint, fingerprint(b"short\n"));
     let (_, chunk) = read_once(&mut tailer, key).expect("long line");
     tailer.set_safe_offset(key, chunk.end);
-    assert_eq!(
-        tailer.state().files[0].id.fingerprint,
-        fingerprint(&content[..FINGERPRINT_BYTES])
-    );
+    assert_eq!(tailer.state().files[0].id.fingerprint, fingerprint(&content[..FINGERPRINT_BYTES]));
 }
 
 #[test]
@@ -523,21 +420,9 @@ fn invalid_options_are_rejected() {
         read_chunk_bytes: chunk,
     };
     let zero_chunk = Tailer::new(options(0, Duration::from_secs(1)), SourceState::default());
-    assert!(matches!(
-        zero_chunk,
-        Err(SourceError::Option {
-            name: "read_chunk_bytes",
-            ..
-        })
-    ));
+    assert!(matches!(zero_chunk, Err(SourceError::Option { name: "read_chunk_bytes", .. })));
     let zero_rescan = Tailer::new(options(1, Duration::ZERO), SourceState::default());
-    assert!(matches!(
-        zero_rescan,
-        Err(SourceError::Option {
-            name: "rescan_interval",
-            ..
-        })
-    ));
+    assert!(matches!(zero_rescan, Err(SourceError::Option { name: "rescan_interval", .. })));
 }
 
 #[tokio::test]
@@ -548,21 +433,11 @@ async fn changed_returns_when_a_file_is_created() {
     let mut app = node.container("web");
     app.write(b"hello\n");
     // The rescan is an hour away: only the inotify wake-up can end this wait.
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tailer.changed(Duration::from_secs(3600)),
-    )
-    .await
-    .expect("changed() woke up on the new file");
+    tokio::time::timeout(Duration::from_secs(60), tailer.changed(Duration::from_secs(3600)))
+        .await
+        .expect("changed() woke up on the new file");
     let events = tailer.scan();
-    assert_eq!(
-        events,
-        [SourceEvent::Opened {
-            key: opened_key(&events),
-            path: app.link.clone(),
-            offset: 0
-        }]
-    );
+    assert_eq!(events, [SourceEvent::Opened { key: opened_key(&events), path: app.link.clone(), offset: 0 }]);
 }
 
 /// One step of the interleaving property.
@@ -640,15 +515,8 @@ fn check_interleaving(steps: &[Step], read_chunk_bytes: usize) -> Result<(), Tes
         written.push(b'\n');
     }
     read.extend(drain(&mut tailer, &mut events));
-    prop_assert!(
-        !events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })),
-        "{:?}",
-        events
-    );
-    prop_assert_eq!(
-        String::from_utf8_lossy(&read),
-        String::from_utf8_lossy(&written)
-    );
+    prop_assert!(!events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })), "{:?}", events);
+    prop_assert_eq!(String::from_utf8_lossy(&read), String::from_utf8_lossy(&written));
     Ok(())
 }
 

@@ -55,10 +55,7 @@ fn record_crc(timestamp_ms: i64, message: &[u8]) -> u32 {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SpoolError::Io { path: path.to_path_buf(), source }
 }
 
 /// Appends records to a new chunk file through an in-memory buffer.
@@ -71,11 +68,7 @@ pub(crate) struct ChunkWriter {
 impl ChunkWriter {
     /// Create `path` (which must not exist) and write the header into the buffer.
     pub(crate) fn create(path: PathBuf) -> Result<Self, SpoolError> {
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let file = File::options().write(true).create_new(true).open(&path).map_err(io_error(&path))?;
         let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         let mut header = [0u8; HEADER_LEN as usize];
         header[..8].copy_from_slice(CHUNK_MAGIC);
@@ -151,24 +144,7 @@ pub(crate) fn scan(path: &Path, limit: u64, collect: bool) -> Result<Scan, Spool
             }
             _ => {}
         }
-        let [
-            l0,
-            l1,
-            l2,
-            l3,
-            c0,
-            c1,
-            c2,
-            c3,
-            t0,
-            t1,
-            t2,
-            t3,
-            t4,
-            t5,
-            t6,
-            t7,
-        ] = head;
+        let [l0, l1, l2, l3, c0, c1, c2, c3, t0, t1, t2, t3, t4, t5, t6, t7] = head;
         let len = u32::from_le_bytes([l0, l1, l2, l3]);
         let crc = u32::from_le_bytes([c0, c1, c2, c3]);
         let timestamp_ms = i64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]);
@@ -186,10 +162,7 @@ pub(crate) fn scan(path: &Path, limit: u64, collect: bool) -> Result<Scan, Spool
         }
         if collect {
             match String::from_utf8(std::mem::take(&mut message)) {
-                Ok(message) => scan.events.push(Event {
-                    timestamp_ms,
-                    message,
-                }),
+                Ok(message) => scan.events.push(Event { timestamp_ms, message }),
                 Err(_) => {
                     scan.damaged = true;
                     return Ok(scan);

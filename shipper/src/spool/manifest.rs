@@ -134,10 +134,8 @@ impl Manifest {
     /// Atomically replace `<dir>/manifest` with this one: temp file, fsync, rename, fsync dir.
     pub(crate) fn store(&self, dir: &Path) -> Result<(), SpoolError> {
         let tmp = dir.join(MANIFEST_TMP_FILE);
-        let bytes = serde_json::to_vec(self).map_err(|e| SpoolError::Io {
-            path: tmp.clone(),
-            source: io::Error::other(e),
-        })?;
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| SpoolError::Io { path: tmp.clone(), source: io::Error::other(e) })?;
         let io_err = |path: &PathBuf| {
             let path = path.clone();
             move |source| SpoolError::Io { path, source }
@@ -156,8 +154,5 @@ impl Manifest {
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| SpoolError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
+        .map_err(|source| SpoolError::Io { path: dir.to_path_buf(), source })
 }

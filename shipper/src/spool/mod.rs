@@ -170,12 +170,7 @@ impl Spool {
 
     /// Append one event to `dest`'s open chunk (sealing it first if this event would break a
     /// PutLogEvents rule). Not durable until the next `commit`.
-    pub fn append(
-        &mut self,
-        dest: &Destination,
-        timestamp_ms: i64,
-        message: &str,
-    ) -> Result<(), SpoolError> {
+    pub fn append(&mut self, dest: &Destination, timestamp_ms: i64, message: &str) -> Result<(), SpoolError> {
         if let Some(path) = &self.poisoned {
             return Err(SpoolError::Poisoned { path: path.clone() });
         }
@@ -190,18 +185,11 @@ impl Spool {
             let dest = Arc::new(dest.clone());
             let id = stream_id(&dest);
             let dir = self.dir.join(&id);
-            let state = StreamState {
-                id,
-                dest: Arc::clone(&dest),
-                dir,
-                chunks: Default::default(),
-                open: None,
-            };
+            let state =
+                StreamState { id, dest: Arc::clone(&dest), dir, chunks: Default::default(), open: None };
             self.streams.insert(dest, state);
         }
-        let Some(stream) = self.streams.get_mut(dest) else {
-            unreachable!("inserted above")
-        };
+        let Some(stream) = self.streams.get_mut(dest) else { unreachable!("inserted above") };
         let limits = match &stream.open {
             Some(open) => match open.limits.with(timestamp_ms, message.len()) {
                 Some(limits) => Some(limits),
@@ -224,15 +212,11 @@ impl Spool {
                 BatchLimits::first(timestamp_ms, message.len())
             }
         };
-        let Some(stream) = self.streams.get_mut(dest) else {
-            unreachable!("inserted above")
-        };
+        let Some(stream) = self.streams.get_mut(dest) else { unreachable!("inserted above") };
         let (Some(open), Some(chunk)) = (stream.open.as_mut(), stream.chunks.back_mut()) else {
             unreachable!("an open chunk exists after start_chunk_of")
         };
-        let Some(writer) = chunk.writer.as_mut() else {
-            unreachable!("the open chunk keeps its writer")
-        };
+        let Some(writer) = chunk.writer.as_mut() else { unreachable!("the open chunk keeps its writer") };
         if let Err(e) = writer.append(timestamp_ms, message.as_bytes()) {
             self.poisoned = Some(chunk.path.clone());
             return Err(e);
@@ -258,10 +242,7 @@ impl Spool {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(source) => {
-                    return Err(SpoolError::Io {
-                        path: stream.dir.clone(),
-                        source,
-                    });
+                    return Err(SpoolError::Io { path: stream.dir.clone(), source });
                 }
             }
         }
@@ -399,15 +380,9 @@ impl Spool {
     pub fn read(chunk: &ChunkRef) -> Result<Batch, SpoolError> {
         let scan = chunk::scan(&chunk.path, u64::MAX, true)?;
         if scan.damaged {
-            return Err(SpoolError::Corrupt {
-                path: chunk.path.clone(),
-                valid_events: scan.records,
-            });
+            return Err(SpoolError::Corrupt { path: chunk.path.clone(), valid_events: scan.records });
         }
-        Ok(Batch {
-            dest: Arc::clone(&chunk.dest),
-            events: scan.events,
-        })
+        Ok(Batch { dest: Arc::clone(&chunk.dest), events: scan.events })
     }
 
     /// CloudWatch accepted (or explicitly dropped) every event of the chunk: free it.
@@ -422,18 +397,13 @@ impl Spool {
             return Ok(());
         };
         if !stream.chunks[index].committed_sealed {
-            return Err(SpoolError::NotReady {
-                path: chunk.path.clone(),
-            });
+            return Err(SpoolError::NotReady { path: chunk.path.clone() });
         }
         match std::fs::remove_file(&chunk.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(SpoolError::Io {
-                    path: chunk.path.clone(),
-                    source,
-                });
+                return Err(SpoolError::Io { path: chunk.path.clone(), source });
             }
         }
         if let Some(removed) = stream.chunks.remove(index) {

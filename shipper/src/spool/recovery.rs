@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::manifest::{
-    ChunkEntry, MANIFEST_FILE, MANIFEST_TMP_FILE, Manifest, StreamEntry, sync_dir,
-};
+use super::manifest::{ChunkEntry, MANIFEST_FILE, MANIFEST_TMP_FILE, Manifest, StreamEntry, sync_dir};
 use super::stream::{Chunk, StreamState, is_stream_id};
 use super::{Recovery, Spool, SpoolError, SpoolOptions, chunk};
 
@@ -27,10 +25,7 @@ use super::{Recovery, Spool, SpoolError, SpoolOptions, chunk};
 const QUARANTINE_DIR: &str = "quarantine";
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SpoolError::Io { path: path.to_path_buf(), source }
 }
 
 /// Open the spool in `dir`, recovering it (see the module docs).
@@ -50,14 +45,10 @@ pub(super) fn recover(dir: &Path, options: SpoolOptions) -> Result<(Spool, Recov
                     %problem,
                     "spool manifest unusable: quarantining it and all chunks, starting empty"
                 );
-                recovery
-                    .quarantined
-                    .push(quarantine.take(&dir.join(MANIFEST_FILE), MANIFEST_FILE)?);
+                recovery.quarantined.push(quarantine.take(&dir.join(MANIFEST_FILE), MANIFEST_FILE)?);
                 for entry in list_dir(dir)? {
                     if entry.is_dir && is_stream_id(&entry.name) {
-                        recovery
-                            .quarantined
-                            .push(quarantine.take(&entry.path, &entry.name)?);
+                        recovery.quarantined.push(quarantine.take(&entry.path, &entry.name)?);
                     }
                 }
                 None
@@ -66,18 +57,12 @@ pub(super) fn recover(dir: &Path, options: SpoolOptions) -> Result<(Spool, Recov
     };
     let (source_state, mut next_seq, entries) = match manifest {
         // `parse` already checked the encoding.
-        Some(manifest) => (
-            manifest.decode_state().unwrap_or_default(),
-            manifest.next_seq,
-            manifest.streams,
-        ),
+        Some(manifest) => (manifest.decode_state().unwrap_or_default(), manifest.next_seq, manifest.streams),
         None => (None, 0, Vec::new()),
     };
     recovery.source_state = source_state;
-    let mut known: HashMap<String, StreamEntry> = entries
-        .into_iter()
-        .map(|entry| (entry.id.clone(), entry))
-        .collect();
+    let mut known: HashMap<String, StreamEntry> =
+        entries.into_iter().map(|entry| (entry.id.clone(), entry)).collect();
 
     let mut streams = HashMap::new();
     let (mut bytes, mut events) = (0u64, 0u64);
@@ -155,10 +140,7 @@ fn recover_stream(
             Err(source) => return Err(SpoolError::Io { path, source }),
         };
         if on_disk > listed.len {
-            let file = File::options()
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let file = File::options().write(true).open(&path).map_err(io_err(&path))?;
             file.set_len(listed.len).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
             recovery.truncated_bytes += on_disk - listed.len;
@@ -230,10 +212,7 @@ struct Quarantine {
 
 impl Quarantine {
     fn new(dir: PathBuf) -> Self {
-        Self {
-            dir,
-            used: std::cell::Cell::new(false),
-        }
+        Self { dir, used: std::cell::Cell::new(false) }
     }
 
     fn used(&self) -> bool {
@@ -244,10 +223,7 @@ impl Quarantine {
     fn take(&self, path: &Path, name: &str) -> Result<PathBuf, SpoolError> {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         self.used.set(true);
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         let mut target = self.dir.join(format!("{name}.{stamp}"));
         let mut attempt = 0u32;
         while target.exists() {
@@ -276,12 +252,7 @@ fn list_dir(dir: &Path) -> Result<Vec<DirEntry>, SpoolError> {
         let path = entry.path();
         let meta = entry.metadata().map_err(io_err(&path))?;
         if let Ok(name) = entry.file_name().into_string() {
-            out.push(DirEntry {
-                name,
-                is_dir: meta.is_dir(),
-                len: meta.len(),
-                path,
-            });
+            out.push(DirEntry { name, is_dir: meta.is_dir(), len: meta.len(), path });
         }
     }
     Ok(out)
@@ -289,20 +260,13 @@ fn list_dir(dir: &Path) -> Result<Vec<DirEntry>, SpoolError> {
 
 /// Bytes of the files directly in `dir`.
 fn dir_size(dir: &Path) -> Result<u64, SpoolError> {
-    Ok(list_dir(dir)?
-        .iter()
-        .filter(|e| !e.is_dir)
-        .map(|e| e.len)
-        .sum())
+    Ok(list_dir(dir)?.iter().filter(|e| !e.is_dir).map(|e| e.len).sum())
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), SpoolError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(SpoolError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(SpoolError::Io { path: path.to_path_buf(), source }),
     }
 }

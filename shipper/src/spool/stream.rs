@@ -49,12 +49,7 @@ pub(crate) struct BatchLimits {
 impl BatchLimits {
     /// The totals of a batch holding one event.
     pub(crate) fn first(timestamp_ms: i64, msg_len: usize) -> Self {
-        Self {
-            bytes: msg_len + EVENT_OVERHEAD_BYTES,
-            events: 1,
-            min_ts: timestamp_ms,
-            max_ts: timestamp_ms,
-        }
+        Self { bytes: msg_len + EVENT_OVERHEAD_BYTES, events: 1, min_ts: timestamp_ms, max_ts: timestamp_ms }
     }
 
     /// The totals with one more event, or `None` if that would break a PutLogEvents rule.
@@ -65,15 +60,8 @@ impl BatchLimits {
         let max_ts = self.max_ts.max(timestamp_ms);
         // i128: arbitrary i64 timestamps must not overflow the span.
         let span = i128::from(max_ts) - i128::from(min_ts);
-        (bytes <= MAX_BATCH_BYTES
-            && events <= MAX_BATCH_EVENTS
-            && span <= i128::from(MAX_BATCH_SPAN_MS))
-        .then_some(Self {
-            bytes,
-            events,
-            min_ts,
-            max_ts,
-        })
+        (bytes <= MAX_BATCH_BYTES && events <= MAX_BATCH_EVENTS && span <= i128::from(MAX_BATCH_SPAN_MS))
+            .then_some(Self { bytes, events, min_ts, max_ts })
     }
 }
 

@@ -10,17 +10,11 @@ use proptest::prelude::*;
 use super::*;
 
 fn options() -> SpoolOptions {
-    SpoolOptions {
-        max_bytes: 1 << 40,
-        flush_interval: Duration::from_secs(3600),
-    }
+    SpoolOptions { max_bytes: 1 << 40, flush_interval: Duration::from_secs(3600) }
 }
 
 fn dest(n: usize) -> Destination {
-    Destination {
-        group: format!("group-{n}"),
-        stream: format!("stream-{n}"),
-    }
+    Destination { group: format!("group-{n}"), stream: format!("stream-{n}") }
 }
 
 fn open(dir: &Path) -> (Spool, Recovery) {
@@ -47,9 +41,7 @@ fn drain(spool: &mut Spool) -> HashMap<Destination, Vec<Vec<Event>>> {
         }
         for chunk in ready {
             let batch = Spool::read(&chunk).expect("read chunk");
-            out.entry(Destination::clone(&batch.dest))
-                .or_default()
-                .push(batch.events);
+            out.entry(Destination::clone(&batch.dest)).or_default().push(batch.events);
             spool.ack(&chunk).expect("ack");
         }
     }
@@ -74,10 +66,7 @@ fn bytes_on_disk(dir: &Path) -> u64 {
 }
 
 fn check_limits(events: &[Event]) {
-    let bytes: usize = events
-        .iter()
-        .map(|e| e.message.len() + EVENT_OVERHEAD_BYTES)
-        .sum();
+    let bytes: usize = events.iter().map(|e| e.message.len() + EVENT_OVERHEAD_BYTES).sum();
     assert!(bytes <= MAX_BATCH_BYTES, "batch of {bytes} bytes");
     assert!(!events.is_empty() && events.len() <= MAX_BATCH_EVENTS);
     let min = events.iter().map(|e| e.timestamp_ms).min().unwrap_or(0);
@@ -92,15 +81,10 @@ fn committed_sealed_chunk_round_trips_and_ack_frees_everything() {
     assert_eq!(recovery.source_state, None);
     let d = dest(1);
     for i in 0..3 {
-        spool
-            .append(&d, 1000 + i, &message(i as usize, 10))
-            .expect("append");
+        spool.append(&d, 1000 + i, &message(i as usize, 10)).expect("append");
     }
     assert_eq!(spool.events(), 3);
-    assert!(
-        spool.ready(&|_| false).is_empty(),
-        "open chunk is not ready"
-    );
+    assert!(spool.ready(&|_| false).is_empty(), "open chunk is not ready");
     spool.seal_all();
     assert!(spool.ready(&|_| false).is_empty(), "sealed but uncommitted");
     spool.commit(b"cp").expect("commit");
@@ -110,20 +94,13 @@ fn committed_sealed_chunk_round_trips_and_ack_frees_everything() {
     assert_eq!(ready[0].stream_id, stream_id(&d));
     let batch = Spool::read(&ready[0]).expect("read");
     assert_eq!(*batch.dest, d);
-    let expected: Vec<Event> = (0..3)
-        .map(|i| Event {
-            timestamp_ms: 1000 + i,
-            message: message(i as usize, 10),
-        })
-        .collect();
+    let expected: Vec<Event> =
+        (0..3).map(|i| Event { timestamp_ms: 1000 + i, message: message(i as usize, 10) }).collect();
     assert_eq!(batch.events, expected);
     spool.ack(&ready[0]).expect("ack");
     assert_eq!((spool.bytes(), spool.events()), (0, 0));
     assert_eq!(spool.stream_count(), 0, "drained stream evicted");
-    assert!(
-        !tmp.path().join(stream_id(&d)).exists(),
-        "stream dir removed"
-    );
+    assert!(!tmp.path().join(stream_id(&d)).exists(), "stream dir removed");
 }
 
 #[test]
@@ -137,10 +114,7 @@ fn seals_before_the_10001st_event() {
     }
     spool.seal_all();
     spool.commit(b"").expect("commit");
-    assert_eq!(
-        chunk_sizes(&drain(&mut spool), &d),
-        vec![MAX_BATCH_EVENTS, 1]
-    );
+    assert_eq!(chunk_sizes(&drain(&mut spool), &d), vec![MAX_BATCH_EVENTS, 1]);
 }
 
 #[test]
@@ -159,9 +133,7 @@ fn seals_when_bytes_with_overhead_would_exceed_the_batch_limit() {
     spool.append(&b, 0, "one byte over").expect("append");
     // A maximal event travels alone, even next to an empty one.
     spool.append(&c, 0, "").expect("append");
-    spool
-        .append(&c, 0, &message(1, MAX_EVENT_BYTES))
-        .expect("append");
+    spool.append(&c, 0, &message(1, MAX_EVENT_BYTES)).expect("append");
     spool.append(&c, 0, "").expect("append");
     spool.seal_all();
     spool.commit(b"").expect("commit");
@@ -180,12 +152,8 @@ fn seals_when_the_span_would_exceed_24h_in_either_direction() {
     for ts in [0, day, day + 1, 1, 0] {
         spool.append(&d, ts, "m").expect("append");
     }
-    spool
-        .append(&d, i64::MIN, "m")
-        .expect("no overflow on extreme timestamps");
-    spool
-        .append(&d, i64::MAX, "m")
-        .expect("no overflow on extreme timestamps");
+    spool.append(&d, i64::MIN, "m").expect("no overflow on extreme timestamps");
+    spool.append(&d, i64::MAX, "m").expect("no overflow on extreme timestamps");
     spool.seal_all();
     spool.commit(b"").expect("commit");
     // [0, day] | [day+1, 1] | [0] | [MIN] | [MAX]
@@ -196,9 +164,7 @@ fn seals_when_the_span_would_exceed_24h_in_either_direction() {
 fn oversized_event_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut spool, _) = open(tmp.path());
-    let err = spool
-        .append(&dest(1), 0, &message(0, MAX_EVENT_BYTES + 1))
-        .expect_err("too large");
+    let err = spool.append(&dest(1), 0, &message(0, MAX_EVENT_BYTES + 1)).expect_err("too large");
     assert!(matches!(err, SpoolError::EventTooLarge { len, .. } if len == MAX_EVENT_BYTES + 1));
     assert_eq!((spool.bytes(), spool.events()), (0, 0));
 }
@@ -253,10 +219,7 @@ fn ack_of_an_uncommitted_chunk_is_refused() {
         path: tmp.path().join(stream_id(&d)).join(chunk::file_name(0)),
         dest: Arc::new(d),
     };
-    assert!(matches!(
-        spool.ack(&chunk),
-        Err(SpoolError::NotReady { .. })
-    ));
+    assert!(matches!(spool.ack(&chunk), Err(SpoolError::NotReady { .. })));
     assert_eq!(spool.events(), 1);
 }
 
@@ -280,13 +243,7 @@ fn reopen_keeps_committed_events_drops_uncommitted_ones_and_returns_the_checkpoi
     // Recovered chunks are sealed and ready without another commit.
     let drained = drain(&mut spool);
     assert_eq!(drained.len(), 1);
-    assert_eq!(
-        drained[&d],
-        vec![vec![Event {
-            timestamp_ms: 1,
-            message: "committed".into()
-        }]]
-    );
+    assert_eq!(drained[&d], vec![vec![Event { timestamp_ms: 1, message: "committed".into() }]]);
 }
 
 #[test]
@@ -331,9 +288,7 @@ fn corrupt_record_quarantines_the_chunk_and_keeps_its_good_prefix() {
     {
         let (mut spool, _) = open(tmp.path());
         for i in 0..5 {
-            spool
-                .append(&d, i, &message(i as usize, 10))
-                .expect("append");
+            spool.append(&d, i, &message(i as usize, 10)).expect("append");
         }
         spool.commit(b"s").expect("commit");
     }
@@ -347,10 +302,7 @@ fn corrupt_record_quarantines_the_chunk_and_keeps_its_good_prefix() {
     assert_eq!(recovery.corrupt_events, 3);
     assert_eq!(recovery.quarantined.len(), 1);
     assert!(recovery.quarantined[0].starts_with(tmp.path().join("quarantine")));
-    assert_eq!(
-        std::fs::read(&recovery.quarantined[0]).expect("read"),
-        bytes
-    );
+    assert_eq!(std::fs::read(&recovery.quarantined[0]).expect("read"), bytes);
     assert_eq!(spool.events(), 2);
     let drained = drain(&mut spool);
     let messages: Vec<&str> = drained[&d][0].iter().map(|e| e.message.as_str()).collect();
@@ -382,10 +334,7 @@ fn corrupt_or_unknown_manifest_is_quarantined_with_its_chunks() {
 #[test]
 fn is_full_at_the_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let opts = SpoolOptions {
-        max_bytes: 100,
-        flush_interval: Duration::from_secs(1),
-    };
+    let opts = SpoolOptions { max_bytes: 100, flush_interval: Duration::from_secs(1) };
     let (mut spool, _) = Spool::open(tmp.path(), opts).expect("open");
     assert!(!spool.is_full());
     // 12 header + 16 record header + 72 = 100 bytes.
@@ -407,8 +356,7 @@ fn chunk_format_is_stable() {
     let (mut spool, _) = open(tmp.path());
     spool.append(&d, 0x0102, "hi").expect("append");
     spool.commit(b"").expect("commit");
-    let bytes =
-        std::fs::read(tmp.path().join(stream_id(&d)).join(chunk::file_name(0))).expect("read");
+    let bytes = std::fs::read(tmp.path().join(stream_id(&d)).join(chunk::file_name(0))).expect("read");
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     insta::assert_snapshot!("chunk_format", hex.join(" "));
 }
@@ -522,17 +470,11 @@ fn damage_uncommitted(dir: &Path, committed: &HashMap<PathBuf, u64>, damage: &[D
             Damage::Leave => {}
             Damage::Truncate(per_mille) => {
                 let cut = committed_len + (len - committed_len) * u64::from(*per_mille) / 1000;
-                let file = std::fs::File::options()
-                    .write(true)
-                    .open(path)
-                    .expect("open");
+                let file = std::fs::File::options().write(true).open(path).expect("open");
                 file.set_len(cut).expect("truncate");
             }
             Damage::Garbage(bytes) => {
-                let mut file = std::fs::File::options()
-                    .append(true)
-                    .open(path)
-                    .expect("open");
+                let mut file = std::fs::File::options().append(true).open(path).expect("open");
                 file.write_all(bytes).expect("write");
             }
         }

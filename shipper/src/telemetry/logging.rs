@@ -21,9 +21,7 @@ impl FromStr for LogFormat {
         match s.to_ascii_lowercase().as_str() {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
-            other => Err(format!(
-                "unknown log format {other:?}: use \"json\" or \"text\""
-            )),
+            other => Err(format!("unknown log format {other:?}: use \"json\" or \"text\"")),
         }
     }
 }
@@ -32,15 +30,9 @@ impl FromStr for LogFormat {
 /// stdout stays free for `check`/`route` output.
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }

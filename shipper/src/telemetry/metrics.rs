@@ -180,10 +180,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let c = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
         let g = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -239,12 +236,7 @@ impl Metrics {
                 self.put_requests_total(o)
             );
         }
-        c(
-            &mut out,
-            "shipper_retries_total",
-            "CloudWatch calls retried.",
-            load(&self.retries),
-        );
+        c(&mut out, "shipper_retries_total", "CloudWatch calls retried.", load(&self.retries));
         c(
             &mut out,
             "shipper_invalid_utf8_lines_total",
@@ -269,48 +261,18 @@ impl Metrics {
             "Lines split into several events because of the event size limit.",
             load(&self.lines_split),
         );
-        c(
-            &mut out,
-            "shipper_groups_created_total",
-            "Log groups created.",
-            load(&self.groups_created),
-        );
-        c(
-            &mut out,
-            "shipper_streams_created_total",
-            "Log streams created.",
-            load(&self.streams_created),
-        );
-        g(
-            &mut out,
-            "shipper_spool_bytes",
-            "Bytes held in the spool.",
-            gload(&self.spool_bytes),
-        );
-        g(
-            &mut out,
-            "shipper_spool_events",
-            "Events held in the spool.",
-            gload(&self.spool_events),
-        );
-        g(
-            &mut out,
-            "shipper_files_tailed",
-            "Container log files tailed.",
-            gload(&self.files_tailed),
-        );
+        c(&mut out, "shipper_groups_created_total", "Log groups created.", load(&self.groups_created));
+        c(&mut out, "shipper_streams_created_total", "Log streams created.", load(&self.streams_created));
+        g(&mut out, "shipper_spool_bytes", "Bytes held in the spool.", gload(&self.spool_bytes));
+        g(&mut out, "shipper_spool_events", "Events held in the spool.", gload(&self.spool_events));
+        g(&mut out, "shipper_files_tailed", "Container log files tailed.", gload(&self.files_tailed));
         g(
             &mut out,
             "shipper_backpressure",
             "1 while reading is paused because the spool is full.",
             gload(&self.backpressure),
         );
-        g(
-            &mut out,
-            "shipper_metadata_ready",
-            "1 once pod metadata has synced.",
-            gload(&self.metadata_ready),
-        );
+        g(&mut out, "shipper_metadata_ready", "1 once pod metadata has synced.", gload(&self.metadata_ready));
         out
     }
 }
@@ -336,10 +298,7 @@ mod tests {
             "shipper_retries_total 0",
             "shipper_files_tailed 0",
         ] {
-            assert!(
-                text.lines().any(|l| l == name),
-                "missing line {name:?} in\n{text}"
-            );
+            assert!(text.lines().any(|l| l == name), "missing line {name:?} in\n{text}");
         }
     }
 }

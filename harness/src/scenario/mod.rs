@@ -1,0 +1,167 @@
+//! Scenario files (contract, DESIGN §4): outage scenarios as data.
+//!
+//! ```toml
+//! name = "short-blackhole"
+//! why = "CloudWatch unreachable for a few seconds: everything must arrive once it is back."
+//!
+//! [[pods]]
+//! namespace = "shop"
+//! name = "web-0"
+//! labels = { app = "web" }
+//! containers = [{ name = "nginx", image = "nginx:1.27", lines = 400, rate = 200 }]
+//!
+//! [[faults]]
+//! at = "1s"
+//! for = "3s"
+//! kind = "blackhole"
+//!
+//! [expect]
+//! groups = { "k8s_local_shop_web_nginx" = ["web-0_nginx"] }
+//! max_duplicates = 0
+//! drain_timeout = "60s"
+//! ```
+//!
+//! Unknown keys are errors everywhere. Expected names are written out by hand: the harness
+//! never computes them with the shipper's routing code.
+
+mod model;
+
+pub use model::*;
+
+use std::path::Path;
+
+/// A scenario file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// Not readable.
+    #[error("scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for the format (unknown keys included).
+    #[error("scenario {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why, with line and column.
+        reason: String,
+    },
+    /// Parsed, but inconsistent.
+    #[error("scenario {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is inconsistent.
+        reason: String,
+    },
+}
+
+impl Scenario {
+    /// Load and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ScenarioError::Parse { reason, .. } => ScenarioError::Parse { path: path.to_owned(), reason },
+            ScenarioError::Invalid { reason, .. } => ScenarioError::Invalid { path: path.to_owned(), reason },
+            other => other,
+        })
+    }
+
+    /// Parse and validate scenario text.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text)
+            .map_err(|e| ScenarioError::Parse { path: "<text>".into(), reason: e.to_string() })?;
+        scenario.validate().map_err(|reason| ScenarioError::Invalid { path: "<text>".into(), reason })?;
+        Ok(scenario)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("`name` must not be empty".into());
+        }
+        if self.why.trim().is_empty() {
+            return Err("`why` must say what incident this reproduces".into());
+        }
+        for pod in &self.pods {
+            if pod.replicas.is_some() != pod.name.contains("{i}") {
+                return Err(format!("pod {:?}: `replicas` and `{{i}}` in the name go together", pod.name));
+            }
+        }
+        let pods = self.expanded_pods();
+        let mut seen = std::collections::BTreeSet::new();
+        for pod in &pods {
+            if !seen.insert((pod.namespace.as_str(), pod.name.as_str())) {
+                return Err(format!("pod {}/{} is listed twice", pod.namespace, pod.name));
+            }
+            if pod.containers.is_empty() {
+                return Err(format!("pod {}/{} has no containers", pod.namespace, pod.name));
+            }
+            for c in &pod.containers {
+                if c.rate <= 0.0 {
+                    return Err(format!("container {} of {}: rate must be > 0 lines/s", c.name, pod.name));
+                }
+            }
+        }
+        for f in &self.faults {
+            if let Some(target) = f.target_pod()
+                && !pods.iter().any(|p| p.name == target)
+            {
+                return Err(format!("fault {:?} at {:?} names unknown pod {target:?}", f.kind, f.at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every line the scenario writes, over all containers.
+    pub fn total_lines(&self) -> u64 {
+        self.expanded_pods().iter().flat_map(|p| &p.containers).map(|c| c.lines).sum()
+    }
+
+    /// Pods with `replicas` expanded.
+    pub fn expanded_pods(&self) -> Vec<PodSpec> {
+        let mut out = Vec::new();
+        for pod in &self.pods {
+            match pod.replicas {
+                None => out.push(pod.clone()),
+                Some(n) => {
+                    for i in 0..n {
+                        let mut p = pod.clone();
+                        p.name = pod.name.replace("{i}", &i.to_string());
+                        p.replicas = None;
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The expected layout with `{i}` streams expanded over the replica count.
+    pub fn expected_layout(&self) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        let replicas = self.pods.iter().filter_map(|p| p.replicas).max().unwrap_or(0);
+        self.expect
+            .groups
+            .iter()
+            .map(|(group, streams)| {
+                let expanded = streams
+                    .iter()
+                    .flat_map(|s| {
+                        if s.contains("{i}") {
+                            (0..replicas).map(|i| s.replace("{i}", &i.to_string())).collect::<Vec<_>>()
+                        } else {
+                            vec![s.clone()]
+                        }
+                    })
+                    .collect();
+                (group.clone(), expanded)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

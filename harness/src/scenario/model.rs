@@ -1,0 +1,274 @@
+//! The scenario file's types. Every struct denies unknown keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A duration written like `"1s"`, `"250ms"`, `"2m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!("{s:?} is not a duration ({e}); write e.g. \"1s\" or \"250ms\""))
+        })
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// One scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (also the report directory).
+    pub name: String,
+    /// The incident or peer failure mode this reproduces.
+    pub why: String,
+    /// Shipper settings for this run.
+    #[serde(default)]
+    pub shipper: ShipperSettings,
+    /// How the simulated node writes and rotates files.
+    #[serde(default)]
+    pub node: NodeSettings,
+    /// The workload.
+    pub pods: Vec<PodSpec>,
+    /// Faults on the timeline.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// The verdict's expectations.
+    pub expect: Expect,
+}
+
+/// Settings passed to the shipper through its contract env.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipperSettings {
+    /// `SHIPPER_FLUSH_INTERVAL` (default: 200ms, to keep scenarios short).
+    pub flush_interval: Option<Dur>,
+    /// `SHIPPER_SPOOL_MAX_BYTES`.
+    pub spool_max_bytes: Option<String>,
+    /// `SHIPPER_METADATA_WAIT` (default 5s in scenarios).
+    pub metadata_wait: Option<Dur>,
+    /// `SHIPPER_SHUTDOWN_GRACE`.
+    pub shutdown_grace: Option<Dur>,
+    /// Extra environment, verbatim.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Kubelet settings of the simulated node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Node name.
+    #[serde(default = "default_node")]
+    pub name: String,
+    /// `containerLogMaxSize` in bytes (kubelet default 10Mi; small values force rotations).
+    #[serde(default = "default_max_size")]
+    pub container_log_max_size: u64,
+    /// `containerLogMaxFiles` (kubelet default 5).
+    #[serde(default = "default_max_files")]
+    pub container_log_max_files: usize,
+    /// `containerLogMonitorInterval` (kubelet default 10s).
+    #[serde(default = "default_monitor")]
+    pub monitor_interval: Dur,
+}
+
+fn default_node() -> String {
+    "node-a".into()
+}
+fn default_max_size() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_max_files() -> usize {
+    5
+}
+fn default_monitor() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            name: default_node(),
+            container_log_max_size: default_max_size(),
+            container_log_max_files: default_max_files(),
+            monitor_interval: default_monitor(),
+        }
+    }
+}
+
+/// A pod of the workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodSpec {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels (`app`, `k8s-app`, ...).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// When the pod is created (and bound to the node), from the start of the run.
+    #[serde(default)]
+    pub start: Dur,
+    /// Expand into this many pods: `{i}` in `name` becomes 0, 1, ...; an expected stream
+    /// containing `{i}` stands for every replica.
+    pub replicas: Option<u32>,
+    /// Containers.
+    pub containers: Vec<ContainerSpec>,
+}
+
+/// A container writing sequence-numbered, self-verifying lines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// Name.
+    pub name: String,
+    /// Image (reported in each message's `container_image`).
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Lines to write.
+    pub lines: u64,
+    /// Lines per second.
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    /// Size classes, cycled line by line (see the payload module for the names).
+    #[serde(default = "default_sizes")]
+    pub sizes: Vec<String>,
+    /// `stdout`, `stderr` or `both` (alternating).
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// `cri` (containerd) or `docker` (json-file).
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+fn default_image() -> String {
+    "registry.local/app:1.0".into()
+}
+fn default_rate() -> f64 {
+    200.0
+}
+fn default_sizes() -> Vec<String> {
+    vec!["small".into()]
+}
+fn default_stream() -> String {
+    "stdout".into()
+}
+fn default_format() -> String {
+    "cri".into()
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Gateway accepts connections and never answers.
+    Blackhole,
+    /// Gateway refuses connections.
+    Refuse,
+    /// Gateway resets connections mid-request.
+    Reset,
+    /// Gateway adds `latency` to every answer.
+    Latency,
+    /// Gateway caps bandwidth at `bytes_per_sec`.
+    Bandwidth,
+    /// Gateway answers ThrottlingException.
+    Throttle,
+    /// Gateway answers 503 ServiceUnavailableException.
+    Unavailable,
+    /// Gateway forwards, then drops the answer (the write happened; the shipper retries).
+    Ambiguous,
+    /// SIGKILL the shipper at `at`; restart after `restart_after` (default at once).
+    ShipperKill,
+    /// SIGKILL the shipper `count` times at seeded random points within [at, at+for].
+    ShipperKillRandom,
+    /// SIGTERM the shipper at `at`; restart after `restart_after`.
+    ShipperTerm,
+    /// The Kubernetes API answers 503 for the window.
+    ApiUnavailable,
+    /// Compact the API's history and drop every watch (forces a 410 relist).
+    ApiCompact,
+    /// Rotate `pod`'s container logs now (kubelet rotation, regardless of size).
+    Rotate,
+    /// Restart `pod`'s containers (`1.log`, new container id).
+    ContainerRestart,
+    /// Delete `pod` (its log directory disappears once its lines are written).
+    PodDelete,
+    /// Replace `pod`'s labels with `labels`.
+    PodRelabel,
+}
+
+/// One fault on the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When it starts, from the start of the run.
+    pub at: Dur,
+    /// How long it lasts (network and API faults).
+    #[serde(rename = "for", default)]
+    pub duration: Option<Dur>,
+    /// What it does.
+    pub kind: FaultKind,
+    /// Gateway faults: only these operations (e.g. `["PutLogEvents"]`); default all.
+    pub ops: Option<Vec<String>>,
+    /// Gateway faults: fraction of requests affected (default 1.0).
+    pub probability: Option<f64>,
+    /// `latency`.
+    pub latency: Option<Dur>,
+    /// `bandwidth`.
+    pub bytes_per_sec: Option<u64>,
+    /// Shipper faults: delay before the restart.
+    pub restart_after: Option<Dur>,
+    /// `shipper_kill_random`: how many kills.
+    pub count: Option<u32>,
+    /// Pod faults: which pod (by name).
+    pub pod: Option<String>,
+    /// `pod_relabel`: the new labels.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl Fault {
+    /// The pod a pod-level fault acts on.
+    pub fn target_pod(&self) -> Option<&str> {
+        self.pod.as_deref()
+    }
+
+    /// End of the fault window (`at` for instant faults).
+    pub fn end(&self) -> Duration {
+        self.at.0 + self.duration.map(|d| d.0).unwrap_or_default()
+    }
+}
+
+/// Expectations of the verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Exact layout: group → streams.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Most duplicate events allowed.
+    #[serde(default)]
+    pub max_duplicates: u64,
+    /// How long delivery may take after the last fault and the last line.
+    #[serde(default = "default_drain")]
+    pub drain_timeout: Dur,
+    /// Lines the shipper is expected to drop explicitly, by reason (e.g. `too_old = 3`).
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
+}
+
+fn default_drain() -> Dur {
+    Dur(Duration::from_secs(60))
+}

@@ -1,0 +1,86 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+name = "t"
+why = "a test"
+[[pods]]
+namespace = "ns"
+name = "p"
+containers = [{ name = "c", lines = 10 }]
+[expect]
+groups = { "g" = ["p_c"] }
+"#;
+
+#[test]
+fn minimal_scenario_gets_defaults() {
+    let s = Scenario::parse(MINIMAL).expect("valid");
+    assert_eq!(s.total_lines(), 10);
+    assert_eq!(s.pods[0].containers[0].rate, 200.0);
+    assert_eq!(s.expect.max_duplicates, 0);
+    assert_eq!(s.expect.drain_timeout.0, std::time::Duration::from_secs(60));
+    assert_eq!(s.node.container_log_max_files, 5);
+}
+
+#[test]
+fn unknown_keys_are_errors_at_every_level() {
+    for (needle, replacement) in [
+        ("why = \"a test\"", "why = \"a test\"\ncolour = \"red\""),
+        ("lines = 10", "lines = 10, speed = 3"),
+        ("[expect]", "[expect]\nmissing = 0"),
+        ("namespace = \"ns\"", "namespace = \"ns\"\nnodes = 2"),
+    ] {
+        let text = MINIMAL.replace(needle, replacement);
+        let err = Scenario::parse(&text).expect_err("unknown key must be rejected");
+        assert!(matches!(err, ScenarioError::Parse { .. }), "{err}");
+    }
+}
+
+#[test]
+fn faults_parse_with_kind_and_window() {
+    let text = format!(
+        "{MINIMAL}\n[[faults]]\nat = \"1s\"\nfor = \"3s\"\nkind = \"blackhole\"\n[[faults]]\nat = \"2s\"\nkind = \"pod_delete\"\npod = \"p\"\n"
+    );
+    let s = Scenario::parse(&text).expect("valid");
+    assert_eq!(s.faults[0].kind, FaultKind::Blackhole);
+    assert_eq!(s.faults[0].end(), std::time::Duration::from_secs(4));
+    assert_eq!(s.faults[1].target_pod(), Some("p"));
+}
+
+#[test]
+fn inconsistent_scenarios_are_rejected() {
+    let unknown_pod = format!("{MINIMAL}\n[[faults]]\nat = \"1s\"\nkind = \"rotate\"\npod = \"nobody\"\n");
+    assert!(matches!(Scenario::parse(&unknown_pod), Err(ScenarioError::Invalid { .. })));
+    let bad_duration = MINIMAL.replace("[expect]", "[expect]\ndrain_timeout = \"soon\"");
+    assert!(matches!(Scenario::parse(&bad_duration), Err(ScenarioError::Parse { .. })));
+    let no_why = MINIMAL.replace("why = \"a test\"", "why = \" \"");
+    assert!(matches!(Scenario::parse(&no_why), Err(ScenarioError::Invalid { .. })));
+}
+
+#[test]
+fn every_scenario_file_in_the_repo_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios/ exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no scenario files found in {}", dir.display());
+}
+
+#[test]
+fn replicas_expand_pods_and_expected_streams() {
+    let text = MINIMAL
+        .replace("name = \"p\"", "name = \"w-{i}\"\nreplicas = 3")
+        .replace("[\"p_c\"]", "[\"w-{i}_c\"]");
+    let s = Scenario::parse(&text).expect("valid");
+    let names: Vec<_> = s.expanded_pods().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["w-0", "w-1", "w-2"]);
+    assert_eq!(s.total_lines(), 30);
+    let layout = s.expected_layout();
+    assert_eq!(layout["g"].iter().cloned().collect::<Vec<_>>(), ["w-0_c", "w-1_c", "w-2_c"]);
+}
