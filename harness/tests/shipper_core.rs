@@ -21,12 +21,8 @@ async fn every_line_lands_once_in_the_right_group() {
     assert_eq!(report.shipper_starts, 2, "the scenario restarts the shipper once");
 
     // The layout as delivered (not as expected by the scenario): pinned by a reviewed snapshot.
-    let layout = report
-        .checks
-        .iter()
-        .find(|c| c.name == "group/stream layout")
-        .map(|c| c.ok)
-        .unwrap_or(false);
+    let layout =
+        report.checks.iter().find(|c| c.name == "group/stream layout").map(|c| c.ok).unwrap_or(false);
     assert!(layout);
     let delivered_layout: std::collections::BTreeMap<String, Vec<String>> = report
         .gateway

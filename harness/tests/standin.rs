@@ -224,6 +224,7 @@ async fn bookmarks_alone_advance_the_resume_point() {
     let stats = standin.stats();
     assert_eq!(view.inits, 1, "no relist");
     assert_eq!(stats.expired_watches, 0, "{stats:?}");
+    assert!(stats.watches >= 2, "resumed by a new watch: {stats:?}");
     assert!(stats.last_watch_rv >= filtered_rv, "{stats:?}");
 }
 

@@ -382,10 +382,14 @@ mod tests {
         for name in ["a", "b", "c"] {
             store.apply(pod(name)).unwrap();
         }
-        // rv 2,3,4 written; only 3 and 4 retained, so rv 3 is the oldest answerable start.
-        assert!(matches!(store.changes_since(2), Err(StoreError::TooOld { requested: 2, oldest: 3 })));
-        let (changes, current) = store.changes_since(3).unwrap();
-        assert_eq!((changes.len(), current), (1, 4));
+        // rv 2,3,4 written; only changes 3 and 4 are retained, so a watch from rv 2 still
+        // sees everything after it, while one from rv 1 would miss change 2.
+        assert!(matches!(store.changes_since(1), Err(StoreError::TooOld { requested: 1, oldest: 2 })));
+        let (changes, current) = store.changes_since(2).unwrap();
+        assert_eq!((changes.len(), current), (2, 4));
+        let (changes, _) = store.changes_since(3).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(store.snapshot_at(2).unwrap().pods.len(), 1);
         let at3 = store.snapshot_at(3).unwrap();
         assert_eq!(at3.pods.len(), 2);
         store.compact();

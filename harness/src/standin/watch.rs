@@ -109,6 +109,10 @@ impl Session {
         }
         let mut bookmark_due = false;
         loop {
+            // A dropped watch must not deliver changes made after the drop.
+            if self.cancelled.is_cancelled() {
+                break;
+            }
             self.changed.borrow_and_update();
             let mut buf = Vec::new();
             match self.shared.store.changes_since(self.last_rv) {
@@ -145,6 +149,7 @@ impl Session {
                 }
             };
             tokio::select! {
+                biased;
                 () = self.cancelled.cancelled() => break,
                 () = &mut self.deadline => break,
                 changed = self.changed.changed() => if changed.is_err() { break },
