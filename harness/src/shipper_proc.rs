@@ -38,8 +38,9 @@ pub enum ShipperError {
     },
 }
 
-/// The shipper binary: `$SHIPPER_BIN`, else built once per process with cargo (debug
-/// profile, same workspace), so `cargo run -p harness` and `cargo test` need no extra step.
+/// The shipper binary: `$SHIPPER_BIN`, else built (or found fresh) once per process with cargo
+/// (debug profile, same workspace), so `cargo run -p harness` and `cargo test` need no extra
+/// step.
 pub fn shipper_binary() -> Result<PathBuf, ShipperError> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -56,7 +57,9 @@ fn build_with_cargo() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let out = Command::new(&cargo)
-        .args(["build", "--quiet", "-p", "shipper", "--bin", "shipper", "--message-format=json"])
+        // `--workspace` keeps feature unification identical to `cargo test --workspace`, so
+        // this reuses the binary that command built instead of rebuilding dependencies.
+        .args(["build", "--quiet", "--workspace", "--bin", "shipper", "--message-format=json"])
         .arg("--manifest-path")
         .arg(&manifest)
         .stderr(Stdio::inherit())

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::sink::CloudWatch;
-use crate::spool::{ChunkRef, Spool};
+use crate::spool::{ChunkRef, Spool, SpoolError};
 use crate::telemetry::{DropReason, Metrics};
 
 /// Moves chunks from the spool to CloudWatch.
@@ -90,42 +90,69 @@ struct Job {
     wake: Arc<Notify>,
 }
 
+/// Takes the stream out of the in-flight set however the delivery ends (even by a panic), so
+/// a stream can never stall for the rest of the process.
+struct InFlightGuard {
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    stream_id: String,
+    wake: Arc<Notify>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.stream_id);
+        self.wake.notify_one();
+    }
+}
+
+/// Pause before retrying a chunk that could not be read (e.g. out of file descriptors).
+const READ_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 impl Job {
     async fn deliver(self, chunk: ChunkRef, cancel: &CancellationToken) {
+        let _guard = InFlightGuard {
+            in_flight: self.in_flight.clone(),
+            stream_id: chunk.stream_id.clone(),
+            wake: self.wake.clone(),
+        };
         let path = chunk.path.clone();
         let read = tokio::task::spawn_blocking(move || (Spool::read(&chunk), chunk)).await;
         let (batch, chunk) = match read {
             Ok((Ok(batch), chunk)) => (batch, chunk),
-            Ok((Err(e), chunk)) => {
+            Ok((Err(e @ SpoolError::Corrupt { .. }), chunk)) => {
                 self.quarantine(&chunk, &e);
                 return;
             }
+            Ok((Err(e), _)) => {
+                // Not the chunk's fault (EMFILE, EIO...): keep it and try again later.
+                tracing::error!(error = %e, path = %path.display(), "spooled chunk unreadable; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(READ_RETRY_DELAY) => {}
+                }
+                return;
+            }
             Err(e) => {
-                // The blocking task panicked: leave the chunk for the next start.
-                tracing::error!(error = %e, path = %path.display(), "chunk read task failed");
+                tracing::error!(error = %e, path = %path.display(), "chunk read task failed; retrying");
                 return;
             }
         };
-        match self.sink.deliver(&batch, cancel).await {
-            Ok(report) => {
-                tracing::debug!(group = %batch.dest.group, stream = %batch.dest.stream, accepted = report.accepted, "delivered");
-                let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = spool.ack(&chunk) {
-                    tracing::error!(error = %e, "freeing a delivered chunk failed; it may be sent again after a restart");
-                }
-                Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
-                Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+        if let Ok(report) = self.sink.deliver(&batch, cancel).await {
+            tracing::debug!(group = %batch.dest.group, stream = %batch.dest.stream, accepted = report.accepted, "delivered");
+            let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = spool.ack(&chunk) {
+                tracing::error!(error = %e, "freeing a delivered chunk failed; it may be sent once more after a restart");
             }
-            Err(_cancelled) => {}
+            Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
+            Metrics::set(&self.metrics.spool_events, spool.events() as i64);
         }
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&chunk.stream_id);
-        self.wake.notify_one();
+        // Err(Cancelled): shutdown; the chunk stays in the spool for the next start.
     }
 
     /// A chunk that fails verification now (the disk changed it after recovery checked it):
-    /// keep a copy in the spool's quarantine for inspection, count it as a drop, free it so the
-    /// stream goes on.
-    fn quarantine(&self, chunk: &ChunkRef, error: &crate::spool::SpoolError) {
+    /// keep a copy in the spool's quarantine for inspection, count its events as dropped,
+    /// free it so the stream goes on.
+    fn quarantine(&self, chunk: &ChunkRef, error: &SpoolError) {
         let path = &chunk.path;
         let quarantine = path.parent().and_then(|p| p.parent()).map(|spool| spool.join("quarantine"));
         if let Some(dir) = quarantine
@@ -137,13 +164,18 @@ impl Job {
                 tracing::error!(error = %e, path = %path.display(), "could not copy a corrupt chunk to quarantine");
             }
         }
-        tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, "corrupt spool chunk quarantined; its events are dropped");
-        self.metrics.dropped(DropReason::SpoolCorrupt, 1);
         let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = spool.ack(chunk) {
-            tracing::error!(error = %e, "freeing a corrupt chunk failed");
-        }
+        let freed = match spool.ack(chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "freeing a corrupt chunk failed");
+                0
+            }
+        };
+        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
+        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
         drop(spool);
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&chunk.stream_id);
+        self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
+        tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, events = freed, "corrupt spool chunk quarantined; its events are dropped");
     }
 }

@@ -20,6 +20,9 @@ use crate::source::{FileKey, SourceEvent, Tailer, container_ref};
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::Metrics;
 
+/// How long a partial line waits for its continuation before it is shipped as it is.
+const PARTIAL_IDLE_FLUSH: Duration = Duration::from_secs(5);
+
 /// Tunables of the ingest loop.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -71,6 +74,10 @@ pub struct Ingest {
     options: IngestOptions,
     wake: Arc<Notify>,
     files: HashMap<FileKey, FilePipeline>,
+    /// Safe offsets of data appended since the last commit.
+    pending_safe: HashMap<FileKey, u64>,
+    /// Files whose names say nothing about their pod (warned about once).
+    unroutable: std::collections::HashSet<FileKey>,
     buf: Vec<u8>,
 }
 
@@ -92,6 +99,8 @@ impl Ingest {
             options,
             wake,
             files: HashMap::new(),
+            pending_safe: HashMap::new(),
+            unroutable: std::collections::HashSet::new(),
             buf: Vec::with_capacity(512 * 1024),
         }
     }
@@ -172,13 +181,31 @@ impl Ingest {
             if let Some(mut file) = self.files.remove(&key) {
                 let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
                 match file.finish(&mut spool, &self.metrics) {
-                    Ok(()) => self.tailer.set_safe_offset(key, file.read_end),
+                    Ok(()) => {
+                        self.pending_safe.insert(key, file.read_end);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, path = %path.display(), "spooling a rotated file's last partial line failed")
                     }
                 }
             }
         }
+    }
+
+    /// A partial line that got no continuation for `PARTIAL_IDLE_FLUSH` (its file ended on a
+    /// `P` record, or ends without a newline and was deleted) is spooled as a complete line, so
+    /// its checkpoint can move on and the file can be let go. A continuation arriving later
+    /// becomes a line of its own: split, never lost.
+    fn flush_idle_partials(&mut self) -> Result<(), SpoolError> {
+        let now = Instant::now();
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, file) in &mut self.files {
+            if file.has_pending() && now.saturating_duration_since(file.last_data) >= PARTIAL_IDLE_FLUSH {
+                file.finish(&mut spool, &self.metrics)?;
+                self.pending_safe.insert(*key, file.read_end);
+            }
+        }
+        Ok(())
     }
 
     /// The file ended for good: spool any unfinished partial line as a complete one.
@@ -217,7 +244,7 @@ impl Ingest {
                 let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
                 file.process(&self.buf, chunk.start, &mut spool, &self.metrics)?
             };
-            self.tailer.set_safe_offset(key, safe);
+            self.pending_safe.insert(key, safe);
         }
         Ok(total)
     }
@@ -229,7 +256,10 @@ impl Ingest {
                 return false;
             };
             let Some(container) = container_ref(&path) else {
-                tracing::warn!(path = %path.display(), "not a kubelet container log name; routing needs <pod>_<namespace>_<container>-<id>.log");
+                if self.unroutable.insert(key) {
+                    Metrics::add(&self.metrics.unroutable_files, 1);
+                    tracing::error!(path = %path.display(), "not a kubelet container log name (<pod>_<namespace>_<container>-<id>.log): its lines cannot be routed and are not read");
+                }
                 return false;
             };
             self.retire_rotated(&path);
@@ -243,7 +273,11 @@ impl Ingest {
         }
         let pod = self.pods.get(&file.container.namespace, &file.container.pod);
         let waited = now.saturating_duration_since(file.first_seen);
-        if pod.is_none() && waited < self.options.metadata_wait {
+        // Until the pod list has synced, "unknown" means "not heard of yet": wait longer
+        // (bounded) so a slow API start does not route a whole file by its pod name.
+        let wait =
+            if self.pods.is_synced() { self.options.metadata_wait } else { self.options.metadata_wait * 10 };
+        if pod.is_none() && waited < wait {
             return false;
         }
         if pod.is_none() {
@@ -266,7 +300,14 @@ impl Ingest {
         true
     }
 
+    /// Group commit. Safe offsets reach the tailer only here, right before its state is stored
+    /// with the spool: the tailer may forget a finished file (and close its descriptor) only
+    /// at its next `scan`, after this commit made the file's last lines durable.
     fn commit(&mut self, seal_all: bool) -> Result<(), SpoolError> {
+        self.flush_idle_partials()?;
+        for (key, offset) in self.pending_safe.drain() {
+            self.tailer.set_safe_offset(key, offset);
+        }
         let state = serde_json::to_vec(&self.tailer.state()).unwrap_or_default();
         let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
         if seal_all {

@@ -44,6 +44,9 @@ pub enum AgentError {
     /// The tailer could not start.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    /// Reading stopped because the spool failed.
+    #[error("ingest stopped: {0}")]
+    Ingest(String),
     /// The HTTP endpoint could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -59,6 +62,7 @@ const RETAIN_DELETED_PODS: Duration = Duration::from_secs(600);
 
 /// Run until SIGTERM/SIGINT, then drain within the grace period.
 pub async fn run(config: Config) -> Result<(), AgentError> {
+    let mut signals = Signals::new();
     let metrics = Arc::new(Metrics::default());
     let spool_dir = config.state_dir.join("spool");
     std::fs::create_dir_all(&spool_dir)
@@ -160,17 +164,36 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         wake.clone(),
     );
     let ingest_shutdown = shutdown.clone();
-    let ingest_task = tokio::task::spawn_blocking(move || ingest.run_blocking(ingest_shutdown));
+    let mut ingest_task = tokio::task::spawn_blocking(move || ingest.run_blocking(ingest_shutdown));
 
-    wait_for_signal().await;
-    tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: reading stops, draining the spool");
-    shutdown.cancel();
-    match ingest_task.await {
+    // Ingest only ends by itself on a spool failure (disk full, I/O error): then the agent
+    // stops too, delivering what is already spooled, and exits non-zero so that it is
+    // restarted and recovers, rather than living on without reading.
+    let mut failure = None;
+    let ingest_result = tokio::select! {
+        _ = signals.recv() => {
+            tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: reading stops, draining the spool");
+            shutdown.cancel();
+            tokio::select! {
+                r = &mut ingest_task => r,
+                _ = signals.recv() => {
+                    tracing::warn!("second signal: exiting now; committed data stays in the spool");
+                    return Ok(());
+                }
+            }
+        }
+        r = &mut ingest_task => r,
+    };
+    match ingest_result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "final spool commit failed; uncommitted lines will be re-read on restart")
+            tracing::error!(error = %e, "reading stopped: the spool failed; lines not committed will be re-read after a restart");
+            failure = Some(AgentError::Ingest(e.to_string()));
         }
-        Err(e) => tracing::error!(error = %e, "ingest task failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "ingest task failed");
+            failure = Some(AgentError::Ingest(e.to_string()));
+        }
     }
     wake.notify_one();
 
@@ -192,32 +215,54 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             let left = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
             tracing::warn!(events = left, "grace period over; undelivered events stay in the spool for the next start");
         }
-        _ = wait_for_signal() => tracing::warn!("second signal: exiting now; spooled events stay for the next start"),
+        _ = signals.recv() => tracing::warn!("second signal: exiting now; spooled events stay for the next start"),
     }
     stop_delivery.cancel();
     let _ = dispatch_task.await;
     watch.abort();
     http.abort();
-    // Persist acks made while draining (chunks already deleted are simply absent on recovery).
-    let state = {
-        let spool = spool.lock().unwrap_or_else(|e| e.into_inner());
-        spool.events()
-    };
-    tracing::info!(spooled_events = state, "stopped");
-    Ok(())
+    let left = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
+    tracing::info!(spooled_events = left, "stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        // Without signal handlers we can only wait forever; the process is then stopped by
-        // SIGKILL, which the spool is built to survive.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, registered once at start so that no signal falls between two waits.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+    }
+
+    /// The next SIGTERM or SIGINT. Without handlers this waits forever: the process is then
+    /// stopped by SIGKILL, which the spool is built to survive.
+    async fn recv(&mut self) {
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = int => {}
+        }
     }
 }

@@ -76,6 +76,8 @@ pub struct FilePipeline {
     pub first_seen: Instant,
     /// File offset just past the last chunk processed.
     pub read_end: u64,
+    /// When bytes last arrived.
+    pub last_data: Instant,
     format: Option<Format>,
     assembler: Assembler,
     lines: Vec<Line>,
@@ -94,6 +96,7 @@ impl FilePipeline {
             routed: None,
             first_seen: now,
             read_end: 0,
+            last_data: now,
             format: None,
             assembler: Assembler::new(MAX_LINE_BYTES),
             lines: Vec::new(),
@@ -150,8 +153,14 @@ impl FilePipeline {
             }
         }
         self.read_end = offset;
+        self.last_data = Instant::now();
         self.spool_lines(routed.without_metadata, spool, metrics)?;
         Ok(self.assembler.pending_since().unwrap_or(offset))
+    }
+
+    /// An unfinished partial line is held.
+    pub fn has_pending(&self) -> bool {
+        self.assembler.pending_since().is_some()
     }
 
     /// The file is gone for good: emit any pending partial line.

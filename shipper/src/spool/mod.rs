@@ -385,30 +385,33 @@ impl Spool {
         Ok(Batch { dest: Arc::clone(&chunk.dest), events: scan.events })
     }
 
-    /// CloudWatch accepted (or explicitly dropped) every event of the chunk: free it.
+    /// CloudWatch accepted (or explicitly dropped) every event of the chunk: free it. Returns
+    /// how many events were freed.
     ///
     /// Acking a chunk that is already gone is a no-op. The manifest catches up on the next
     /// commit; until then a crash brings the chunk back (a bounded duplicate, never a loss).
-    pub fn ack(&mut self, chunk: &ChunkRef) -> Result<(), SpoolError> {
+    pub fn ack(&mut self, chunk: &ChunkRef) -> Result<u64, SpoolError> {
         let Some(stream) = self.streams.get_mut(&*chunk.dest) else {
-            return Ok(());
+            return Ok(0);
         };
         let Some(index) = stream.chunks.iter().position(|c| c.seq == chunk.seq) else {
-            return Ok(());
+            return Ok(0);
         };
         if !stream.chunks[index].committed_sealed {
             return Err(SpoolError::NotReady { path: chunk.path.clone() });
         }
-        match std::fs::remove_file(&chunk.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(SpoolError::Io { path: chunk.path.clone(), source });
-            }
-        }
+        // Forget the chunk even when the unlink fails: resending it in a loop would duplicate
+        // it endlessly, while a leftover file is resent at most once, after a restart.
+        let unlinked = match std::fs::remove_file(&chunk.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SpoolError::Io { path: chunk.path.clone(), source }),
+        };
+        let mut freed = 0;
         if let Some(removed) = stream.chunks.remove(index) {
             self.bytes -= removed.len;
             self.events -= removed.events;
+            freed = removed.events;
         }
         if stream.is_drained() {
             // Best effort: a leftover empty directory is removed by the next recovery.
@@ -416,7 +419,7 @@ impl Spool {
             self.dirs_to_sync.remove(&stream.dir);
             self.streams.remove(&*chunk.dest);
         }
-        Ok(())
+        unlinked.map(|()| freed)
     }
 
     /// Bytes held.

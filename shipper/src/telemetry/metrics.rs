@@ -129,6 +129,8 @@ pub struct Metrics {
     pub source_lost_files: AtomicU64,
     /// Bytes known to be lost that way (when the file's size was known).
     pub source_lost_bytes: AtomicU64,
+    /// Files matching the globs whose names do not say which pod they belong to (not read).
+    pub unroutable_files: AtomicU64,
     /// Log groups created.
     pub groups_created: AtomicU64,
     /// Log streams created.
@@ -260,6 +262,12 @@ impl Metrics {
             "shipper_lines_split_total",
             "Lines split into several events because of the event size limit.",
             load(&self.lines_split),
+        );
+        c(
+            &mut out,
+            "shipper_unroutable_files_total",
+            "Files matching the globs whose names do not name a pod; not read.",
+            load(&self.unroutable_files),
         );
         c(&mut out, "shipper_groups_created_total", "Log groups created.", load(&self.groups_created));
         c(&mut out, "shipper_streams_created_total", "Log streams created.", load(&self.streams_created));
