@@ -56,7 +56,28 @@ pub fn shipper_binary() -> Result<PathBuf, ShipperError> {
 fn build_with_cargo() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let out = Command::new(&cargo)
+    let mut cmd = Command::new(&cargo);
+    // Cargo sets these for the test process; some build scripts (ring) track
+    // CARGO_MANIFEST_DIR, so passing them on would make this build and the outer one
+    // invalidate each other's artifacts and rebuild half the dependency tree every time.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_BIN_NAME"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    let out = cmd
         // `--workspace` keeps feature unification identical to `cargo test --workspace`, so
         // this reuses the binary that command built instead of rebuilding dependencies.
         .args(["build", "--quiet", "--workspace", "--bin", "shipper", "--message-format=json"])

@@ -12,7 +12,12 @@ fn scenario_path(name: &str) -> PathBuf {
 
 async fn run(name: &str, backend: BackendChoice) {
     let scenario = Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
-    let options = RunOptions { backend, seed: 1, progress: false, out_dir: None };
+    // Runs on another backend keep their own report directory.
+    let out_dir = match &backend {
+        BackendChoice::Moto => None,
+        _ => Some(harness::runner::report_dir(&format!("{name}@localstack"))),
+    };
+    let options = RunOptions { backend, seed: 1, progress: false, out_dir };
     let report = run_scenario(&scenario, &options)
         .await
         .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
