@@ -223,20 +223,14 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
             shipper.start()?;
             restart_at = None;
         }
-        pending_pods.retain(|pod| {
-            if pod.start.0 > t {
-                return true;
-            }
-            match create_pod(&env.standin, pod, &node_name)
-                .and_then(|uid| workload.add_pod(pod, &uid).map_err(RunError::from))
-            {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::error!(pod = %pod.name, error = %e, "pod could not be created");
-                    false
-                }
-            }
-        });
+        // Pods whose start time came: create them (an error ends the run, it never just
+        // shrinks the workload).
+        let (due, later): (Vec<_>, Vec<_>) = pending_pods.into_iter().partition(|pod| pod.start.0 <= t);
+        pending_pods = later;
+        for pod in due {
+            let uid = create_pod(&env.standin, &pod, &node_name)?;
+            workload.add_pod(&pod, &uid)?;
+        }
         workload.tick(t, &mut ledger)?;
         if t - last_rotation >= scenario.node.monitor_interval.0 {
             workload.rotate_over_limit()?;
