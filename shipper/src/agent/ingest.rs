@@ -43,25 +43,18 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    /// From the effective configuration (templates were validated there).
-    pub fn from_config(config: &Config) -> Self {
-        IngestOptions {
+    /// From the effective configuration.
+    pub fn from_config(config: &Config) -> Result<Self, crate::route::TemplateError> {
+        Ok(IngestOptions {
             cluster: config.cluster_name.clone(),
             node: config.node_name.clone(),
-            router: Router::new(&config.group_template, &config.stream_template)
-                .unwrap_or_else(|_| unreachable_router()),
+            router: Router::new(&config.group_template, &config.stream_template)?,
             metadata_wait: config.metadata_wait,
             commit_interval: Duration::from_millis(200).min(config.flush_interval),
             commit_bytes: 8 * 1024 * 1024,
             idle_wait: Duration::from_millis(100),
-        }
+        })
     }
-}
-
-fn unreachable_router() -> Router {
-    // Config::resolve validated both templates; the defaults always parse.
-    Router::new(crate::route::DEFAULT_GROUP_TEMPLATE, crate::route::DEFAULT_STREAM_TEMPLATE)
-        .unwrap_or_else(|e| panic!("default templates must parse: {e}"))
 }
 
 /// The ingest loop's state.

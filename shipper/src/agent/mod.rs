@@ -44,6 +44,9 @@ pub enum AgentError {
     /// The tailer could not start.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    /// A naming template does not parse (`check` reports this before `run` gets here).
+    #[error("naming template: {0}")]
+    Template(String),
     /// Reading stopped because the spool failed.
     #[error("ingest stopped: {0}")]
     Ingest(String),
@@ -160,7 +163,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         spool.clone(),
         pods.clone(),
         metrics.clone(),
-        IngestOptions::from_config(&config),
+        IngestOptions::from_config(&config).map_err(|e| AgentError::Template(e.to_string()))?,
         wake.clone(),
     );
     let ingest_shutdown = shutdown.clone();
