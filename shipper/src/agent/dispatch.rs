@@ -1,15 +1,21 @@
 //! The dispatcher: sends sealed spool chunks, one in flight per stream, bounded concurrency
-//! across streams (no head-of-line blocking), and frees each chunk only after delivery.
+//! across streams, and frees each chunk only after delivery.
+//!
+//! No head-of-line blocking: a stream whose destination keeps failing gives its sending slot
+//! back after a few attempts and waits out a per-stream backoff before its next turn, so
+//! streams that can be delivered are never stuck behind it; ready streams are served
+//! round-robin so a busy stream cannot starve the rest either.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::sink::CloudWatch;
+use crate::sink::{Backoff, CloudWatch, Delivery};
 use crate::spool::{ChunkRef, Spool, SpoolError};
 use crate::telemetry::{DropReason, Metrics};
 
@@ -22,6 +28,18 @@ pub struct Dispatcher {
     permits: Arc<Semaphore>,
     wake: Arc<Notify>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    cooldowns: Arc<Mutex<HashMap<String, Cooldown>>>,
+}
+
+/// Failures in a row after which a delivery gives its slot back.
+const DEFER_AFTER_FAILURES: u32 = 3;
+
+/// A stream that gave way: not sent again before `until`; `backoff` keeps growing across
+/// deferrals and is forgotten at the first success.
+#[derive(Debug)]
+struct Cooldown {
+    backoff: Backoff,
+    until: Instant,
 }
 
 impl Dispatcher {
@@ -40,6 +58,7 @@ impl Dispatcher {
             permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
             wake,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
+            cooldowns: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -47,22 +66,33 @@ impl Dispatcher {
     /// stay in the spool and are resent on the next start).
     pub async fn run(self, cancel: CancellationToken) {
         let mut tasks = JoinSet::new();
+        // Round-robin: each pass starts after the stream served last.
+        let mut last_served: Option<String> = None;
         loop {
-            let ready = {
+            let mut ready = {
+                let now = Instant::now();
                 let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                let cooldowns = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
                 let spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-                spool.ready(&|id| in_flight.contains(id))
+                spool.ready(&|id| in_flight.contains(id) || cooldowns.get(id).is_some_and(|c| c.until > now))
             };
+            ready.sort_unstable_by(|a, b| a.stream_id.cmp(&b.stream_id));
+            if let Some(last) = &last_served {
+                let start = ready.partition_point(|chunk| chunk.stream_id <= *last);
+                ready.rotate_left(start);
+            }
             for chunk in ready {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     break;
                 };
+                last_served = Some(chunk.stream_id.clone());
                 self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(chunk.stream_id.clone());
                 let job = Job {
                     spool: self.spool.clone(),
                     sink: self.sink.clone(),
                     metrics: self.metrics.clone(),
                     in_flight: self.in_flight.clone(),
+                    cooldowns: self.cooldowns.clone(),
                     wake: self.wake.clone(),
                 };
                 let cancel = cancel.clone();
@@ -87,6 +117,7 @@ struct Job {
     sink: CloudWatch,
     metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    cooldowns: Arc<Mutex<HashMap<String, Cooldown>>>,
     wake: Arc<Notify>,
 }
 
@@ -137,7 +168,22 @@ impl Job {
                 return;
             }
         };
-        if let Ok(report) = self.sink.deliver(&batch, cancel).await {
+        crate::failpoint::hit("send.before_put");
+        let delivery = self.sink.deliver_or_defer(&batch, cancel, Some(DEFER_AFTER_FAILURES)).await;
+        if let Ok(Delivery::Deferred { retry_in, .. }) = delivery {
+            let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
+            let cooldown = cooldowns
+                .entry(chunk.stream_id.clone())
+                .or_insert_with(|| Cooldown { backoff: self.sink.backoff(), until: Instant::now() });
+            let wait = cooldown.backoff.next_delay().max(retry_in);
+            cooldown.until = Instant::now() + wait;
+            tracing::debug!(group = %batch.dest.group, stream = %batch.dest.stream, ?wait,
+                "destination keeps failing; letting other streams go first");
+            return;
+        }
+        if let Ok(Delivery::Done(report)) = delivery {
+            crate::failpoint::hit("send.after_put");
+            self.cooldowns.lock().unwrap_or_else(|e| e.into_inner()).remove(&chunk.stream_id);
             tracing::debug!(group = %batch.dest.group, stream = %batch.dest.stream, accepted = report.accepted, "delivered");
             let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = spool.ack(&chunk) {

@@ -33,7 +33,9 @@ use classify::Failure;
 use create::{GroupCreateLimiter, KNOWN_STREAMS_CAPACITY, KnownStreams};
 use deadletter::DeadLetterFile;
 use rejected::Rejections;
-use retry::{Backoff, or_cancel};
+use retry::or_cancel;
+
+pub use retry::Backoff;
 
 pub use client::{client_for_endpoint, client_from_env};
 pub use deadletter::{DEAD_LETTER_FILE, DeadLetterError};
@@ -62,6 +64,23 @@ pub struct DeliveryReport {
     pub dropped: Vec<(DropReason, u64)>,
     /// Calls that were retried.
     pub retries: u64,
+}
+
+/// How a delivery that was allowed to give way ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every event was accepted or dead-lettered.
+    Done(DeliveryReport),
+    /// The destination kept failing before anything of the batch landed: the caller should
+    /// let other streams go first and try this batch again after `retry_in`. Nothing of the
+    /// batch was accepted or dropped, so resending it whole duplicates nothing that a retry in
+    /// place would not.
+    Deferred {
+        /// Suggested pause before the next attempt (a jittered backoff delay).
+        retry_in: Duration,
+        /// Retries spent on this attempt.
+        retries: u64,
+    },
 }
 
 /// Delivery was cancelled (shutdown); the chunk stays in the spool.
@@ -93,6 +112,8 @@ enum Answer {
     /// Rejected as a whole as invalid. `names` is true when the group or stream name is at
     /// fault (no subset of the events can succeed, so bisecting is pointless).
     Invalid { names: bool },
+    /// No final answer after the allowed number of failures in a row.
+    Deferred { retry_in: Duration },
 }
 
 /// The call `put_until_answered` makes next.
@@ -136,6 +157,32 @@ impl CloudWatch {
         batch: &Batch,
         cancel: &CancellationToken,
     ) -> Result<DeliveryReport, Cancelled> {
+        loop {
+            match self.deliver_or_defer(batch, cancel, None).await? {
+                Delivery::Done(report) => return Ok(report),
+                Delivery::Deferred { retry_in, .. } => retry::sleep(cancel, retry_in).await?,
+            }
+        }
+    }
+
+    /// A fresh retry-delay sequence with this sink's base and cap, for callers that space
+    /// out deferred deliveries.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.inner.options.backoff_base, self.inner.options.backoff_cap)
+    }
+
+    /// Like [`deliver`](Self::deliver), but when the destination fails `defer_after` times in
+    /// a row before any event of the batch landed, give way ([`Delivery::Deferred`]) instead of
+    /// retrying in place, so a destination that cannot take data (its group cannot be created,
+    /// its permissions are missing) does not hold a sending slot other streams need. Once part
+    /// of the batch landed (after a bisection) it is finished in place: deferring then would
+    /// resend what CloudWatch already has.
+    pub async fn deliver_or_defer(
+        &self,
+        batch: &Batch,
+        cancel: &CancellationToken,
+        defer_after: Option<u32>,
+    ) -> Result<Delivery, Cancelled> {
         if cancel.is_cancelled() {
             return Err(Cancelled);
         }
@@ -154,7 +201,12 @@ impl CloudWatch {
         }
         while let Some(range) = pending.pop() {
             let events = &sorted[range.clone()];
-            match self.put_until_answered(&batch.dest, events, cancel, &mut report).await? {
+            let untouched = report.accepted == 0 && dead.is_empty() && range.len() == sorted.len();
+            let defer_after = defer_after.filter(|_| untouched);
+            match self.put_until_answered(&batch.dest, events, cancel, &mut report, defer_after).await? {
+                Answer::Deferred { retry_in } => {
+                    return Ok(Delivery::Deferred { retry_in, retries: report.retries });
+                }
                 Answer::Accepted(None) => report.accepted += events.len() as u64,
                 Answer::Accepted(Some(rejections)) => {
                     let now_ms = unix_ms(SystemTime::now());
@@ -196,17 +248,19 @@ impl CloudWatch {
                 );
             }
         }
-        Ok(report)
+        Ok(Delivery::Done(report))
     }
 
     /// Send `events` to `dest` until CloudWatch gives a final answer, creating the stream
-    /// (and group) when missing and retrying everything transient with backoff.
+    /// (and group) when missing and retrying everything transient with backoff — or, with
+    /// `defer_after`, until that many failures in a row.
     async fn put_until_answered(
         &self,
         dest: &Arc<Destination>,
         events: &[&Event],
         cancel: &CancellationToken,
         report: &mut DeliveryReport,
+        defer_after: Option<u32>,
     ) -> Result<Answer, Cancelled> {
         let inner = &*self.inner;
         let mut backoff = Backoff::new(inner.options.backoff_base, inner.options.backoff_cap);
@@ -296,6 +350,9 @@ impl CloudWatch {
             failures_in_a_row = failures_in_a_row.saturating_add(1);
             log_failure(dest, step, failure, &detail, failures_in_a_row);
             self.count_retry(report);
+            if defer_after.is_some_and(|n| failures_in_a_row >= n) {
+                return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
+            }
             retry::sleep(cancel, backoff.next_delay()).await?;
         }
     }

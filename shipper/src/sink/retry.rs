@@ -15,7 +15,7 @@ use super::Cancelled;
 /// `[0, min(cap, base * 2^n)]` ("full jitter", so a fleet of agents retrying the same
 /// outage spreads out instead of hammering the service in lockstep).
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     base: Duration,
     cap: Duration,
     attempt: u32,
@@ -23,25 +23,25 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// A fresh sequence. A zero `base` is raised to 1 ms so retries never spin.
-    pub(crate) fn new(base: Duration, cap: Duration) -> Self {
+    pub fn new(base: Duration, cap: Duration) -> Self {
         let base = base.max(Duration::from_millis(1));
         Self { base, cap: cap.max(base), attempt: 0 }
     }
 
     /// Start over after progress was made.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// The upper bound of the next delay (before jitter).
-    pub(crate) fn ceiling(&self) -> Duration {
+    pub fn ceiling(&self) -> Duration {
         // 2^20 * base is far beyond any sensible cap; stop doubling there.
         let factor = 1u32 << self.attempt.min(20);
         self.base.saturating_mul(factor).min(self.cap)
     }
 
     /// The next delay: full jitter below the current ceiling.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);

@@ -492,3 +492,44 @@ async fn an_endpoint_that_never_answers_times_out_and_is_retried() {
     assert!(metrics.put_requests_total(PutOutcome::Network) >= 2);
     assert!(metrics.retries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
 }
+
+#[tokio::test]
+async fn a_destination_that_keeps_failing_gives_way_after_the_allowed_failures() {
+    let fake = FakeCloudWatch::start().await;
+    fake.with_stream(GROUP, Some(STREAM));
+    fake.fail_always(Fault::Error { status: 400, kind: "AccessDeniedException", message: "denied" });
+    let dir = tempfile::tempdir().unwrap();
+    let (cw, metrics) = sink(&fake.url, dir.path());
+
+    let delivery =
+        bounded(cw.deliver_or_defer(&batch(&as_refs(&recent(2))), &CancellationToken::new(), Some(3)))
+            .await
+            .unwrap();
+
+    let Delivery::Deferred { retries, .. } = delivery else {
+        panic!("expected a deferral, got {delivery:?}")
+    };
+    assert_eq!(retries, 3);
+    assert_eq!(fake.calls(), vec![Op::PutLogEvents; 3]);
+    assert!(fake.stored(GROUP, STREAM).is_empty());
+    assert_eq!(metrics.events_delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(dead_letters(dir.path()).is_empty(), "a deferral drops nothing");
+}
+
+#[tokio::test]
+async fn fewer_failures_than_allowed_are_retried_in_place() {
+    let fake = FakeCloudWatch::start().await;
+    fake.with_stream(GROUP, Some(STREAM));
+    fake.fail_next(Op::PutLogEvents, Fault::Unavailable, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (cw, _metrics) = sink(&fake.url, dir.path());
+    let events = recent(3);
+
+    let delivery =
+        bounded(cw.deliver_or_defer(&batch(&as_refs(&events)), &CancellationToken::new(), Some(3)))
+            .await
+            .unwrap();
+
+    assert_eq!(delivery, Delivery::Done(DeliveryReport { accepted: 3, dropped: vec![], retries: 2 }));
+    assert_eq!(fake.stored(GROUP, STREAM), events);
+}
