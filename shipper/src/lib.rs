@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod failpoint;
 pub mod kube;
 pub mod parse;
 pub mod route;

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             init_logging(config.log_format);
+            if let Err(e) = shipper::failpoint::arm_from_env() {
+                return fail(&e);
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(&e),

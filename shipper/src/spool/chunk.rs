@@ -88,6 +88,9 @@ impl ChunkWriter {
         head[4..8].copy_from_slice(&record_crc(timestamp_ms, message).to_le_bytes());
         head[8..].copy_from_slice(&timestamp_ms.to_le_bytes());
         self.out.write_all(&head).map_err(io_error(&self.path))?;
+        crate::failpoint::hit_then("spool.append.torn", || {
+            let _ = self.out.flush();
+        });
         self.out.write_all(message).map_err(io_error(&self.path))
     }
 

@@ -144,8 +144,10 @@ impl Manifest {
         file.write_all(&bytes).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         drop(file);
+        crate::failpoint::hit("manifest.written");
         let target = dir.join(MANIFEST_FILE);
         std::fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        crate::failpoint::hit("manifest.renamed");
         sync_dir(dir)
     }
 }

@@ -317,6 +317,7 @@ impl Spool {
         for dir in self.dirs_to_sync.iter().rev() {
             sync_dir(dir)?;
         }
+        crate::failpoint::hit("spool.commit.synced");
         self.store_manifest(Some(source_state))?;
         self.dirs_to_sync.clear();
         for stream in self.streams.values_mut() {
@@ -407,6 +408,7 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(SpoolError::Io { path: chunk.path.clone(), source }),
         };
+        crate::failpoint::hit("spool.ack.unlinked");
         let mut freed = 0;
         if let Some(removed) = stream.chunks.remove(index) {
             self.bytes -= removed.len;
