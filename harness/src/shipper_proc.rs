@@ -132,14 +132,48 @@ pub struct ShipperProcess {
     child: Option<Child>,
     /// Starts so far.
     pub starts: u32,
+    /// Crash points (`<point>:<n>`, see the shipper's `SHIPPER_CRASH_AT`) for the next starts,
+    /// one per start.
+    crash_plan: std::collections::VecDeque<String>,
+    /// The crash point armed in the current start, if any.
+    armed: Option<String>,
 }
 
 impl ShipperProcess {
     /// Spawn the shipper; its stdout and stderr are appended to `log_path`.
     pub fn spawn(env: ShipperEnv, log_path: PathBuf) -> Result<Self, ShipperError> {
-        let mut me = ShipperProcess { env, log_path, child: None, starts: 0 };
+        Self::spawn_with_crashes(env, log_path, Vec::new())
+    }
+
+    /// Spawn the shipper; start number `i` (0 = this one) is armed with `crash_plan[i]`, so
+    /// it aborts at that point (the harness then restarts it).
+    pub fn spawn_with_crashes(
+        env: ShipperEnv,
+        log_path: PathBuf,
+        crash_plan: Vec<String>,
+    ) -> Result<Self, ShipperError> {
+        let mut me = ShipperProcess {
+            env,
+            log_path,
+            child: None,
+            starts: 0,
+            crash_plan: crash_plan.into(),
+            armed: None,
+        };
         me.start()?;
         Ok(me)
+    }
+
+    /// The crash point armed in the current (or last) start.
+    pub fn armed_crash_point(&self) -> Option<&str> {
+        self.armed.as_deref()
+    }
+
+    /// If the process ended by itself, reap it and return how it ended.
+    pub fn reap_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
     }
 
     /// The metrics URL.
@@ -179,9 +213,14 @@ impl ShipperProcess {
             .env("SHIPPER_LOG_FORMAT", "json")
             .env("RUST_LOG", std::env::var("HARNESS_SHIPPER_LOG").unwrap_or_else(|_| "info".into()))
             .envs(&e.extra)
+            .env_remove("SHIPPER_CRASH_AT")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        self.armed = self.crash_plan.pop_front();
+        if let Some(point) = &self.armed {
+            cmd.env("SHIPPER_CRASH_AT", point);
+        }
         let child = cmd.spawn().map_err(|source| ShipperError::Spawn { bin, source })?;
         self.child = Some(child);
         self.starts += 1;

@@ -194,6 +194,28 @@ async fn throttle_fault_is_an_aws_throttling_exception() {
 }
 
 #[tokio::test]
+async fn access_denied_scoped_to_groups_spares_the_other_groups() {
+    let (upstream, gateway) = proxied().await;
+    gateway.inject(Fault::new(FaultKind::AccessDenied).for_groups(["k8s_test_"])).expect("valid fault");
+    let error = put(&sdk(&gateway), vec![event(T0, "x")]).await.expect_err("denied");
+    assert_eq!(error.code(), Some("AccessDeniedException"));
+    assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(400));
+    assert!(upstream.received().is_empty(), "a denied call is never forwarded");
+
+    sdk(&gateway)
+        .create_log_group()
+        .log_group_name("k8s_other")
+        .send()
+        .await
+        .expect("a group outside the scope passes");
+    assert_eq!(upstream.received().len(), 1);
+
+    // Only answer-type faults can wait for the group name.
+    let refused = gateway.inject(Fault::new(FaultKind::Blackhole).for_groups(["k8s_test_"]));
+    assert!(refused.is_err(), "a blackhole acts before the body is read: {refused:?}");
+}
+
+#[tokio::test]
 async fn service_unavailable_fault_is_a_503() {
     let (upstream, gateway) = proxied().await;
     gateway.inject(Fault::new(FaultKind::ServiceUnavailable)).expect("valid fault");

@@ -11,13 +11,18 @@ fn scenario_path(name: &str) -> PathBuf {
 }
 
 async fn run(name: &str, backend: BackendChoice) {
+    run_seeded(name, backend, 1).await;
+}
+
+async fn run_seeded(name: &str, backend: BackendChoice, seed: u64) {
     let scenario = Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
-    // Runs on another backend keep their own report directory.
-    let out_dir = match &backend {
-        BackendChoice::Moto => None,
+    // Runs on another backend or seed keep their own report directory.
+    let out_dir = match (&backend, seed) {
+        (BackendChoice::Moto, 1) => None,
+        (BackendChoice::Moto, _) => Some(harness::runner::report_dir(&format!("{name}@seed{seed}"))),
         _ => Some(harness::runner::report_dir(&format!("{name}@localstack"))),
     };
-    let options = RunOptions { backend, seed: 1, progress: false, out_dir };
+    let options = RunOptions { backend, seed, progress: false, out_dir };
     let report = run_scenario(&scenario, &options)
         .await
         .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
@@ -67,6 +72,18 @@ scenarios! {
     big_and_partial_lines => "big-and-partial-lines",
     container_restart => "container-restart",
     many_pods => "many-pods",
+    kill_matrix => "kill-matrix",
+    head_of_line => "head-of-line",
+    spool_cap_backpressure => "spool-cap-backpressure",
+    rejected_events => "rejected-events",
+}
+
+/// The kill matrix again with other seeds: each crash point fires at another hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_matrix_other_seeds() {
+    for seed in [2, 3] {
+        run_seeded("kill-matrix", BackendChoice::Moto, seed).await;
+    }
 }
 
 /// One outage scenario also runs on LocalStack in host mode (the second backend).

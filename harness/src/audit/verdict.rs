@@ -85,6 +85,11 @@ impl Ledger {
         self.sources.values().map(BTreeMap::len).sum()
     }
 
+    /// Lines recorded per `(pod, container)`.
+    pub fn counts(&self) -> BTreeMap<(String, String), usize> {
+        self.sources.iter().map(|(k, lines)| ((k.pod.clone(), k.container.clone()), lines.len())).collect()
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -36,6 +36,9 @@ pub enum FaultKind {
     ServiceUnavailable,
     /// Forward (the write happens), then drop the connection without answering.
     Ambiguous,
+    /// Answer HTTP 400 `AccessDeniedException` (never forwarded): an IAM policy that does not
+    /// cover some log groups. Usually scoped with `groups`.
+    AccessDenied,
 }
 
 impl FaultKind {
@@ -55,6 +58,7 @@ impl FaultKind {
             Self::Throttle => "throttle",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Ambiguous => "ambiguous",
+            Self::AccessDenied => "access_denied",
         }
     }
 }
@@ -100,6 +104,14 @@ pub enum FaultError {
         /// The fault's kind.
         kind: String,
     },
+    /// `groups` given for a fault that acts before the request body (and its group) is read.
+    #[error(
+        "fault {kind}: acts before the log group is known; `groups` only applies to throttle, service_unavailable and access_denied"
+    )]
+    GroupsNotApplicable {
+        /// The fault's kind.
+        kind: String,
+    },
 }
 
 impl FromStr for FaultKind {
@@ -118,6 +130,7 @@ impl FromStr for FaultKind {
             ("throttle", None) => Self::Throttle,
             ("service_unavailable", None) => Self::ServiceUnavailable,
             ("ambiguous", None) => Self::Ambiguous,
+            ("access_denied", None) => Self::AccessDenied,
             ("latency", Some(delay)) => {
                 Self::Latency(humantime::parse_duration(delay).map_err(|e| invalid(e.to_string()))?)
             }
@@ -161,12 +174,16 @@ pub struct Fault {
     /// Chance each matching request (or connection) is affected, 0..=1.
     #[serde(default = "always")]
     pub probability: f64,
+    /// Only requests whose `logGroupName` starts with one of these; `None` = all. Decided
+    /// after the body is read, so only answer-type kinds can be scoped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
 }
 
 impl Fault {
     /// A fault on every operation, every time.
     pub fn new(kind: FaultKind) -> Self {
-        Self { kind, ops: None, probability: 1.0 }
+        Self { kind, ops: None, probability: 1.0, groups: None }
     }
 
     /// Restricts the fault to these operations.
@@ -176,6 +193,16 @@ impl Fault {
         S: Into<String>,
     {
         self.ops = Some(ops.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Restricts the fault to log groups starting with one of `prefixes`.
+    pub fn for_groups<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.groups = Some(prefixes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -196,7 +223,22 @@ impl Fault {
         if self.kind == FaultKind::Refuse && self.ops.is_some() {
             return Err(FaultError::OpsNotApplicable { kind: self.kind.to_string() });
         }
+        let answers = matches!(
+            self.kind,
+            FaultKind::Throttle | FaultKind::ServiceUnavailable | FaultKind::AccessDenied
+        );
+        if self.groups.is_some() && !answers {
+            return Err(FaultError::GroupsNotApplicable { kind: self.kind.to_string() });
+        }
         Ok(())
+    }
+
+    fn applies_to_group(&self, group: Option<&str>) -> bool {
+        match (&self.groups, group) {
+            (None, _) => true,
+            (Some(prefixes), Some(group)) => prefixes.iter().any(|p| group.starts_with(p.as_str())),
+            (Some(_), None) => false,
+        }
     }
 
     fn applies_to(&self, operation: &str) -> bool {
@@ -283,12 +325,29 @@ impl FaultSet {
             .map(|a| a.id)
     }
 
-    /// Decides what the active faults do to one request for `operation`.
+    /// The group-scoped fault that answers a request for `operation` on `group` instead of
+    /// the service, if any (decided once the body is read).
+    pub fn answer_for_group(
+        &self,
+        operation: &str,
+        group: Option<&str>,
+        rng: &mut fastrand::Rng,
+    ) -> Option<(FaultId, FaultKind)> {
+        self.active
+            .iter()
+            .filter(|a| a.fault.groups.is_some())
+            .filter(|a| a.fault.applies_to(operation) && a.fault.applies_to_group(group))
+            .find(|a| roll(rng, a.fault.probability))
+            .map(|a| (a.id, a.fault.kind))
+    }
+
+    /// Decides what the active faults that are not group-scoped do to one request for
+    /// `operation`.
     pub fn plan(&self, operation: &str, rng: &mut fastrand::Rng) -> Plan {
         let mut plan = Plan::default();
         for active in &self.active {
             let fault = &active.fault;
-            if !fault.applies_to(operation) {
+            if !fault.applies_to(operation) || fault.groups.is_some() {
                 continue;
             }
             match fault.kind {

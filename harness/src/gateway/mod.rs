@@ -280,6 +280,12 @@ impl Shared {
         faults.plan(operation, &mut rng)
     }
 
+    fn answer_for_group(&self, operation: &str, group: Option<&str>) -> Option<(FaultId, FaultKind)> {
+        let faults = lock(&self.faults);
+        let mut rng = lock(&self.rng);
+        faults.answer_for_group(operation, group, &mut rng)
+    }
+
     fn refuse_connection(&self) -> Option<FaultId> {
         let faults = lock(&self.faults);
         let mut rng = lock(&self.rng);

@@ -224,8 +224,9 @@ async fn handle(
         tokio::time::sleep(plan.latency).await;
     }
     let verdict = inspect(&body, &mut info);
+    let terminal = plan.terminal.or_else(|| shared.answer_for_group(&info.operation, info.group.as_deref()));
 
-    match plan.terminal {
+    match terminal {
         Some((_, FaultKind::Throttle)) => {
             shared.record(info.entry(faulted(FaultKind::Throttle, None)));
             let throttled = Rejection::throttled();
@@ -234,6 +235,16 @@ async fn handle(
                 plan.bandwidth,
             )
             .await;
+        }
+        Some((_, FaultKind::AccessDenied)) => {
+            shared.record(info.entry(faulted(FaultKind::AccessDenied, None)));
+            let message = format!(
+                "User is not authorized to perform: logs:{} on resource: log-group:{}",
+                info.operation.rsplit('.').next().unwrap_or_default(),
+                info.group.as_deref().unwrap_or("*")
+            );
+            return paced(wire::error(400, "AccessDeniedException", &message, request_id), plan.bandwidth)
+                .await;
         }
         Some((_, FaultKind::ServiceUnavailable)) => {
             shared.record(info.entry(faulted(FaultKind::ServiceUnavailable, None)));
@@ -254,7 +265,7 @@ async fn handle(
         return reject(&shared, &info, &rejection, request_id);
     }
 
-    let ambiguous = matches!(plan.terminal, Some((_, FaultKind::Ambiguous)));
+    let ambiguous = matches!(terminal, Some((_, FaultKind::Ambiguous)));
     let response = match &shared.upstream {
         Some(upstream) => match forward(upstream, &parts, body).await {
             Ok(response) => response,

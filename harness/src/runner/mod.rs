@@ -101,6 +101,120 @@ fn component<E: std::fmt::Display>(component: &'static str) -> impl Fn(E) -> Run
     move |e| RunError::Component { component, reason: e.to_string() }
 }
 
+fn accepted_per_group(gateway: &GatewayHandle) -> BTreeMap<String, u64> {
+    gateway
+        .summary()
+        .accepted
+        .into_iter()
+        .map(|(group, streams)| (group, streams.values().map(|s| s.events).sum()))
+        .collect()
+}
+
+/// `expect.delivered_by`: at each time, the groups' acceptances cover every line written to
+/// the streams `[expect.groups]` lists for them (stream `<pod>_<container>` per the naming
+/// contract).
+fn delivered_by_checks(
+    scenario: &Scenario,
+    snapshots: &[Option<BTreeMap<String, u64>>],
+    ledger: &Ledger,
+) -> Vec<Check> {
+    let written: BTreeMap<String, usize> =
+        ledger.counts().into_iter().map(|((pod, container), n)| (format!("{pod}_{container}"), n)).collect();
+    scenario
+        .expect
+        .delivered_by
+        .iter()
+        .zip(snapshots)
+        .map(|(due, snapshot)| {
+            let name = format!("delivered by {:.1}s", due.at.0.as_secs_f64());
+            let Some(snapshot) = snapshot else {
+                return Check { name, ok: false, detail: "the run ended before that time".into() };
+            };
+            let mut short = Vec::new();
+            for group in &due.groups {
+                let streams = scenario.expect.groups.get(group).map(Vec::as_slice).unwrap_or_default();
+                let expected: usize = streams.iter().filter_map(|s| written.get(s)).sum();
+                let accepted = snapshot.get(group).copied().unwrap_or(0);
+                if (accepted as usize) < expected {
+                    short.push(format!("{group}: {accepted} of {expected}"));
+                }
+            }
+            Check {
+                name,
+                ok: short.is_empty(),
+                detail: if short.is_empty() {
+                    format!("{} groups fully accepted in time", due.groups.len())
+                } else {
+                    format!("not yet accepted: {}", short.join(", "))
+                },
+            }
+        })
+        .collect()
+}
+
+/// Expected drops are in the dead-letter file, one line per event, and the workload wrote
+/// as many rejectable (aged) lines as the scenario expects to be dropped.
+fn dead_letter_check(scenario: &Scenario, state_dir: &std::path::Path, aged: u64) -> Check {
+    let path = state_dir.join("dead-letters").join("dead-letters.jsonl");
+    let lines = std::fs::read_to_string(&path).map(|t| t.lines().count() as u64).unwrap_or(0);
+    let expected: u64 = scenario.expect.dropped.values().sum();
+    Check {
+        name: "dead letters".into(),
+        ok: lines == expected && aged == expected,
+        detail: format!(
+            "{lines} events in {}, {aged} aged lines written, {expected} expected",
+            path.display()
+        ),
+    }
+}
+
+/// Pause between a shipper's own exit and its restart (a DaemonSet restarts it too).
+const CRASH_RESTART_DELAY: Duration = Duration::from_millis(300);
+
+/// Exits the shipper made by itself: at armed crash points (expected) or not (a failure).
+#[derive(Debug, Default)]
+struct Crashes {
+    planned: Vec<String>,
+    unexpected: Vec<String>,
+}
+
+impl Crashes {
+    fn record(&mut self, armed: Option<&str>, status: std::process::ExitStatus, t: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let aborted = status.signal() == Some(6);
+        let what = format!("{status} at {:.1}s", t.as_secs_f64());
+        match armed {
+            Some(point) if aborted => self.planned.push(format!("{point} ({what})")),
+            _ => self.unexpected.push(what),
+        }
+    }
+
+    fn checks(&self, crash_points: &[String]) -> Vec<Check> {
+        let mut checks = vec![Check {
+            name: "no unexpected exit".into(),
+            ok: self.unexpected.is_empty(),
+            detail: if self.unexpected.is_empty() {
+                "the shipper exited only when told to".into()
+            } else {
+                format!("exited by itself: {}", self.unexpected.join(", "))
+            },
+        }];
+        if !crash_points.is_empty() {
+            checks.push(Check {
+                name: "crash points reached".into(),
+                ok: self.planned.len() == crash_points.len(),
+                detail: format!(
+                    "{} of {} armed crash points fired: {}",
+                    self.planned.len(),
+                    crash_points.len(),
+                    self.planned.join(", ")
+                ),
+            });
+        }
+        checks
+    }
+}
+
 /// The report directory of a scenario.
 pub fn report_dir(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -192,8 +306,15 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     };
     let log_path = out_dir.join("shipper.log");
     let _ = std::fs::remove_file(&log_path);
-    let mut shipper = ShipperProcess::spawn(shipper_env, log_path)?;
-    shipper.wait_healthy(Duration::from_secs(30)).await?;
+    let crash_plan = timeline::crash_plan(&s.crash_points, options.seed);
+    let mut shipper = ShipperProcess::spawn_with_crashes(shipper_env, log_path, crash_plan)?;
+    let mut crashes = Crashes::default();
+    if let Err(e) = shipper.wait_healthy(Duration::from_secs(30)).await {
+        // An armed crash point may fire before the first health check answers.
+        if shipper.armed_crash_point().is_none() {
+            return Err(e.into());
+        }
+    }
 
     let steps = plan(scenario, options.seed);
     let faults_over = timeline::last_fault_end(scenario);
@@ -208,6 +329,9 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     let mut last_rotation = Duration::ZERO;
     let mut last_sample = Duration::ZERO;
     let mut last_progress = Duration::ZERO;
+    let mut backpressure_seen = false;
+    // Gateway acceptances per group at each `expect.delivered_by` time.
+    let mut delivered_by: Vec<Option<BTreeMap<String, u64>>> = vec![None; scenario.expect.delivered_by.len()];
 
     // The run: workload, kubelet rotation and faults on one clock.
     loop {
@@ -216,6 +340,12 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
             let step = steps[next_step].clone();
             next_step += 1;
             apply(&step, &env, &mut workload, &mut shipper, &mut restart_at, t, &mut checks, grace).await?;
+        }
+        if restart_at.is_none()
+            && let Some(status) = shipper.reap_exit()
+        {
+            crashes.record(shipper.armed_crash_point(), status, t);
+            restart_at = Some(t + CRASH_RESTART_DELAY);
         }
         if let Some(at) = restart_at
             && t >= at
@@ -231,6 +361,11 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
             let uid = create_pod(&env.standin, &pod, &node_name)?;
             workload.add_pod(&pod, &uid)?;
         }
+        for (snapshot, due) in delivered_by.iter_mut().zip(&scenario.expect.delivered_by) {
+            if snapshot.is_none() && t >= due.at.0 {
+                *snapshot = Some(accepted_per_group(&env.gateway));
+            }
+        }
         workload.tick(t, &mut ledger)?;
         if t - last_rotation >= scenario.node.monitor_interval.0 {
             workload.rotate_over_limit()?;
@@ -245,6 +380,7 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
             }
             if let Ok(m) = shipper.metrics().await {
                 peak_spool = peak_spool.max(m.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
+                backpressure_seen |= m.get("shipper_backpressure").is_some_and(|v| *v >= 1.0);
                 last_metrics = m;
             }
             if options.progress && t - last_progress >= Duration::from_secs(1) {
@@ -285,6 +421,11 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
         if Instant::now() >= deadline {
             break audit::read_all(&env.client).await.map_err(component("audit"))?;
         }
+        if let Some(status) = shipper.reap_exit() {
+            crashes.record(shipper.armed_crash_point(), status, t);
+            tokio::time::sleep(CRASH_RESTART_DELAY).await;
+            shipper.start()?;
+        }
         if let Ok(m) = shipper.metrics().await {
             last_metrics = m;
         }
@@ -292,6 +433,22 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     };
     if let Ok(m) = shipper.metrics().await {
         last_metrics = m;
+    }
+    checks.extend(crashes.checks(&s.crash_points));
+    checks.extend(delivered_by_checks(scenario, &delivered_by, &ledger));
+    if !scenario.expect.dropped.is_empty() {
+        checks.push(dead_letter_check(scenario, &work.path().join("state"), workload.aged()));
+    }
+    if scenario.expect.backpressure {
+        checks.push(Check {
+            name: "spool cap reached".into(),
+            ok: backpressure_seen,
+            detail: format!(
+                "backpressure {}; peak spool {} KiB",
+                if backpressure_seen { "reported" } else { "never reported" },
+                peak_spool / 1024
+            ),
+        });
     }
     let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
     checks.push(Check {
@@ -438,6 +595,7 @@ fn gateway_fault(f: &crate::scenario::Fault) -> GatewayFault {
         K::Bandwidth => GatewayFaultKind::Bandwidth(f.bytes_per_sec.unwrap_or(64 * 1024)),
         K::Throttle => GatewayFaultKind::Throttle,
         K::Unavailable => GatewayFaultKind::ServiceUnavailable,
+        K::AccessDenied => GatewayFaultKind::AccessDenied,
         _ => GatewayFaultKind::Ambiguous,
     };
     let mut fault = GatewayFault::new(kind);
@@ -446,6 +604,9 @@ fn gateway_fault(f: &crate::scenario::Fault) -> GatewayFault {
     }
     if let Some(p) = f.probability {
         fault = fault.with_probability(p);
+    }
+    if let Some(groups) = &f.groups {
+        fault = fault.for_groups(groups.iter().cloned());
     }
     fault
 }

@@ -59,7 +59,8 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             | FaultKind::Bandwidth
             | FaultKind::Throttle
             | FaultKind::Unavailable
-            | FaultKind::Ambiguous => {
+            | FaultKind::Ambiguous
+            | FaultKind::AccessDenied => {
                 steps.push(Step { at, action: Action::GatewayStart(f.clone()) });
                 steps.push(Step { at: end, action: Action::GatewayEnd });
             }
@@ -149,5 +150,36 @@ groups = { g = ["p_c"] }
         assert_eq!(a.len(), 5);
         assert!(a.windows(2).all(|w| w[0].at <= w[1].at));
         assert!(a.iter().all(|s| s.at >= Duration::from_secs(1) && s.at < Duration::from_secs(3)));
+    }
+}
+
+/// Highest hit number drawn for a crash point given without one.
+const MAX_DRAWN_HIT: u64 = 8;
+
+/// Resolve a scenario's crash points into `SHIPPER_CRASH_AT` values: `point:n` stays, a bare
+/// `point` gets a hit number in `1..=MAX_DRAWN_HIT` drawn from `seed`, so a seed reproduces a run.
+pub fn crash_plan(points: &[String], seed: u64) -> Vec<String> {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x6372_6173_6821);
+    points
+        .iter()
+        .map(|p| if p.contains(':') { p.clone() } else { format!("{p}:{}", rng.u64(1..=MAX_DRAWN_HIT)) })
+        .collect()
+}
+
+#[cfg(test)]
+mod crash_plan_tests {
+    use super::*;
+
+    #[test]
+    fn explicit_counts_stay_and_drawn_ones_follow_the_seed() {
+        let points = vec!["send.after_put".to_owned(), "manifest.renamed:3".to_owned()];
+        let a = crash_plan(&points, 7);
+        assert_eq!(a, crash_plan(&points, 7));
+        assert_eq!(a[1], "manifest.renamed:3");
+        let n: u64 = a[0].strip_prefix("send.after_put:").unwrap().parse().unwrap();
+        assert!((1..=MAX_DRAWN_HIT).contains(&n));
+        let drawn: std::collections::BTreeSet<String> =
+            (0..64).map(|seed| crash_plan(&points, seed).remove(0)).collect();
+        assert!(drawn.len() > 1, "the seed must change the drawn hit: {drawn:?}");
     }
 }

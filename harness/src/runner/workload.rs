@@ -2,7 +2,7 @@
 //! lines at their scenario's rate, kubelet's rotation, restarts and pod deletion. Every line
 //! written goes into the ledger first — the ledger is the audit's truth.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::audit::{Charset, Ledger, LineClass, Payload, SizeClass};
 use crate::scenario::{ContainerSpec, NodeSettings, PodSpec};
@@ -156,10 +156,16 @@ impl Workload {
                         reason: format!("{e:?}"),
                     }
                 })?;
-                ledger.record_payload(&w.pod, &w.spec.name, seq, class);
                 let stream = w.stream(seq);
+                let stamped = match w.spec.age {
+                    Some(age) => SystemTime::now() - age.0,
+                    None => {
+                        ledger.record_payload(&w.pod, &w.spec.name, seq, class);
+                        SystemTime::now()
+                    }
+                };
                 if let Some(log) = w.log.as_mut() {
-                    log.write_line(stream, &bytes)?;
+                    log.write_line_at(stream, &bytes, stamped)?;
                 }
                 w.written += 1;
                 n += 1;
@@ -232,6 +238,11 @@ impl Workload {
     /// Lines written so far.
     pub fn written(&self) -> u64 {
         self.writers.iter().map(|w| w.written).sum()
+    }
+
+    /// Lines written with an `age`, which CloudWatch is expected to reject.
+    pub fn aged(&self) -> u64 {
+        self.writers.iter().filter(|w| w.spec.age.is_some()).map(|w| w.written).sum()
     }
 
     /// Lines the workload will have written when done.

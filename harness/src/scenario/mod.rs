@@ -113,6 +113,13 @@ impl Scenario {
                 return Err(format!("fault {:?} at {:?} names unknown pod {target:?}", f.kind, f.at));
             }
         }
+        for d in &self.expect.delivered_by {
+            if let Some(g) = d.groups.iter().find(|g| !self.expect.groups.contains_key(*g)) {
+                return Err(format!(
+                    "expect.delivered_by names group {g:?}, which [expect.groups] does not list"
+                ));
+            }
+        }
         Ok(())
     }
 

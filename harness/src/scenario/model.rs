@@ -62,6 +62,11 @@ pub struct ShipperSettings {
     /// Extra environment, verbatim.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Crash points, one per start of the shipper (the first start takes the first): the
+    /// shipper aborts there (`SHIPPER_CRASH_AT`) and the harness restarts it. `point` alone
+    /// crashes at a hit number drawn from the seed; `point:n` at the n-th hit.
+    #[serde(default)]
+    pub crash_points: Vec<String>,
 }
 
 /// Kubelet settings of the simulated node.
@@ -153,6 +158,10 @@ pub struct ContainerSpec {
     /// `cri` (containerd) or `docker` (json-file).
     #[serde(default = "default_format")]
     pub format: String,
+    /// Stamp every line this long in the past (a node clock far behind, an old file
+    /// replayed). Beyond 14 days CloudWatch rejects the lines: they are not expected in
+    /// CloudWatch but as explicit drops (`expect.dropped`) in the dead-letter file.
+    pub age: Option<Dur>,
 }
 
 fn default_image() -> String {
@@ -191,6 +200,9 @@ pub enum FaultKind {
     Unavailable,
     /// Gateway forwards, then drops the answer (the write happened; the shipper retries).
     Ambiguous,
+    /// Gateway answers AccessDeniedException (usually scoped with `groups`: a policy that
+    /// does not cover some log groups).
+    AccessDenied,
     /// SIGKILL the shipper at `at`; restart after `restart_after` (default at once).
     ShipperKill,
     /// SIGKILL the shipper `count` times at seeded random points within [at, at+for].
@@ -226,6 +238,9 @@ pub struct Fault {
     pub ops: Option<Vec<String>>,
     /// Gateway faults: fraction of requests affected (default 1.0).
     pub probability: Option<f64>,
+    /// Gateway answer faults (`throttle`, `unavailable`, `access_denied`): only log groups
+    /// starting with one of these.
+    pub groups: Option<Vec<String>>,
     /// `latency`.
     pub latency: Option<Dur>,
     /// `bandwidth`.
@@ -267,6 +282,25 @@ pub struct Expect {
     /// Lines the shipper is expected to drop explicitly, by reason (e.g. `too_old = 3`).
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
+    /// Groups whose every line must be accepted by a point in time, while other faults may
+    /// still last (e.g. no head-of-line blocking behind an undeliverable group).
+    #[serde(default)]
+    pub delivered_by: Vec<DeliveredBy>,
+    /// The spool must reach its cap during the run (the shipper reports backpressure), so
+    /// the scenario really tests reading paused at the cap.
+    #[serde(default)]
+    pub backpressure: bool,
+}
+
+/// `[[expect.delivered_by]]`: by `at`, every line of the streams `groups` lists in
+/// `[expect.groups]` was accepted by the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveredBy {
+    /// When, from the start of the run.
+    pub at: Dur,
+    /// Group names, keys of `[expect.groups]`.
+    pub groups: Vec<String>,
 }
 
 fn default_drain() -> Dur {
