@@ -76,6 +76,7 @@ scenarios! {
     head_of_line => "head-of-line",
     spool_cap_backpressure => "spool-cap-backpressure",
     rejected_events => "rejected-events",
+    pod_churn => "pod-churn",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

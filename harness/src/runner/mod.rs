@@ -268,11 +268,16 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     let pods = scenario.expanded_pods();
     let mut uids = BTreeMap::new();
     let mut pending_pods: Vec<_> = Vec::new();
+    // (when, pod) of pods with a `lifetime`.
+    let mut deletions: Vec<(Duration, String)> = Vec::new();
     for pod in &pods {
         if pod.start.0.is_zero() {
             let uid = create_pod(&env.standin, pod, &node_name)?;
             workload.add_pod(pod, &uid)?;
             uids.insert(pod.name.clone(), uid);
+            if let Some(lifetime) = pod.lifetime {
+                deletions.push((lifetime.0, pod.name.clone()));
+            }
         } else {
             pending_pods.push(pod.clone());
         }
@@ -360,6 +365,9 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
         for pod in due {
             let uid = create_pod(&env.standin, &pod, &node_name)?;
             workload.add_pod(&pod, &uid)?;
+            if let Some(lifetime) = pod.lifetime {
+                deletions.push((pod.start.0 + lifetime.0, pod.name.clone()));
+            }
         }
         for (snapshot, due) in delivered_by.iter_mut().zip(&scenario.expect.delivered_by) {
             if snapshot.is_none() && t >= due.at.0 {
@@ -367,6 +375,15 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
             }
         }
         workload.tick(t, &mut ledger)?;
+        // Pods whose lifetime is over: their last lines are written (tick above), now they go.
+        let (gone, alive): (Vec<_>, Vec<_>) = deletions.into_iter().partition(|(at, _)| *at <= t);
+        deletions = alive;
+        for (_, pod) in gone {
+            if let Some(ns) = workload.namespace_of(&pod) {
+                env.standin.delete_pod(&ns, &pod).map_err(component("stand-in API"))?;
+            }
+            workload.delete(&pod)?;
+        }
         if t - last_rotation >= scenario.node.monitor_interval.0 {
             workload.rotate_over_limit()?;
             last_rotation = t;
@@ -396,7 +413,13 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
                 );
             }
         }
-        if workload.done() && next_step >= steps.len() && restart_at.is_none() && t >= faults_over {
+        if workload.done()
+            && next_step >= steps.len()
+            && restart_at.is_none()
+            && t >= faults_over
+            && deletions.is_empty()
+            && pending_pods.is_empty()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -438,6 +461,13 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     checks.extend(delivered_by_checks(scenario, &delivered_by, &ledger));
     if !scenario.expect.dropped.is_empty() {
         checks.push(dead_letter_check(scenario, &work.path().join("state"), workload.aged()));
+    }
+    if let Some(limit) = scenario.expect.max_rss_mib {
+        checks.push(Check {
+            name: "memory bounded".into(),
+            ok: peak_rss <= limit * 1024,
+            detail: format!("peak RSS {:.1} MiB (limit {limit} MiB)", peak_rss as f64 / 1024.0),
+        });
     }
     if scenario.expect.backpressure {
         checks.push(Check {

@@ -29,6 +29,7 @@ mod model;
 pub use model::*;
 
 use std::path::Path;
+use std::time::Duration;
 
 /// A scenario file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,9 @@ impl Scenario {
             if pod.replicas.is_some() != pod.name.contains("{i}") {
                 return Err(format!("pod {:?}: `replicas` and `{{i}}` in the name go together", pod.name));
             }
+            if pod.stagger.is_some() && pod.replicas.is_none() {
+                return Err(format!("pod {:?}: `stagger` needs `replicas`", pod.name));
+            }
         }
         let pods = self.expanded_pods();
         let mut seen = std::collections::BTreeSet::new();
@@ -99,6 +103,18 @@ impl Scenario {
             }
             if pod.containers.is_empty() {
                 return Err(format!("pod {}/{} has no containers", pod.namespace, pod.name));
+            }
+            if let Some(lifetime) = pod.lifetime {
+                for c in &pod.containers {
+                    // The last line is due at (lines - 1) / rate; leave a tick of slack.
+                    let needs = Duration::from_secs_f64(c.lines as f64 / c.rate) + Duration::from_millis(100);
+                    if needs > lifetime.0 {
+                        return Err(format!(
+                            "pod {}/{}: container {} needs {needs:?} to write its lines, longer than lifetime {:?}",
+                            pod.namespace, pod.name, c.name, lifetime.0
+                        ));
+                    }
+                }
             }
             for c in &pod.containers {
                 if c.rate <= 0.0 {
@@ -139,6 +155,9 @@ impl Scenario {
                         let mut p = pod.clone();
                         p.name = pod.name.replace("{i}", &i.to_string());
                         p.replicas = None;
+                        if let Some(stagger) = pod.stagger {
+                            p.start = Dur(pod.start.0 + stagger.0 * i);
+                        }
                         out.push(p);
                     }
                 }

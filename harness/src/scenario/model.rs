@@ -131,6 +131,11 @@ pub struct PodSpec {
     /// Expand into this many pods: `{i}` in `name` becomes 0, 1, ...; an expected stream
     /// containing `{i}` stands for every replica.
     pub replicas: Option<u32>,
+    /// With `replicas`: replica `i` starts at `start + i * stagger` (pods coming and going).
+    pub stagger: Option<Dur>,
+    /// Delete the pod (API object and log directory) this long after it starts; its
+    /// containers must have written every line by then.
+    pub lifetime: Option<Dur>,
     /// Containers.
     pub containers: Vec<ContainerSpec>,
 }
@@ -290,6 +295,9 @@ pub struct Expect {
     /// the scenario really tests reading paused at the cap.
     #[serde(default)]
     pub backpressure: bool,
+    /// Highest peak RSS of the shipper allowed, MiB (bounded memory: the backlog lives on
+    /// disk, per-stream state is evicted).
+    pub max_rss_mib: Option<u64>,
 }
 
 /// `[[expect.delivered_by]]`: by `at`, every line of the streams `groups` lists in
