@@ -19,7 +19,7 @@ fn minimal_scenario_gets_defaults() {
     assert_eq!(s.total_lines(), 10);
     assert_eq!(s.pods[0].containers[0].rate, 200.0);
     assert_eq!(s.expect.max_duplicates, 0);
-    assert_eq!(s.expect.drain_timeout.0, std::time::Duration::from_secs(60));
+    assert_eq!(s.expect.drain_timeout.0, Duration::from_secs(60));
     assert_eq!(s.node.container_log_max_files, 5);
 }
 
@@ -44,7 +44,7 @@ fn faults_parse_with_kind_and_window() {
     );
     let s = Scenario::parse(&text).expect("valid");
     assert_eq!(s.faults[0].kind, FaultKind::Blackhole);
-    assert_eq!(s.faults[0].end(), std::time::Duration::from_secs(4));
+    assert_eq!(s.faults[0].end(), Duration::from_secs(4));
     assert_eq!(s.faults[1].target_pod(), Some("p"));
 }
 
