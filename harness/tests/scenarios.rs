@@ -77,6 +77,7 @@ scenarios! {
     spool_cap_backpressure => "spool-cap-backpressure",
     rejected_events => "rejected-events",
     pod_churn => "pod-churn",
+    stuck_stream_spool_share => "stuck-stream-spool-share",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

@@ -215,8 +215,15 @@ impl Ingest {
     fn read_ready(&mut self) -> Result<usize, SpoolError> {
         let now = Instant::now();
         let mut total = 0;
+        let mut paused = std::collections::HashSet::new();
         for key in self.tailer.readable() {
             if !self.ensure_routed(key, now) {
+                continue;
+            }
+            if let Some(dest) = self.files.get(&key).and_then(|f| f.routed.as_ref()).map(Routed::dest)
+                && self.lock_spool().stream_at_share(dest)
+            {
+                paused.insert(dest.clone());
                 continue;
             }
             self.buf.clear();
@@ -239,6 +246,7 @@ impl Ingest {
             };
             self.pending_safe.insert(key, safe);
         }
+        Metrics::set(&self.metrics.streams_paused, paused.len() as i64);
         Ok(total)
     }
 

@@ -142,6 +142,10 @@ pub enum SpoolError {
     },
 }
 
+/// One stream may hold at most this fraction of the spool cap (see `stream_at_share`).
+const STREAM_SHARE_NUM: u64 = 3;
+const STREAM_SHARE_DEN: u64 = 4;
+
 /// The spool.
 #[derive(Debug)]
 pub struct Spool {
@@ -437,6 +441,14 @@ impl Spool {
     /// At or above the size cap.
     pub fn is_full(&self) -> bool {
         self.bytes >= self.options.max_bytes
+    }
+
+    /// Whether `dest` holds its most: `STREAM_SHARE_NUM / STREAM_SHARE_DEN` of the cap. The
+    /// rest is kept for other streams, so one stream that cannot be delivered never fills
+    /// the spool and stops everyone's reading; only its own files wait.
+    pub fn stream_at_share(&self, dest: &Destination) -> bool {
+        let share = self.options.max_bytes / STREAM_SHARE_DEN * STREAM_SHARE_NUM;
+        self.streams.get(dest).is_some_and(|s| s.chunks.iter().map(|c| c.len).sum::<u64>() >= share)
     }
 
     /// Number of streams held in memory (tests: eviction).

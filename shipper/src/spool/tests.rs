@@ -345,6 +345,25 @@ fn is_full_at_the_cap() {
 }
 
 #[test]
+fn one_stream_may_hold_three_quarters_of_the_cap_leaving_room_for_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let opts = SpoolOptions { max_bytes: 400, flush_interval: Duration::from_secs(1) };
+    let (mut spool, _) = Spool::open(tmp.path(), opts).expect("open");
+    // Each append of a 72-byte message costs 16 + 72 bytes, plus 12 for a chunk header:
+    // 100, 188, 276, then 364 >= 300 (3/4 of 400).
+    for i in 0..3 {
+        spool.append(&dest(1), 0, &message(i, 72)).expect("append");
+    }
+    assert!(!spool.stream_at_share(&dest(1)), "{} bytes is below 300", spool.bytes());
+    spool.append(&dest(1), 0, &message(3, 72)).expect("append");
+    assert!(spool.stream_at_share(&dest(1)), "{} bytes reaches 300", spool.bytes());
+    assert!(!spool.stream_at_share(&dest(2)), "another stream still has room");
+    assert!(!spool.is_full());
+    spool.append(&dest(2), 0, &message(4, 72)).expect("append");
+    assert!(spool.is_full() && !spool.stream_at_share(&dest(2)));
+}
+
+#[test]
 fn stream_id_is_stable() {
     insta::assert_snapshot!("stream_id", stream_id(&dest(1)));
 }

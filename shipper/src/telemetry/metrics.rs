@@ -143,6 +143,8 @@ pub struct Metrics {
     pub files_tailed: AtomicI64,
     /// 1 while reading is paused because the spool is full.
     pub backpressure: AtomicI64,
+    /// Streams whose files are not read because they hold their most of the spool.
+    pub streams_paused: AtomicI64,
     /// 1 once pod metadata has synced.
     pub metadata_ready: AtomicI64,
 }
@@ -279,6 +281,12 @@ impl Metrics {
             "shipper_backpressure",
             "1 while reading is paused because the spool is full.",
             gload(&self.backpressure),
+        );
+        g(
+            &mut out,
+            "shipper_streams_paused",
+            "Streams whose files wait because they hold their share (3/4) of the spool cap.",
+            gload(&self.streams_paused),
         );
         g(&mut out, "shipper_metadata_ready", "1 once pod metadata has synced.", gload(&self.metadata_ready));
         out
