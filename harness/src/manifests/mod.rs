@@ -10,6 +10,8 @@
 mod objects;
 mod render;
 mod settings;
+#[cfg(test)]
+mod tests;
 
 pub use objects::{Objects, parse_documents};
 pub use render::{deploy_dir, kustomize, kustomize_with};
