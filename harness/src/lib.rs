@@ -2,11 +2,13 @@
 //!
 //! Local tier components (DESIGN §4): `simnode` writes kubelet-style log files, `standin`
 //! serves the Kubernetes Pods API, `backend` provisions CloudWatch Logs emulators, `audit`
-//! reads every group and stream back.
+//! reads every group and stream back. `manifests` renders and reads `deploy/` (the
+//! DaemonSet users apply).
 
 pub mod audit;
 pub mod backend;
 pub mod gateway;
+pub mod manifests;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -124,10 +124,25 @@ pub struct ShipperEnv {
     pub extra: BTreeMap<String, String>,
 }
 
+/// A launch that replaces the harness's default `shipper run` with the contract's env: the
+/// arguments and the *whole* environment the process gets (nothing of the harness's own env
+/// is passed on). Used to run the shipper exactly as a deployment manifest starts it, with
+/// only the wiring to the local tier substituted. Whatever it says, the shipper must still
+/// serve `/healthz` and `/metrics` on 127.0.0.1 at [`ShipperEnv::port`]: the runner scrapes
+/// there.
+#[derive(Debug, Clone, Default)]
+pub struct ShipperLaunch {
+    /// Arguments (instead of `run`).
+    pub args: Vec<String>,
+    /// The complete environment.
+    pub env: BTreeMap<String, String>,
+}
+
 /// A running (or stopped) shipper process.
 #[derive(Debug)]
 pub struct ShipperProcess {
     env: ShipperEnv,
+    launch: Option<ShipperLaunch>,
     log_path: PathBuf,
     child: Option<Child>,
     /// Starts so far.
@@ -142,18 +157,21 @@ pub struct ShipperProcess {
 impl ShipperProcess {
     /// Spawn the shipper; its stdout and stderr are appended to `log_path`.
     pub fn spawn(env: ShipperEnv, log_path: PathBuf) -> Result<Self, ShipperError> {
-        Self::spawn_with_crashes(env, log_path, Vec::new())
+        Self::spawn_with(env, None, log_path, Vec::new())
     }
 
-    /// Spawn the shipper; start number `i` (0 = this one) is armed with `crash_plan[i]`, so
-    /// it aborts at that point (the harness then restarts it).
-    pub fn spawn_with_crashes(
+    /// Spawn the shipper with `launch` instead of the default arguments and env (restarts
+    /// use it too); start number `i` (0 = this one) is armed with `crash_plan[i]`, so it
+    /// aborts at that point (the harness then restarts it).
+    pub fn spawn_with(
         env: ShipperEnv,
+        launch: Option<ShipperLaunch>,
         log_path: PathBuf,
         crash_plan: Vec<String>,
     ) -> Result<Self, ShipperError> {
         let mut me = ShipperProcess {
             env,
+            launch,
             log_path,
             child: None,
             starts: 0,
@@ -197,26 +215,27 @@ impl ShipperProcess {
         let log2 = log.try_clone().map_err(|source| ShipperError::Spawn { bin: bin.clone(), source })?;
         let e = &self.env;
         let mut cmd = Command::new(&bin);
-        cmd.arg("run")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("CLUSTER_NAME", &e.cluster)
-            .env("NODE_NAME", &e.node)
-            .env("AWS_ENDPOINT_URL", &e.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "harness")
-            .env("AWS_SECRET_ACCESS_KEY", "harness")
-            .env("KUBECONFIG", &e.kubeconfig)
-            .env("SHIPPER_LOG_PATHS", &e.log_paths)
-            .env("SHIPPER_STATE_DIR", &e.state_dir)
-            .env("SHIPPER_LISTEN", format!("127.0.0.1:{}", e.port))
-            .env("SHIPPER_LOG_FORMAT", "json")
-            .env("RUST_LOG", std::env::var("HARNESS_SHIPPER_LOG").unwrap_or_else(|_| "info".into()))
-            .envs(&e.extra)
-            .env_remove("SHIPPER_CRASH_AT")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        if let Some(launch) = &self.launch {
+            cmd.args(&launch.args).env_clear().envs(&launch.env);
+        } else {
+            cmd.arg("run")
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("CLUSTER_NAME", &e.cluster)
+                .env("NODE_NAME", &e.node)
+                .env("AWS_ENDPOINT_URL", &e.endpoint)
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "harness")
+                .env("AWS_SECRET_ACCESS_KEY", "harness")
+                .env("KUBECONFIG", &e.kubeconfig)
+                .env("SHIPPER_LOG_PATHS", &e.log_paths)
+                .env("SHIPPER_STATE_DIR", &e.state_dir)
+                .env("SHIPPER_LISTEN", format!("127.0.0.1:{}", e.port))
+                .env("SHIPPER_LOG_FORMAT", "json")
+                .env("RUST_LOG", std::env::var("HARNESS_SHIPPER_LOG").unwrap_or_else(|_| "info".into()))
+                .envs(&e.extra);
+        }
+        cmd.env_remove("SHIPPER_CRASH_AT").stdin(Stdio::null()).stdout(log).stderr(log2);
         self.armed = self.crash_plan.pop_front();
         if let Some(point) = &self.armed {
             cmd.env("SHIPPER_CRASH_AT", point);

@@ -17,7 +17,7 @@ use crate::gateway::{
 };
 use crate::report::{Check, Report, Sample};
 use crate::scenario::Scenario;
-use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperProcess, free_port};
+use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, ShipperProcess, free_port};
 use crate::simnode::SimNode;
 use crate::standin::{Availability, Standin, StandinApi, StandinOptions, pod_json};
 
@@ -254,6 +254,22 @@ async fn start_env(choice: &BackendChoice, seed: u64, dir: &std::path::Path) -> 
 
 /// Run one scenario end to end and return its report (also written to disk).
 pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    run_scenario_with(scenario, options, None).await
+}
+
+/// Builds a custom launch of the shipper from the wiring the runner chose (node directory in
+/// `log_paths`, state dir, port, gateway endpoint, kubeconfig, node name).
+pub type LaunchHook<'a> = &'a (dyn Fn(&ShipperEnv) -> ShipperLaunch + Sync);
+
+/// [`run_scenario`], with the shipper launched as `launch` says instead of the default
+/// `shipper run` with the contract's env (see [`ShipperLaunch`]): e.g. with the exact command
+/// and env of the DaemonSet. The scenario's `[shipper]` env settings then do not apply; its
+/// `shutdown_grace` still sets how long SIGTERM is waited for.
+pub async fn run_scenario_with(
+    scenario: &Scenario,
+    options: &RunOptions,
+    launch: Option<LaunchHook<'_>>,
+) -> Result<Report, RunError> {
     let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&scenario.name));
     std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
@@ -311,8 +327,9 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<R
     };
     let log_path = out_dir.join("shipper.log");
     let _ = std::fs::remove_file(&log_path);
+    let launch = launch.map(|hook| hook(&shipper_env));
     let crash_plan = timeline::crash_plan(&s.crash_points, options.seed);
-    let mut shipper = ShipperProcess::spawn_with_crashes(shipper_env, log_path, crash_plan)?;
+    let mut shipper = ShipperProcess::spawn_with(shipper_env, launch, log_path, crash_plan)?;
     let mut crashes = Crashes::default();
     if let Err(e) = shipper.wait_healthy(Duration::from_secs(30)).await {
         // An armed crash point may fire before the first health check answers.
