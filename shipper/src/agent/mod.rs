@@ -63,6 +63,11 @@ pub enum AgentError {
 /// How long deleted pods stay in the metadata cache (their last lines still route right).
 const RETAIN_DELETED_PODS: Duration = Duration::from_secs(600);
 
+/// Most bytes decompressed from one gzipped rotation found on restart: kubelet rotates at
+/// `containerLogMaxSize` (10 MiB by default), so this leaves room for generous settings
+/// while bounding scratch disk use.
+const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
+
 /// Run until SIGTERM/SIGINT, then drain within the grace period.
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut signals = Signals::new();
@@ -102,6 +107,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             globs: config.log_paths.clone(),
             rescan_interval: Duration::from_secs(1),
             read_chunk_bytes: 256 * 1024,
+            scratch_dir: config.state_dir.join("scratch"),
+            max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
         },
         restored,
     )?;

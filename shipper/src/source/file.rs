@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
 use super::identity::{FINGERPRINT_BYTES, covered, fingerprint};
-use super::{Checkpoint, FileId, ReadChunk};
+use super::{Checkpoint, FileId, Head, ReadChunk};
 
 /// Where a file is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,20 +86,14 @@ impl TailedFile {
         restarted
     }
 
-    /// Read the first bytes for fingerprints. On failure the head stays short: checkpoints
-    /// then vouch for less and a restart may re-read (duplicates, never loss).
+    /// Read the first bytes for fingerprints (after those already held: a file's head never
+    /// changes while it is followed, truncation restarts with an empty one). On failure the
+    /// head stays short: checkpoints then vouch for less and a restart may re-read
+    /// (duplicates, never loss).
     fn load_head(&mut self) {
-        let want = covered(self.known_len);
-        let mut filled = 0;
-        while filled < want {
-            match read_at(&self.file, &mut self.head[filled..want], filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(error) => {
-                    tracing::warn!(path = %self.path.display(), %error, "reading file head");
-                    break;
-                }
-            }
+        let (filled, error) = fill_head(&self.file, &mut self.head, self.head_len, covered(self.known_len));
+        if let Some(error) = error {
+            tracing::warn!(path = %self.path.display(), %error, "reading file head");
         }
         self.head_len = filled;
     }
@@ -132,13 +126,23 @@ impl TailedFile {
     /// Record a length seen by `stat` on the path.
     pub(super) fn observe_len(&mut self, len: u64) {
         self.known_len = len;
+        self.grow_head();
     }
 
     /// `fstat` the descriptor: current length and link count.
     pub(super) fn refresh(&mut self) -> io::Result<Metadata> {
         let meta = self.file.metadata()?;
         self.known_len = meta.len();
+        self.grow_head();
         Ok(meta)
+    }
+
+    /// A file opened short (or empty) has grown: take in more of its head, so checkpoints
+    /// can recognise it even before its lines are read.
+    fn grow_head(&mut self) {
+        if self.head_len < covered(self.known_len) {
+            self.load_head();
+        }
     }
 
     /// Everything before `offset` is in the spool (clamped to what was handed out; never
@@ -147,14 +151,22 @@ impl TailedFile {
         self.safe_offset = self.safe_offset.max(offset.min(self.read_offset));
     }
 
-    /// Checkpoint at the safe offset, fingerprinted over the bytes it vouches for.
+    /// Checkpoint at the safe offset, fingerprinted over the bytes it vouches for, plus the
+    /// head seen so far (to recognise a compressed copy while it vouches for little).
     pub(super) fn checkpoint(&self) -> Checkpoint {
         let covered = covered(self.safe_offset).min(self.head_len);
-        Checkpoint {
-            path: self.path.clone(),
-            id: FileId { dev: self.dev, ino: self.ino, fingerprint: fingerprint(&self.head[..covered]) },
-            offset: self.safe_offset,
-        }
+        let id = FileId { dev: self.dev, ino: self.ino, fingerprint: fingerprint(&self.head[..covered]) };
+        // Bytes written since the last look count too: a file checkpointed before anything
+        // was read from it must still be recognisable once rotated and compressed.
+        let mut head = self.head;
+        let head_len = if self.head_len < FINGERPRINT_BYTES {
+            fill_head(&self.file, &mut head, self.head_len, FINGERPRINT_BYTES).0
+        } else {
+            self.head_len
+        };
+        let head = (head_len > 0)
+            .then(|| Head { len: head_len as u32, fingerprint: fingerprint(&head[..head_len]) });
+        Checkpoint { path: self.path.clone(), id, offset: self.safe_offset, head }
     }
 
     /// Append complete lines to `out`: up to `limit` bytes, or one whole line if the next
@@ -223,6 +235,25 @@ impl TailedFile {
         self.head[self.head_len..self.head_len + take].copy_from_slice(&data[from..from + take]);
         self.head_len += take;
     }
+}
+
+/// Read `file`'s first bytes into `head[filled..want]` (the bytes before `filled` are there
+/// already); returns how many leading bytes `head` holds now, and the error that stopped
+/// it short, if any (end of file is not an error).
+fn fill_head(
+    file: &File,
+    head: &mut [u8; FINGERPRINT_BYTES],
+    mut filled: usize,
+    want: usize,
+) -> (usize, Option<io::Error>) {
+    while filled < want {
+        match read_at(file, &mut head[filled..want], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) => return (filled, Some(error)),
+        }
+    }
+    (filled, None)
 }
 
 /// `pread`, retried when interrupted by a signal.

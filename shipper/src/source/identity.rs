@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::FileId;
+use super::{FileId, Head};
 
 /// How many leading bytes the fingerprint covers at most.
 pub const FINGERPRINT_BYTES: usize = 64;
@@ -53,6 +53,20 @@ pub(super) fn verify(file: &File, id: &FileId, offset: u64) -> io::Result<bool> 
     }
 }
 
+/// Does `file` start with the bytes a checkpoint's `head` was taken of? A head longer than
+/// `FINGERPRINT_BYTES` was never written by us: no match.
+pub(super) fn verify_head(file: &File, head: &Head) -> io::Result<bool> {
+    let Some(len) = usize::try_from(head.len).ok().filter(|len| *len <= FINGERPRINT_BYTES) else {
+        return Ok(false);
+    };
+    let mut bytes = [0u8; FINGERPRINT_BYTES];
+    match file.read_exact_at(&mut bytes[..len], 0) {
+        Ok(()) => Ok(fingerprint(&bytes[..len]) == head.fingerprint),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +99,12 @@ mod tests {
         assert!(!verify(&file, &id(&[b'x'; 64]), 100)?);
         // Offset 0 vouches for nothing.
         assert!(verify(&file, &id(b""), 0)?);
+        // The head seen beyond what was vouched for.
+        let head = |seen: &[u8]| Head { len: seen.len() as u32, fingerprint: fingerprint(seen) };
+        assert!(verify_head(&file, &head(b"first line\nsec"))?);
+        assert!(!verify_head(&file, &head(b"first line\nthi"))?);
+        assert!(!verify_head(&file, &head(&[b'x'; 30]))?);
+        assert!(!verify_head(&file, &Head { len: 65, fingerprint: 1 })?);
         Ok(())
     }
 }

@@ -10,12 +10,15 @@
 //! - `identity`: fingerprints that tell a checkpointed file from a reused inode.
 //! - `file`: one tailed file, line-aligned positioned reads.
 //! - `tailer`: the `Tailer` tying it together (rotation chains, restore, checkpoints).
+//! - `rotated`: rotated siblings (`0.log.<ts>`, `0.log.<ts>.gz`) found on restore, and
+//!   decompressing a `.gz` into an unlinked scratch file to tail it.
 //! - `container_path`: pod, namespace, container and id from a kubelet file name.
 
 mod container_path;
 mod discover;
 mod file;
 mod identity;
+mod rotated;
 mod tailer;
 
 #[cfg(test)]
@@ -50,6 +53,21 @@ pub struct Checkpoint {
     pub id: FileId,
     /// Every byte before this offset is in the spool.
     pub offset: u64,
+    /// The file's first bytes as far as they were seen, which may be more than `offset`
+    /// vouches for. Only used to recognise a gzipped copy of a file checkpointed before
+    /// enough was read (at offset 0 `id.fingerprint` covers nothing). Absent in state files
+    /// written before it existed, and for files that were empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<Head>,
+}
+
+/// A fingerprint of a file's first `len` bytes (`len` ≤ `FINGERPRINT_BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// How many leading bytes it covers (at least 1).
+    pub len: u32,
+    /// Their fingerprint.
+    pub fingerprint: u64,
 }
 
 /// Everything the tailer must remember across restarts.
@@ -68,6 +86,12 @@ pub struct TailerOptions {
     pub rescan_interval: Duration,
     /// Most bytes handed out by one `read`.
     pub read_chunk_bytes: usize,
+    /// Where gzipped rotations found on restart are decompressed to (unlinked files: their
+    /// space is freed once read, or when the process ends). Created when first needed.
+    pub scratch_dir: PathBuf,
+    /// Most bytes decompressed from one gzipped rotation (a bound on scratch disk use and on
+    /// a gzip bomb); anything beyond it is reported lost.
+    pub max_decompressed_bytes: u64,
 }
 
 /// Handle of a tailed file, stable while the tailer follows it.

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::discover::{DirWatcher, Globs};
 use super::file::{Phase, TailedFile};
-use super::identity::verify;
+use super::identity::{verify, verify_head};
+use super::rotated;
 use super::{Checkpoint, FileKey, ReadChunk, SourceError, SourceEvent, SourceState, TailerOptions};
 
 /// `(st_dev, st_ino)`: unique among files we hold open.
@@ -47,6 +48,12 @@ impl Tailer {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        if options.max_decompressed_bytes == 0 {
+            return Err(SourceError::Option {
+                name: "max_decompressed_bytes",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
         if options.rescan_interval.is_zero() {
             return Err(SourceError::Option {
                 name: "rescan_interval",
@@ -69,11 +76,16 @@ impl Tailer {
     /// Discover new files and notice rotation, truncation and deletion.
     pub fn scan(&mut self) -> Vec<SourceEvent> {
         let mut events = Vec::new();
-        if let Some(restored) = self.restored.take() {
-            self.restore(restored, &mut events);
-        }
+        let restored_paths = self.restored.take().map(|restored| self.restore(restored, &mut events));
         let mut present = HashSet::new();
         for path in self.globs.expand() {
+            if let Some(restored_paths) = &restored_paths
+                && !restored_paths.contains(&path)
+            {
+                // New since the state was saved (the container started while we were down):
+                // what it rotated meanwhile is read too, ahead of its live file.
+                self.restore_path(&path, Vec::new(), &mut events);
+            }
             if self.discover(&path, &mut events) {
                 present.insert(path);
             }
@@ -290,29 +302,186 @@ impl Tailer {
         }
     }
 
-    /// Resume every restored checkpoint whose file is found by identity, at its path or
-    /// renamed next to it; the others are lost from their offset on.
-    fn restore(&mut self, restored: Vec<Checkpoint>, events: &mut Vec<SourceEvent>) {
+    /// Resume the restored checkpoints, path by path (see `restore_path`); returns the paths.
+    fn restore(&mut self, restored: Vec<Checkpoint>, events: &mut Vec<SourceEvent>) -> HashSet<PathBuf> {
+        rotated::clear_scratch(&self.options.scratch_dir);
+        let mut by_path: Vec<(PathBuf, Vec<Checkpoint>)> = Vec::new();
         for checkpoint in restored {
-            let Some((found, file, meta)) = locate(&checkpoint) else {
-                events.push(SourceEvent::Lost { path: checkpoint.path, from: checkpoint.offset, to: None });
+            match by_path.iter_mut().find(|(path, _)| *path == checkpoint.path) {
+                Some((_, group)) => group.push(checkpoint),
+                None => by_path.push((checkpoint.path.clone(), vec![checkpoint])),
+            }
+        }
+        let mut paths = HashSet::new();
+        for (path, checkpoints) in by_path {
+            self.restore_path(&path, checkpoints, events);
+            paths.insert(path);
+        }
+        paths
+    }
+
+    /// Resume the checkpoints of one path (oldest first) against what is there now: the
+    /// rotated siblings of its file (`0.log.<ts>`, `0.log.<ts>.gz`) in rotation order, then
+    /// the live file at the path.
+    ///
+    /// - Each checkpoint is matched to one candidate: plain files by inode and fingerprint,
+    ///   `.gz` files by the fingerprint of their decompressed head. So a checkpoint of a file
+    ///   that was gzipped while we were down, or of a decompressed copy we read before a
+    ///   second crash, finds the `.gz` again.
+    /// - From the oldest matched sibling on, every sibling is read in rotation order:
+    ///   matched ones from their checkpoint, the others (rotated while we were down, never
+    ///   seen) whole. Older siblings were read before the checkpoint was taken. The live
+    ///   file is resumed if it is the one checkpointed, else discovery reads it from 0.
+    /// - A checkpoint matching no sibling is still looked for by inode next to its path
+    ///   (renamed outside the rotation naming); failing that its rest is lost.
+    /// - If no checkpoint of the path is found anywhere (or it has none: a path first seen
+    ///   on the first scan after a start), every surviving sibling is read whole. kubelet deletes the oldest rotations first, so when the checkpointed file is
+    ///   gone, those left rotated after it. The exception is a checkpoint of a file that was
+    ///   still empty (offset 0, no head seen): neither its compressed copy nor a reused
+    ///   inode can be told from it, so it places nothing, and if it is the only checkpoint
+    ///   of the path, already read older siblings are read again: duplicates, never loss
+    ///   (rare: a rotated file stays in the state until its successor has data). For
+    ///   the same reason an unmatched checkpoint at offset 0 is not reported lost when
+    ///   unseen siblings are read: its content is most likely among them.
+    fn restore_path(&mut self, path: &Path, checkpoints: Vec<Checkpoint>, events: &mut Vec<SourceEvent>) {
+        let family = rotated::family(path);
+        let live = open(path).ok();
+        let live_inode = live.as_ref().map(|(_, meta)| (meta.dev(), meta.ino()));
+        let mut candidates: Vec<Option<Candidate>> = family
+            .as_ref()
+            .map(rotated::siblings)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|sibling| Candidate::of_sibling(sibling, live_inode))
+            .collect();
+        let live_index = candidates.len();
+        candidates.push(live.map(|(file, meta)| Candidate::Plain { found: path.to_path_buf(), file, meta }));
+
+        let mut matched: Vec<Option<u64>> = vec![None; candidates.len()];
+        // Candidates matched by a checkpoint that tells where reading stood among them.
+        let mut anchors = vec![false; candidates.len()];
+        let mut unmatched = Vec::new();
+        for checkpoint in checkpoints {
+            let index = (0..candidates.len()).find(|&i| {
+                matched[i].is_none() && candidates[i].as_ref().is_some_and(|c| c.matches(&checkpoint))
+            });
+            match index {
+                Some(i) => {
+                    matched[i] = Some(checkpoint.offset);
+                    // A checkpoint of a file that was empty vouches for no content, so its
+                    // inode match may be a reused inode: it resumes from 0 (which is right
+                    // either way) but says nothing about which siblings were read.
+                    anchors[i] = checkpoint.offset > 0 || checkpoint.head.is_some();
+                }
+                None => unmatched.push(checkpoint),
+            }
+        }
+
+        let mut renamed = Vec::new();
+        let mut lost = Vec::new();
+        for checkpoint in unmatched {
+            match locate_renamed(&checkpoint) {
+                Some(found) => renamed.push((checkpoint.offset, found)),
+                None => lost.push(checkpoint),
+            }
+        }
+        let first_sibling = match anchors.iter().position(|anchor| *anchor) {
+            Some(i) => i,
+            None if renamed.is_empty() => 0,
+            // Found elsewhere: not gone, and where it stands among the siblings is unknown.
+            None => live_index,
+        };
+        let reads_unseen_siblings = (first_sibling..live_index).any(|i| matched[i].is_none());
+        for checkpoint in lost {
+            if checkpoint.offset == 0 && reads_unseen_siblings {
+                tracing::warn!(path = %checkpoint.path.display(), "file checkpointed at offset 0 not found; reading its rotated siblings whole instead");
+                continue;
+            }
+            events.push(SourceEvent::Lost { path: checkpoint.path, from: checkpoint.offset, to: None });
+        }
+        let dir = family.map(|family| family.dir);
+        for (offset, (found, file, meta)) in renamed {
+            self.follow_restored(path, None, Candidate::Plain { found, file, meta }, offset, false, events);
+        }
+        for (index, candidate) in candidates.into_iter().enumerate().skip(first_sibling) {
+            let Some(candidate) = candidate else {
                 continue;
             };
-            if self.inodes.contains_key(&(meta.dev(), meta.ino())) {
-                continue;
+            let is_live = index == live_index;
+            match matched[index] {
+                Some(offset) => self.follow_restored(path, dir.clone(), candidate, offset, is_live, events),
+                // The live file is discovered by the glob scan.
+                None if is_live => {}
+                None => self.follow_restored(path, dir.clone(), candidate, 0, false, events),
             }
-            // Shorter than the checkpoint with the same head: rewritten; start over.
-            let offset = if checkpoint.offset <= meta.len() { checkpoint.offset } else { 0 };
-            let path = checkpoint.path;
-            let mut tailed = TailedFile::open(path.clone(), real_dir(&found), file, &meta, offset);
-            let rotated = found != path;
-            if rotated {
-                tailed.phase = Phase::Rotated;
+        }
+    }
+
+    /// Follow a restored candidate of `path` from `offset`: the live file, or a rotated one
+    /// ahead of it (a `.gz` through a decompressed scratch copy).
+    fn follow_restored(
+        &mut self,
+        path: &Path,
+        dir: Option<PathBuf>,
+        candidate: Candidate,
+        offset: u64,
+        is_live: bool,
+        events: &mut Vec<SourceEvent>,
+    ) {
+        let Some((file, meta, offset, dir)) = self.open_restored(candidate, offset, dir, events) else {
+            return;
+        };
+        let mut tailed = TailedFile::open(path.to_path_buf(), dir, file, &meta, offset);
+        if !is_live {
+            tailed.phase = Phase::Rotated;
+        }
+        let key = self.insert(tailed, !is_live);
+        events.push(SourceEvent::Opened { key, path: path.to_path_buf(), offset });
+        if !is_live {
+            events.push(SourceEvent::Rotated { key, path: path.to_path_buf() });
+        }
+    }
+
+    /// The descriptor, metadata, start offset and watch directory to follow `candidate`
+    /// with; `None` if it is followed already or cannot be read at all (reported lost).
+    fn open_restored(
+        &self,
+        candidate: Candidate,
+        offset: u64,
+        dir: Option<PathBuf>,
+        events: &mut Vec<SourceEvent>,
+    ) -> Option<(File, Metadata, u64, Option<PathBuf>)> {
+        match candidate {
+            Candidate::Plain { found, file, meta } => {
+                if self.inodes.contains_key(&(meta.dev(), meta.ino())) {
+                    return None;
+                }
+                // Shorter than the checkpoint with the same head: rewritten; start over.
+                let offset = if offset <= meta.len() { offset } else { 0 };
+                Some((file, meta, offset, real_dir(&found).or(dir)))
             }
-            let key = self.insert(tailed, rotated);
-            events.push(SourceEvent::Opened { key, path: path.clone(), offset });
-            if rotated {
-                events.push(SourceEvent::Rotated { key, path });
+            Candidate::Gz { found } => {
+                let scratch = &self.options.scratch_dir;
+                let copy = match rotated::decompress(&found, scratch, self.options.max_decompressed_bytes) {
+                    Ok(copy) => copy,
+                    Err(error) => {
+                        tracing::error!(%error, "compressed log file unreadable");
+                        events.push(SourceEvent::Lost { path: found, from: offset, to: None });
+                        return None;
+                    }
+                };
+                let len = copy.meta.len();
+                let offset = match &copy.damage {
+                    None if offset <= len => offset,
+                    // Complete but shorter than the checkpoint: rewritten; start over.
+                    None => 0,
+                    Some(damage) => {
+                        tracing::error!(path = %found.display(), ?damage, decompressed = len, "compressed log file only partly readable");
+                        events.push(SourceEvent::Lost { path: found, from: len.max(offset), to: None });
+                        offset.min(len)
+                    }
+                };
+                Some((copy.file, copy.meta, offset, dir))
             }
         }
     }
@@ -399,17 +568,53 @@ fn real_dir(path: &Path) -> Option<PathBuf> {
     fs::canonicalize(path).ok().and_then(|real| real.parent().map(Path::to_path_buf))
 }
 
-/// Find the file a checkpoint was taken of: at its path, or renamed within the directory
-/// its path points into (rotated while we were not running). Returns where it was found.
-fn locate(checkpoint: &Checkpoint) -> Option<(PathBuf, File, Metadata)> {
-    let is_it = |file: &File, meta: &Metadata| {
-        (meta.dev(), meta.ino()) == (checkpoint.id.dev, checkpoint.id.ino)
-            && verify(file, &checkpoint.id, checkpoint.offset).unwrap_or(false)
-    };
-    if let Ok((file, meta)) = open(&checkpoint.path)
-        && is_it(&file, &meta)
-    {
-        return Some((checkpoint.path.clone(), file, meta));
+/// A file a restored checkpoint may be found in.
+#[derive(Debug)]
+enum Candidate {
+    /// An uncompressed file, open.
+    Plain { found: PathBuf, file: File, meta: Metadata },
+    /// A gzipped rotation, decompressed only if it is to be read.
+    Gz { found: PathBuf },
+}
+
+impl Candidate {
+    /// A rotated sibling (`None` if it vanished or is the live file under another name).
+    fn of_sibling(sibling: rotated::Sibling, live_inode: Option<Inode>) -> Option<Self> {
+        if sibling.compressed {
+            return Some(Self::Gz { found: sibling.path });
+        }
+        let (file, meta) = open(&sibling.path).ok()?;
+        if live_inode == Some((meta.dev(), meta.ino())) {
+            return None;
+        }
+        Some(Self::Plain { found: sibling.path, file, meta })
+    }
+
+    /// Was `checkpoint` taken of this file (or of a copy of its content)?
+    fn matches(&self, checkpoint: &Checkpoint) -> bool {
+        match self {
+            Self::Plain { file, meta, .. } => is_checkpointed(checkpoint, file, meta),
+            Self::Gz { found } => rotated::gz_matches(found, checkpoint),
+        }
+    }
+}
+
+/// Is `file` the one `checkpoint` was taken of: same inode, content still as vouched for,
+/// and starting with the head it had (which tells a reused inode from the file of a
+/// checkpoint that vouches for little)?
+fn is_checkpointed(checkpoint: &Checkpoint, file: &File, meta: &Metadata) -> bool {
+    (meta.dev(), meta.ino()) == (checkpoint.id.dev, checkpoint.id.ino)
+        && verify(file, &checkpoint.id, checkpoint.offset).unwrap_or(false)
+        && checkpoint.head.is_none_or(|head| verify_head(file, &head).unwrap_or(false))
+}
+
+/// Find the file a checkpoint was taken of by inode among the entries of the directories
+/// its path points into (renamed while we were not running, to any name). A checkpoint of
+/// a file that was empty has nothing to tell a reused inode by, so it is not looked for;
+/// nor are compressed files (a new inode by construction).
+fn locate_renamed(checkpoint: &Checkpoint) -> Option<(PathBuf, File, Metadata)> {
+    if checkpoint.offset == 0 && checkpoint.head.is_none() {
+        return None;
     }
     for dir in search_dirs(&checkpoint.path) {
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -417,6 +622,9 @@ fn locate(checkpoint: &Checkpoint) -> Option<(PathBuf, File, Metadata)> {
         };
         for entry in entries.flatten() {
             let candidate = entry.path();
+            if candidate.extension().is_some_and(|ext| ext == "gz") {
+                continue;
+            }
             let same_inode = entry.file_type().is_ok_and(|t| t.is_file())
                 && entry
                     .metadata()
@@ -425,7 +633,7 @@ fn locate(checkpoint: &Checkpoint) -> Option<(PathBuf, File, Metadata)> {
                 continue;
             }
             if let Ok((file, meta)) = open(&candidate)
-                && is_it(&file, &meta)
+                && is_checkpointed(checkpoint, &file, &meta)
             {
                 return Some((candidate, file, meta));
             }

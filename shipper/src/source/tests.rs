@@ -12,6 +12,8 @@ use proptest::prelude::*;
 use super::identity::fingerprint;
 use super::*;
 
+mod restore;
+
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// A node's log directories.
@@ -31,15 +33,22 @@ impl Node {
     }
 
     fn tailer(&self, read_chunk_bytes: usize, restored: SourceState) -> Tailer {
-        Tailer::new(
-            TailerOptions {
-                globs: vec![self.glob()],
-                rescan_interval: Duration::from_secs(3600),
-                read_chunk_bytes,
-            },
-            restored,
-        )
-        .expect("tailer")
+        Tailer::new(self.options(read_chunk_bytes), restored).expect("tailer")
+    }
+
+    fn options(&self, read_chunk_bytes: usize) -> TailerOptions {
+        TailerOptions {
+            globs: vec![self.glob()],
+            rescan_interval: Duration::from_secs(3600),
+            read_chunk_bytes,
+            scratch_dir: self.scratch_dir(),
+            max_decompressed_bytes: u64::MAX,
+        }
+    }
+
+    /// Where the tailer decompresses rotated `.gz` files.
+    fn scratch_dir(&self) -> PathBuf {
+        self.root.path().join("state").join("scratch")
     }
 
     /// A running container: its `0.log` and the symlink kubelet makes to it.
@@ -67,6 +76,24 @@ impl Container {
         self.writer.write_all(bytes).expect("write");
     }
 
+    /// The directory of the real files.
+    fn dir(&self) -> PathBuf {
+        self.log.parent().expect("log dir").to_path_buf()
+    }
+
+    /// kubelet's rotation, step 3 then 4: gzip every rotated file still plain, then rename
+    /// `0.log` aside (the runtime reopens a new one). Returns the newly rotated file.
+    fn rotate_and_compress(&mut self) -> PathBuf {
+        for sibling in fs::read_dir(self.dir()).expect("list") {
+            let path = sibling.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if name.starts_with("0.log.") && !name.ends_with(".gz") {
+                gzip(&path);
+            }
+        }
+        self.rotate()
+    }
+
     /// kubelet's rotation: rename `0.log` aside, the runtime reopens a new `0.log`.
     fn rotate(&mut self) -> PathBuf {
         self.rotations += 1;
@@ -87,6 +114,21 @@ impl Container {
         fs::remove_file(&self.link).expect("remove link");
         fs::remove_file(&self.log).expect("remove log");
     }
+}
+
+/// kubelet's `compressLog`: `<file>` → `<file>.tmp` (gzip) → `<file>.gz`, `<file>` removed.
+/// Returns the `.gz`.
+fn gzip(path: &std::path::Path) -> PathBuf {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let gz = PathBuf::from(format!("{}.gz", path.display()));
+    let mut encoder = GzEncoder::new(File::create(&tmp).expect("create tmp"), Compression::fast());
+    encoder.write_all(&fs::read(path).expect("read plain")).expect("gzip");
+    encoder.finish().expect("finish gzip");
+    fs::rename(&tmp, &gz).expect("rename gz");
+    fs::remove_file(path).expect("remove plain");
+    gz
 }
 
 /// Scan and read everything readable, marking it safe, until nothing moves.
@@ -386,6 +428,7 @@ fn a_checkpoint_whose_file_is_gone_is_reported_lost() {
             path: path.clone(),
             id: FileId { dev: 1, ino: 2, fingerprint: fingerprint(b"x") },
             offset: 1,
+            head: None,
         }],
     };
     let mut tailer = node.tailer(1024, restored.clone());
@@ -414,15 +457,19 @@ fn checkpoint_fingerprints_cover_the_safe_prefix() {
 
 #[test]
 fn invalid_options_are_rejected() {
-    let options = |chunk, rescan| TailerOptions {
+    let options = |chunk, rescan, max_decompressed_bytes| TailerOptions {
         globs: vec!["/var/log/containers/*.log".into()],
         rescan_interval: rescan,
         read_chunk_bytes: chunk,
+        scratch_dir: PathBuf::from("/var/lib/shipper/scratch"),
+        max_decompressed_bytes,
     };
-    let zero_chunk = Tailer::new(options(0, Duration::from_secs(1)), SourceState::default());
+    let zero_chunk = Tailer::new(options(0, Duration::from_secs(1), 1), SourceState::default());
     assert!(matches!(zero_chunk, Err(SourceError::Option { name: "read_chunk_bytes", .. })));
-    let zero_rescan = Tailer::new(options(1, Duration::ZERO), SourceState::default());
+    let zero_rescan = Tailer::new(options(1, Duration::ZERO, 1), SourceState::default());
     assert!(matches!(zero_rescan, Err(SourceError::Option { name: "rescan_interval", .. })));
+    let zero_bound = Tailer::new(options(1, Duration::from_secs(1), 0), SourceState::default());
+    assert!(matches!(zero_bound, Err(SourceError::Option { name: "max_decompressed_bytes", .. })));
 }
 
 #[tokio::test]
