@@ -78,6 +78,7 @@ scenarios! {
     rejected_events => "rejected-events",
     pod_churn => "pod-churn",
     stuck_stream_spool_share => "stuck-stream-spool-share",
+    restart_during_rotation => "restart-during-rotation",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.
