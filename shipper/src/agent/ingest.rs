@@ -151,12 +151,10 @@ impl Ingest {
                     self.finish_file(key, &path);
                     tracing::info!(path = %path.display(), "finished");
                 }
-                SourceEvent::Lost { path, from, to } => {
-                    Metrics::add(&self.metrics.source_lost_files, 1);
-                    if let Some(to) = to {
-                        Metrics::add(&self.metrics.source_lost_bytes, to.saturating_sub(from));
-                    }
-                    tracing::error!(path = %path.display(), from, to, "log data lost: the file vanished before it was read");
+                SourceEvent::Lost { path, from, to, reason } => {
+                    self.metrics.source_lost(reason, to.map(|to| to.saturating_sub(from)));
+                    tracing::error!(path = %path.display(), from, to, reason = reason.as_str(),
+                        "log data lost: these bytes can never be read");
                 }
             }
         }

@@ -24,6 +24,7 @@ mod tailer;
 #[cfg(test)]
 mod tests;
 
+use crate::telemetry::LossReason;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -112,7 +113,7 @@ pub enum SourceEvent {
     /// The file was fully read and is no longer at its path: forgotten.
     Closed { key: FileKey, path: PathBuf },
     /// Bytes that can never be read (file vanished before it was opened or finished).
-    Lost { path: PathBuf, from: u64, to: Option<u64> },
+    Lost { path: PathBuf, from: u64, to: Option<u64>, reason: LossReason },
 }
 
 /// Bytes handed out by `read`: whole lines only.

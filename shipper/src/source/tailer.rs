@@ -16,6 +16,8 @@ use super::discover::{DirWatcher, Globs};
 use super::file::{Phase, TailedFile};
 use super::identity::{verify, verify_head};
 use super::rotated;
+use crate::telemetry::LossReason;
+
 use super::{Checkpoint, FileKey, ReadChunk, SourceError, SourceEvent, SourceState, TailerOptions};
 
 /// `(st_dev, st_ino)`: unique among files we hold open.
@@ -237,6 +239,7 @@ impl Tailer {
                 path: path.clone(),
                 from: old.read_offset(),
                 to: Some(old.known_len()),
+                reason: LossReason::Truncated,
             });
         }
         let inode = old.inode();
@@ -281,6 +284,7 @@ impl Tailer {
                     path: file.path.clone(),
                     from: file.read_offset(),
                     to: Some(file.known_len()),
+                    reason: LossReason::Unterminated,
                 });
             }
             file.phase = Phase::Finished;
@@ -397,7 +401,12 @@ impl Tailer {
                 tracing::warn!(path = %checkpoint.path.display(), "file checkpointed at offset 0 not found; reading its rotated siblings whole instead");
                 continue;
             }
-            events.push(SourceEvent::Lost { path: checkpoint.path, from: checkpoint.offset, to: None });
+            events.push(SourceEvent::Lost {
+                path: checkpoint.path,
+                from: checkpoint.offset,
+                to: None,
+                reason: LossReason::Vanished,
+            });
         }
         let dir = family.map(|family| family.dir);
         for (offset, (found, file, meta)) in renamed {
@@ -466,7 +475,12 @@ impl Tailer {
                     Ok(copy) => copy,
                     Err(error) => {
                         tracing::error!(%error, "compressed log file unreadable");
-                        events.push(SourceEvent::Lost { path: found, from: offset, to: None });
+                        events.push(SourceEvent::Lost {
+                            path: found,
+                            from: offset,
+                            to: None,
+                            reason: LossReason::Unreadable,
+                        });
                         return None;
                     }
                 };
@@ -477,7 +491,12 @@ impl Tailer {
                     None => 0,
                     Some(damage) => {
                         tracing::error!(path = %found.display(), ?damage, decompressed = len, "compressed log file only partly readable");
-                        events.push(SourceEvent::Lost { path: found, from: len.max(offset), to: None });
+                        events.push(SourceEvent::Lost {
+                            path: found,
+                            from: len.max(offset),
+                            to: None,
+                            reason: LossReason::Unreadable,
+                        });
                         offset.min(len)
                     }
                 };

@@ -413,7 +413,12 @@ fn a_checkpoint_for_a_reused_inode_restarts_at_zero() {
     assert_eq!(
         events,
         [
-            SourceEvent::Lost { path: app.link.clone(), from: old_offset, to: None },
+            SourceEvent::Lost {
+                path: app.link.clone(),
+                from: old_offset,
+                to: None,
+                reason: LossReason::Vanished
+            },
             SourceEvent::Opened { key, path: app.link.clone(), offset: 0 },
         ]
     );
@@ -434,7 +439,7 @@ fn a_checkpoint_whose_file_is_gone_is_reported_lost() {
     let mut tailer = node.tailer(1024, restored.clone());
     // Until the first scan the restored checkpoints are kept.
     assert_eq!(tailer.state(), restored);
-    assert_eq!(tailer.scan(), [SourceEvent::Lost { path, from: 1, to: None }]);
+    assert_eq!(tailer.scan(), [SourceEvent::Lost { path, from: 1, to: None, reason: LossReason::Vanished }]);
     assert_eq!(tailer.state(), SourceState::default());
 }
 

@@ -48,6 +48,37 @@ impl DropReason {
     }
 }
 
+/// Why bytes of a source file can never be read (outside the shipper's control, but never
+/// silent: counted by reason and logged with the file and range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// The file was cut (copytruncate) before these bytes were read.
+    Truncated,
+    /// The file ended for good on a line without a newline.
+    Unterminated,
+    /// The checkpointed file is gone: deleted (kubelet's oldest rotation) while the shipper
+    /// was not running.
+    Vanished,
+    /// A compressed rotation could not be decompressed (corrupt, or over the size bound).
+    Unreadable,
+}
+
+impl LossReason {
+    /// All reasons, in export order.
+    pub const ALL: [LossReason; 4] =
+        [LossReason::Truncated, LossReason::Unterminated, LossReason::Vanished, LossReason::Unreadable];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::Truncated => "truncated",
+            LossReason::Unterminated => "unterminated",
+            LossReason::Vanished => "vanished",
+            LossReason::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// Outcome of one PutLogEvents call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PutOutcome {
@@ -124,11 +155,10 @@ pub struct Metrics {
     pub metadata_missing: AtomicU64,
     /// Lines split into several events because they exceeded the event size limit.
     pub lines_split: AtomicU64,
-    /// Files that vanished before they were fully read (data lost outside the shipper's
-    /// control, e.g. rotated away while the shipper was down).
-    pub source_lost_files: AtomicU64,
-    /// Bytes known to be lost that way (when the file's size was known).
-    pub source_lost_bytes: AtomicU64,
+    /// Files with bytes that can never be read, by [`LossReason`].
+    source_lost_files: [AtomicU64; LossReason::ALL.len()],
+    /// Bytes known to be lost that way (when the file's size was known), by [`LossReason`].
+    source_lost_bytes: [AtomicU64; LossReason::ALL.len()],
     /// Files matching the globs whose names do not say which pod they belong to (not read).
     pub unroutable_files: AtomicU64,
     /// Log groups created.
@@ -153,6 +183,17 @@ impl Metrics {
     /// Count `n` events dropped for `reason`.
     pub fn dropped(&self, reason: DropReason, n: u64) {
         self.dropped[reason.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count a file losing `bytes` (when known) for `reason`.
+    pub fn source_lost(&self, reason: LossReason, bytes: Option<u64>) {
+        self.source_lost_files[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.source_lost_bytes[reason as usize].fetch_add(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Files that lost bytes so far for `reason`.
+    pub fn source_lost_files_total(&self, reason: LossReason) -> u64 {
+        self.source_lost_files[reason as usize].load(Ordering::Relaxed)
     }
 
     /// Events dropped so far for `reason`.
@@ -241,6 +282,23 @@ impl Metrics {
             );
         }
         c(&mut out, "shipper_retries_total", "CloudWatch calls retried.", load(&self.retries));
+        for (name, help, values) in [
+            (
+                "shipper_source_lost_files_total",
+                "Files with bytes that can never be read (deleted, cut or corrupt before they were read), by reason.",
+                &self.source_lost_files,
+            ),
+            (
+                "shipper_source_lost_bytes_total",
+                "Bytes that can never be read (where the size was known), by reason.",
+                &self.source_lost_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for r in LossReason::ALL {
+                let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", r.as_str(), load(&values[r as usize]));
+            }
+        }
         c(
             &mut out,
             "shipper_invalid_utf8_lines_total",
@@ -296,6 +354,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_losses_are_exported_by_reason() {
+        let m = Metrics::default();
+        m.source_lost(LossReason::Vanished, None);
+        m.source_lost(LossReason::Truncated, Some(120));
+        m.source_lost(LossReason::Truncated, Some(5));
+        let text = m.render();
+        for line in [
+            "shipper_source_lost_files_total{reason=\"vanished\"} 1",
+            "shipper_source_lost_bytes_total{reason=\"vanished\"} 0",
+            "shipper_source_lost_files_total{reason=\"truncated\"} 2",
+            "shipper_source_lost_bytes_total{reason=\"truncated\"} 125",
+            "shipper_source_lost_files_total{reason=\"unreadable\"} 0",
+            "# TYPE shipper_source_lost_files_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(m.source_lost_files_total(LossReason::Truncated), 2);
+    }
 
     #[test]
     fn render_has_every_contract_metric_with_labels() {

@@ -180,14 +180,14 @@ fn a_corrupt_gz_is_reported_lost_and_the_rest_is_still_read() {
         .partition(|e| !matches!(e, SourceEvent::Lost { path, .. } if *path == app.link));
     assert!(
         matches!(at_restore.as_slice(), [
-            SourceEvent::Lost { path: a, from: a_from, to: None },
-            SourceEvent::Lost { path: b, from: 0, to: None },
+            SourceEvent::Lost { path: a, from: a_from, to: None, reason: LossReason::Unreadable },
+            SourceEvent::Lost { path: b, from: 0, to: None, reason: LossReason::Unreadable },
         ] if *a == cut && *a_from >= cut_from && *b == garbage),
         "{at_restore:?}"
     );
     // And the line the cut went through, if it did not end at a line boundary.
     assert!(
-        torn.iter().all(|e| matches!(e, SourceEvent::Lost { from, to: Some(_), .. } if *from == cut_from)),
+        torn.iter().all(|e| matches!(e, SourceEvent::Lost { from, to: Some(_), reason: LossReason::Unterminated, .. } if *from == cut_from)),
         "{torn:?}"
     );
 }
@@ -207,7 +207,10 @@ fn decompression_beyond_the_bound_is_reported_lost() {
     let mut events = Vec::new();
     let out = drain(&mut tailer, &mut events);
     assert_eq!(lossy(&out), lossy(&[lines(2..=4), line(11)].concat()));
-    assert_eq!(lost(&events), [&SourceEvent::Lost { path: gz, from: bound, to: None }]);
+    assert_eq!(
+        lost(&events),
+        [&SourceEvent::Lost { path: gz, from: bound, to: None, reason: LossReason::Unreadable }]
+    );
 }
 
 #[test]
@@ -256,7 +259,12 @@ fn when_the_checkpointed_file_is_gone_the_surviving_rotations_are_read() {
     assert_eq!(lossy(&out), lossy(&lines(3..=4)));
     assert_eq!(
         lost(&events),
-        [&SourceEvent::Lost { path: app.link.clone(), from: line_len() as u64, to: None }]
+        [&SourceEvent::Lost {
+            path: app.link.clone(),
+            from: line_len() as u64,
+            to: None,
+            reason: LossReason::Vanished
+        }]
     );
 }
 
