@@ -99,7 +99,11 @@ impl Tailer {
             if let Some(file) = chain.last().and_then(|key| self.files.get_mut(key))
                 && file.phase == Phase::Live
             {
-                file.phase = Phase::Deleted;
+                // Still linked somewhere: renamed (kubelet's rotation, caught between the
+                // rename and the new file): it is a rotated file, kept in the state until its
+                // successor has data, so a restart knows the rotations before it were read.
+                let renamed = file.refresh().is_ok_and(|meta| meta.nlink() > 0);
+                file.phase = if renamed { Phase::Rotated } else { Phase::Deleted };
             }
         }
         self.finish_drained(&mut events);

@@ -479,3 +479,57 @@ fn found_cases_lose_and_repeat_nothing() -> Result<(), TestCaseError> {
         10,
     )
 }
+
+/// kubelet rotates after a container's last line, leaving an empty live file; a graceful
+/// restart then (a rollout) must not read the rotations again.
+#[test]
+fn a_restart_while_the_live_file_is_empty_after_a_rotation_reads_nothing_again() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(&lines(1..=3));
+    let mut tailer = node.tailer(line_len(), SourceState::default());
+    let mut events = Vec::new();
+    drain(&mut tailer, &mut events);
+    app.rotate_and_compress();
+    app.write(&lines(4..=5));
+    assert_eq!(lossy(&drain(&mut tailer, &mut events)), lossy(&lines(4..=5)));
+    // The last rotation: the live file is new and empty, and stays so.
+    app.rotate();
+    assert!(drain(&mut tailer, &mut events).is_empty());
+    let state = tailer.state();
+    drop(tailer);
+
+    let mut tailer = node.tailer(line_len(), state);
+    let mut events = Vec::new();
+    assert_eq!(lossy(&drain(&mut tailer, &mut events)), "", "{events:?}");
+    app.write(&line(6));
+    assert_eq!(lossy(&drain(&mut tailer, &mut events)), lossy(&line(6)));
+}
+
+/// The same, when a scan catches kubelet between renaming the live file and creating the
+/// next one (the path briefly resolves to nothing).
+#[test]
+fn a_rotation_seen_half_done_still_anchors_the_restart() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(&lines(1..=3));
+    let mut tailer = node.tailer(line_len(), SourceState::default());
+    let mut events = Vec::new();
+    drain(&mut tailer, &mut events);
+    app.rotate_and_compress();
+    app.write(&lines(4..=5));
+    assert_eq!(lossy(&drain(&mut tailer, &mut events)), lossy(&lines(4..=5)));
+    // Renamed, and scanned before the runtime opens the new live file.
+    fs::rename(&app.log, app.log.with_file_name("0.log.20261125109999")).expect("rename");
+    assert!(drain(&mut tailer, &mut events).is_empty());
+    app.writer = File::create(&app.log).expect("new live file");
+    assert!(drain(&mut tailer, &mut events).is_empty());
+    let state = tailer.state();
+    drop(tailer);
+
+    let mut tailer = node.tailer(line_len(), state);
+    let mut events = Vec::new();
+    assert_eq!(lossy(&drain(&mut tailer, &mut events)), "", "{events:?}");
+    app.write(&line(6));
+    assert_eq!(lossy(&drain(&mut tailer, &mut events)), lossy(&line(6)));
+}
