@@ -274,7 +274,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Seal every open chunk opened at least `flush_interval` before `now`.
+    /// Seal every open chunk opened at least `flush_interval` before `now` — unless its
+    /// stream still has sealed chunks waiting or in flight. Sealing then would not send it
+    /// any sooner; left open, it keeps filling up to the PutLogEvents limits, so a backlog
+    /// built during an outage goes out in full batches, not in one small request per flush
+    /// interval. It is sealed at the first commit after the stream caught up.
     pub fn seal_expired(&mut self, now: Instant) {
         let interval = self.options.flush_interval;
         for stream in self.streams.values_mut() {
@@ -282,7 +286,8 @@ impl Spool {
                 .open
                 .as_ref()
                 .is_some_and(|open| now.saturating_duration_since(open.opened_at) >= interval);
-            if expired {
+            let backlogged = stream.chunks.iter().any(|chunk| chunk.sealed);
+            if expired && !backlogged {
                 seal(stream);
             }
         }

@@ -183,6 +183,37 @@ fn seal_expired_seals_only_chunks_older_than_the_flush_interval() {
 }
 
 #[test]
+fn an_expired_chunk_stays_open_while_its_stream_has_a_backlog() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) = open(tmp.path());
+    let later = Instant::now() + Duration::from_secs(7200);
+    spool.append(&dest(1), 0, "first").expect("append");
+    spool.seal_expired(later);
+    spool.commit(b"").expect("commit");
+    let first = spool.ready(&|_| false);
+    assert_eq!(first.len(), 1);
+
+    // While the first chunk is not delivered, later events fill one open chunk.
+    spool.append(&dest(1), 1, "second").expect("append");
+    spool.seal_expired(later + Duration::from_secs(7200));
+    spool.append(&dest(1), 2, "third").expect("append");
+    spool.seal_expired(later + Duration::from_secs(2 * 7200));
+    spool.commit(b"").expect("commit");
+    assert_eq!(spool.ready(&|_| true).len(), 0);
+    assert_eq!(spool.ready(&|_| false).len(), 1, "only the first chunk is sealed");
+
+    // Caught up: the open chunk is sealed at the next expiry check, whole.
+    spool.ack(&first[0]).expect("ack");
+    spool.seal_expired(later + Duration::from_secs(3 * 7200));
+    spool.commit(b"").expect("commit");
+    let next = spool.ready(&|_| false);
+    assert_eq!(next.len(), 1);
+    let batch = Spool::read(&next[0]).expect("read");
+    let messages: Vec<&str> = batch.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages, ["second", "third"]);
+}
+
+#[test]
 fn ready_gives_the_oldest_chunk_per_stream_and_skips_busy_streams() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut spool, _) = open(tmp.path());
