@@ -6,6 +6,9 @@
 
 pub mod audit;
 pub mod backend;
+pub mod cluster;
+#[cfg(feature = "e2e")]
+pub mod containers;
 pub mod gateway;
 pub mod report;
 pub mod runner;

@@ -17,7 +17,7 @@ async fn run(name: &str, backend: BackendChoice) {
         BackendChoice::Moto => None,
         _ => Some(harness::runner::report_dir(&format!("{name}@localstack"))),
     };
-    let options = RunOptions { backend, seed: 1, progress: false, out_dir };
+    let options = RunOptions { backend, seed: 1, progress: false, out_dir, cluster: Default::default() };
     let report = run_scenario(&scenario, &options)
         .await
         .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
@@ -67,6 +67,8 @@ scenarios! {
     big_and_partial_lines => "big-and-partial-lines",
     container_restart => "container-restart",
     many_pods => "many-pods",
+    network_disconnect => "network-disconnect",
+    backend_pause => "backend-pause",
 }
 
 /// One outage scenario also runs on LocalStack in host mode (the second backend).

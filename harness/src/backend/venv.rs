@@ -27,11 +27,7 @@ pub(super) struct VenvSpec {
 impl VenvSpec {
     /// The requirement lines, without comments and blank lines.
     pub fn requirement_lines(&self) -> Vec<&'static str> {
-        self.requirements
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect()
+        self.requirements.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
     }
 }
 
