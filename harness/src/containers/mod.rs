@@ -7,6 +7,7 @@
 //! - [`backend`]: LocalStack or moto in a container, reachable from the host and from other
 //!   containers on a given network (the kind tier passes the `kind` network);
 //! - [`shipper`]: the shipper container, with the surface of the local tier's process;
+//! - [`kind`]: the kind tier's cluster provider (skeleton, cannot run without kind's node image);
 //! - [`tier`]: one node in containers: a private network, the backend, the host's address
 //!   on that network for the stand-in API and the gateway.
 
@@ -14,6 +15,7 @@ pub mod api_shim;
 pub mod backend;
 pub mod docker;
 pub mod images;
+pub mod kind;
 pub mod shipper;
 pub mod tier;
 
