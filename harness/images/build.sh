@@ -94,8 +94,10 @@ build_emulator() {
         say "$name: $image exists"
         return
     fi
-    # Wheels are built on the host, where PyPI's TLS trust is configured, and cached.
-    local wheels=$CACHE/wheels/$name-$key
+    # Wheels are built on the host, where PyPI's TLS trust is configured, and cached by the
+    # pins alone (a Dockerfile change does not download them again).
+    local wheels
+    wheels=$CACHE/wheels/$name-$(key_of <"$pins")
     if [[ ! -f $wheels/.complete ]]; then
         say "$name: pip wheel -r pins/$name.txt -> $wheels"
         rm -rf "$wheels"
