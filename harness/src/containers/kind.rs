@@ -25,7 +25,7 @@ pub struct KindCluster {
 
 fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String, ContainerError> {
     let shown = format!("{program} {}", args.join(" "));
-    let failed = |reason: String| ContainerError::Docker { args: shown.clone(), reason };
+    let failed = |reason: String| ContainerError::Command { command: shown.clone(), reason };
     let mut child = Command::new(program)
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })

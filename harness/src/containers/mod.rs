@@ -35,6 +35,14 @@ pub enum ContainerError {
         /// Exit status and stderr, or why it could not run.
         reason: String,
     },
+    /// Another CLI (`kind`, `kubectl`) failed.
+    #[error("`{command}` failed: {reason}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Exit status and stderr, or why it could not run.
+        reason: String,
+    },
     /// The images are not built (or Docker is missing).
     #[error("{0}\nBuild the images first: harness/images/build.sh (needs root, docker, debootstrap)")]
     Images(String),
