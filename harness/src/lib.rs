@@ -7,6 +7,9 @@
 
 pub mod audit;
 pub mod backend;
+pub mod cluster;
+#[cfg(feature = "e2e")]
+pub mod containers;
 pub mod gateway;
 pub mod manifests;
 pub mod report;

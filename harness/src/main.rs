@@ -1,6 +1,6 @@
 //! `harness`: run outage scenarios against the real shipper and audit every line.
 //!
-//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N]
+//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N] [--cluster local|container]
 //!     harness list [DIR]
 //!     harness up [--backend ...]
 
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use harness::cluster::ClusterChoice;
 use harness::runner::{self, BackendChoice, RunOptions};
 use harness::scenario::Scenario;
 
@@ -31,7 +32,8 @@ enum Command {
         /// Seed for random fault points.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Cluster tier: only `local` runs here (`kind` needs the e2e feature and Docker).
+        /// Cluster tier: `local` (default) or `container` (needs the e2e feature, Docker and the
+        /// images of harness/images/build.sh); `kind` runs with `cargo test --features e2e`.
         #[arg(long, default_value = "local")]
         cluster: String,
     },
@@ -81,17 +83,31 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run { scenario, backend, seed, cluster } => {
-            if cluster != "local" {
-                return fail(&format!(
-                    "--cluster {cluster}: only the local tier runs from this binary; the kind tier runs with `cargo test --features e2e`"
-                ));
+            let cluster = match ClusterChoice::parse(&cluster) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            #[cfg(feature = "e2e")]
+            if cluster == ClusterChoice::Container {
+                // testcontainers may need this process re-run through the Docker API shim.
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                match harness::containers::api_shim::rerun_through_shim_if_needed(&args).await {
+                    Ok(Some(status)) => return ExitCode::from(status.code().unwrap_or(2).clamp(0, 255) as u8),
+                    Ok(None) => {}
+                    Err(e) => return fail(&e),
+                }
             }
             let scenario = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
-            let options =
-                RunOptions { backend: BackendChoice::parse(&backend), seed, progress: true, out_dir: None };
+            let options = RunOptions {
+                backend: BackendChoice::parse(&backend),
+                seed,
+                progress: true,
+                out_dir: None,
+                cluster,
+            };
             match runner::run_scenario(&scenario, &options).await {
                 Ok(report) => {
                     println!("{}", report.table());

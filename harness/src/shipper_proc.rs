@@ -28,6 +28,9 @@ pub enum ShipperError {
     /// It did not become healthy in time, or exited.
     #[error("shipper not healthy: {0}")]
     Unhealthy(String),
+    /// The shipper container could not be created or controlled (container tier).
+    #[error("shipper container: {0}")]
+    Container(String),
     /// Scraping `/metrics` failed.
     #[error("scraping {url}: {reason}")]
     Scrape {

@@ -216,7 +216,13 @@ drain_timeout = "30s"
         *seen.lock().expect("lock") = Some(l.clone());
         l
     };
-    let options = RunOptions { backend: BackendChoice::Moto, seed: 5, progress: false, out_dir: None };
+    let options = RunOptions {
+        backend: BackendChoice::Moto,
+        seed: 5,
+        progress: false,
+        out_dir: None,
+        cluster: Default::default(),
+    };
     let report = run_scenario_with(&scenario, &options, Some(&hook))
         .await
         .unwrap_or_else(|e| panic!("could not run: {e}"));

@@ -22,7 +22,7 @@ async fn run_seeded(name: &str, backend: BackendChoice, seed: u64) {
         (BackendChoice::Moto, _) => Some(harness::runner::report_dir(&format!("{name}@seed{seed}"))),
         _ => Some(harness::runner::report_dir(&format!("{name}@localstack"))),
     };
-    let options = RunOptions { backend, seed, progress: false, out_dir };
+    let options = RunOptions { backend, seed, progress: false, out_dir, cluster: Default::default() };
     let report = run_scenario(&scenario, &options)
         .await
         .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
@@ -79,6 +79,8 @@ scenarios! {
     pod_churn => "pod-churn",
     stuck_stream_spool_share => "stuck-stream-spool-share",
     restart_during_rotation => "restart-during-rotation",
+    network_disconnect => "network-disconnect",
+    backend_pause => "backend-pause",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

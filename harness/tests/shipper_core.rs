@@ -11,7 +11,13 @@ use harness::scenario::Scenario;
 async fn every_line_lands_once_in_the_right_group() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shipper-core.toml");
     let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let options = RunOptions { backend: BackendChoice::Moto, seed: 1, progress: false, out_dir: None };
+    let options = RunOptions {
+        backend: BackendChoice::Moto,
+        seed: 1,
+        progress: false,
+        out_dir: None,
+        cluster: Default::default(),
+    };
     let report = run_scenario(&scenario, &options).await.unwrap_or_else(|e| panic!("could not run: {e}"));
     println!("{}", report.table());
     assert!(report.passed, "{}", report.table());

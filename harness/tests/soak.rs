@@ -10,7 +10,13 @@ use harness::scenario::Scenario;
 async fn soak(file: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/soak").join(file);
     let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let options = RunOptions { backend: BackendChoice::Moto, seed: 1, progress: true, out_dir: None };
+    let options = RunOptions {
+        backend: BackendChoice::Moto,
+        seed: 1,
+        progress: true,
+        out_dir: None,
+        cluster: Default::default(),
+    };
     let report = run_scenario(&scenario, &options).await.unwrap_or_else(|e| panic!("{file}: {e}"));
     println!("{}", report.table());
     assert!(report.passed, "soak {file} failed:\n{}", report.table());

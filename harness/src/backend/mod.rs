@@ -19,21 +19,17 @@ use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 
 use venv::VenvSpec;
 
-/// moto, pinned (backends.md).
-const MOTO: VenvSpec = VenvSpec { name: "moto", version: "5.2.5", requirements: &["moto[server]==5.2.5"] };
+/// moto, pinned (backends.md). The pins live in harness/images/pins/, shared with the
+/// container images that harness/images/build.sh builds.
+const MOTO: VenvSpec =
+    VenvSpec { name: "moto", version: "5.2.5", requirements: include_str!("../../images/pins/moto.txt") };
 
 /// LocalStack community runtime, the last version whose logs service loads on Python 3.11,
-/// with the pins it needs there (backends.md).
+/// with the pins it needs there (backends.md); shared with the container image.
 const LOCALSTACK: VenvSpec = VenvSpec {
     name: "localstack",
     version: "4.13.1",
-    requirements: &[
-        "localstack-core[runtime]==4.13.1",
-        "cbor2<6",
-        "pyopenssl==25.3.0",
-        "cryptography>=45.0.7,<47",
-        "service-identity",
-    ],
+    requirements: include_str!("../../images/pins/localstack.txt"),
 };
 
 /// How long a fresh server may take to answer its health check.
@@ -350,4 +346,19 @@ fn free_port() -> Result<u16, BackendError> {
         .local_addr()
         .map(|addr| addr.port())
         .map_err(|source| BackendError::io("bind", Path::new("127.0.0.1:0"), source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The venv directory is named after `version`; the pins file must install that version.
+    #[test]
+    fn shared_pin_files_install_the_named_versions() {
+        assert!(MOTO.requirement_lines().contains(&format!("moto[server]=={}", MOTO.version).as_str()));
+        let localstack = LOCALSTACK.requirement_lines();
+        assert!(localstack.contains(&format!("localstack-core[runtime]=={}", LOCALSTACK.version).as_str()));
+        assert!(localstack.contains(&"pyopenssl==25.3.0"), "backends.md's Python 3.11 pins: {localstack:?}");
+        assert!(localstack.iter().all(|l| !l.starts_with('#')));
+    }
 }

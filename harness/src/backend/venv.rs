@@ -20,8 +20,15 @@ pub(super) struct VenvSpec {
     pub name: &'static str,
     /// Version of the main package, part of the directory name.
     pub version: &'static str,
-    /// `pip install` arguments.
-    pub requirements: &'static [&'static str],
+    /// A pip requirements file's text: one requirement a line, `#` comments.
+    pub requirements: &'static str,
+}
+
+impl VenvSpec {
+    /// The requirement lines, without comments and blank lines.
+    pub fn requirement_lines(&self) -> Vec<&'static str> {
+        self.requirements.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    }
 }
 
 /// `$SHIPPER_HARNESS_CACHE`, else `~/.cache/shipper-harness`.
@@ -59,11 +66,11 @@ pub(super) fn ensure(spec: &VenvSpec) -> Result<PathBuf, BackendError> {
     run(
         Command::new(&pip)
             .args(["install", "--disable-pip-version-check", "--quiet"])
-            .args(spec.requirements),
+            .args(spec.requirement_lines()),
         &pip.display().to_string(),
     )?;
     let marker = dir.join(COMPLETE_MARKER);
-    fs::write(&marker, spec.requirements.join("\n"))
+    fs::write(&marker, spec.requirement_lines().join("\n"))
         .map_err(|source| BackendError::io("write", &marker, source))?;
     Ok(dir)
 }

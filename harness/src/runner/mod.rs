@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{self, Ledger};
 use crate::backend::{Backend, BackendKind};
+use crate::cluster::{ClusterChoice, ClusterEnv, Shipper};
 use crate::gateway::{
     Fault as GatewayFault, FaultKind as GatewayFaultKind, Gateway, GatewayHandle, GatewayOptions,
 };
 use crate::report::{Check, Report, Sample};
 use crate::scenario::Scenario;
-use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, ShipperProcess, free_port};
+use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, free_port};
 use crate::simnode::SimNode;
 use crate::standin::{Availability, Standin, StandinApi, StandinOptions, pod_json};
 
@@ -76,6 +77,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Report directory (default `target/harness/<scenario>`).
     pub out_dir: Option<PathBuf>,
+    /// Where the node and the shipper run (default: the local tier).
+    pub cluster: ClusterChoice,
 }
 
 /// The scenario could not be run (as opposed to: it ran and failed its verdict).
@@ -225,6 +228,8 @@ pub fn report_dir(name: &str) -> PathBuf {
 
 /// The components of one local-tier environment.
 struct Env {
+    // Declared first so it is dropped last: the backend container outlives its users.
+    cluster: ClusterEnv,
     backend: crate::backend::BackendHandle,
     gateway: GatewayHandle,
     standin: Standin,
@@ -232,16 +237,35 @@ struct Env {
     kubeconfig: PathBuf,
 }
 
-async fn start_env(choice: &BackendChoice, seed: u64, dir: &std::path::Path) -> Result<Env, RunError> {
-    let backend = Backend::start(choice.kind()).await.map_err(component("backend"))?;
+async fn start_env(
+    choice: &BackendChoice,
+    cluster: ClusterChoice,
+    seed: u64,
+    dir: &std::path::Path,
+    tag: &str,
+) -> Result<Env, RunError> {
+    let localstack = match choice {
+        BackendChoice::Url(_) => None,
+        other => Some(*other == BackendChoice::LocalStack),
+    };
+    let cluster = ClusterEnv::start(cluster, localstack, tag).await.map_err(component("cluster"))?;
+    let kind = cluster.backend_endpoint().map(BackendKind::Url).unwrap_or_else(|| choice.kind());
+    let backend = Backend::start(kind).await.map_err(component("backend"))?;
     let endpoint = backend.endpoint.clone();
     let upstream = reqwest::Url::parse(&endpoint).map_err(component("backend"))?;
-    let gateway =
-        Gateway::start(GatewayOptions { upstream: Some(upstream), seed, ..GatewayOptions::default() })
-            .await
-            .map_err(component("gateway"))?;
+    // The shipper must reach the gateway and the API: loopback, or the container network.
+    let listen = std::net::SocketAddr::new(cluster.listen_ip(), 0);
+    let gateway = Gateway::start(GatewayOptions {
+        upstream: Some(upstream),
+        seed,
+        listen,
+        ..GatewayOptions::default()
+    })
+    .await
+    .map_err(component("gateway"))?;
     let standin = StandinApi::start(StandinOptions {
         bookmark_interval: Duration::from_secs(1),
+        api_addr: listen,
         ..StandinOptions::default()
     })
     .await
@@ -249,7 +273,7 @@ async fn start_env(choice: &BackendChoice, seed: u64, dir: &std::path::Path) -> 
     let kubeconfig = dir.join("kubeconfig");
     standin.write_kubeconfig(&kubeconfig).map_err(component("stand-in API"))?;
     let client = backend.client();
-    Ok(Env { backend, gateway, standin, client, kubeconfig })
+    Ok(Env { cluster, backend, gateway, standin, client, kubeconfig })
 }
 
 /// Run one scenario end to end and return its report (also written to disk).
@@ -273,7 +297,8 @@ pub async fn run_scenario_with(
     let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&scenario.name));
     std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
-    let env = start_env(&options.backend, options.seed, work.path()).await?;
+    let tag = crate::cluster::run_tag(&scenario.name, now_nanos());
+    let env = start_env(&options.backend, options.cluster, options.seed, work.path(), &tag).await?;
     let node_name = scenario.node.name.clone();
     let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
     let run_id = format!("r{:x}", options.seed ^ (std::process::id() as u64) << 16 ^ now_nanos());
@@ -329,7 +354,8 @@ pub async fn run_scenario_with(
     let _ = std::fs::remove_file(&log_path);
     let launch = launch.map(|hook| hook(&shipper_env));
     let crash_plan = timeline::crash_plan(&s.crash_points, options.seed);
-    let mut shipper = ShipperProcess::spawn_with(shipper_env, launch, log_path, crash_plan)?;
+    let mut shipper =
+        env.cluster.spawn_shipper(shipper_env, &work.path().join("node"), log_path, launch, crash_plan)?;
     let mut crashes = Crashes::default();
     if let Err(e) = shipper.wait_healthy(Duration::from_secs(30)).await {
         // An armed crash point may fire before the first health check answers.
@@ -512,7 +538,7 @@ pub async fn run_scenario_with(
         faults: timeline::windows(scenario),
         quiet_since,
         drained_at,
-        starts: shipper.starts,
+        starts: shipper.starts(),
         peak_rss_kib: peak_rss,
         peak_spool_bytes: peak_spool,
         metrics: last_metrics,
@@ -520,7 +546,7 @@ pub async fn run_scenario_with(
     };
     let report = verdict::build_report(
         scenario,
-        "local",
+        env.cluster.name(),
         &options.backend.name(),
         options.seed,
         &verdict,
@@ -536,7 +562,7 @@ async fn apply(
     step: &Step,
     env: &Env,
     workload: &mut Workload,
-    shipper: &mut ShipperProcess,
+    shipper: &mut Shipper,
     restart_at: &mut Option<Duration>,
     t: Duration,
     checks: &mut Vec<Check>,
@@ -544,9 +570,17 @@ async fn apply(
 ) -> Result<(), RunError> {
     match &step.action {
         Action::GatewayStart(f) => {
-            env.gateway.inject(gateway_fault(f)).map_err(component("gateway"))?;
+            // Docker-level faults run on the container tier; elsewhere their gateway twin.
+            if let Some(kind) =
+                env.cluster.start_fault(f.kind, shipper).await.map_err(component("docker fault"))?
+            {
+                env.gateway
+                    .inject(gateway_fault(&crate::scenario::Fault { kind, ..f.clone() }))
+                    .map_err(component("gateway"))?;
+            }
         }
         Action::GatewayEnd => {
+            env.cluster.end_faults(shipper).await.map_err(component("docker fault"))?;
             env.gateway.clear();
             env.gateway.listening().await;
         }
@@ -591,7 +625,7 @@ async fn apply(
 /// `harness up`: the stand-in API, a backend and the gateway, until Ctrl-C.
 pub async fn up(choice: BackendChoice) -> Result<(), RunError> {
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
-    let env = start_env(&choice, 1, work.path()).await?;
+    let env = start_env(&choice, ClusterChoice::Local, 1, work.path(), "up").await?;
     let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
     println!("# stand-in API, {} backend and fault gateway are up. Point a shipper at them:", choice.name());
     println!(
@@ -634,7 +668,7 @@ fn delivered_events(gateway: &GatewayHandle) -> u64 {
 
 fn gateway_fault(f: &crate::scenario::Fault) -> GatewayFault {
     use crate::scenario::FaultKind as K;
-    let kind = match f.kind {
+    let kind = match crate::cluster::local_equivalent(f.kind) {
         K::Blackhole => GatewayFaultKind::Blackhole,
         K::Refuse => GatewayFaultKind::Refuse,
         K::Reset => GatewayFaultKind::Reset,

@@ -60,7 +60,9 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             | FaultKind::Throttle
             | FaultKind::Unavailable
             | FaultKind::Ambiguous
-            | FaultKind::AccessDenied => {
+            | FaultKind::AccessDenied
+            | FaultKind::BackendPause
+            | FaultKind::NetworkDisconnect => {
                 steps.push(Step { at, action: Action::GatewayStart(f.clone()) });
                 steps.push(Step { at: end, action: Action::GatewayEnd });
             }

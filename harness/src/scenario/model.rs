@@ -208,6 +208,12 @@ pub enum FaultKind {
     /// Gateway answers AccessDeniedException (usually scoped with `groups`: a policy that
     /// does not cover some log groups).
     AccessDenied,
+    /// Container tier: `docker pause` of the backend container for the window (requests hang
+    /// unanswered). The local tier injects `blackhole` at the gateway instead.
+    BackendPause,
+    /// Container tier: `docker network disconnect` of the shipper container for the window
+    /// (no route to the gateway nor the API). The local tier injects `refuse` instead.
+    NetworkDisconnect,
     /// SIGKILL the shipper at `at`; restart after `restart_after` (default at once).
     ShipperKill,
     /// SIGKILL the shipper `count` times at seeded random points within [at, at+for].

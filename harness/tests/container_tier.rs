@@ -1,0 +1,91 @@
+//! Scenario files on the container tier (feature `e2e`): the shipper image from
+//! deploy/Dockerfile on a simulated node, LocalStack or moto in a container started through
+//! testcontainers, the same gateway, audit and report as the local tier, and faults injected
+//! with docker (kill, network disconnect, pause).
+//!
+//! Needs Docker and the images: run `harness/images/build.sh` first. Without them every test
+//! fails with that instruction; nothing is skipped. Reports land in
+//! `target/harness/<name>@container/`.
+
+use std::path::{Path, PathBuf};
+
+use harness::cluster::ClusterChoice;
+use harness::containers::{Images, api_shim};
+use harness::runner::{BackendChoice, RunOptions, report_dir, run_scenario};
+use harness::scenario::Scenario;
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"))
+}
+
+/// Containers and timing-sensitive scenarios: one at a time in this binary.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn run(test: &str, name: &str, backend: BackendChoice) {
+    let _serial = SERIAL.lock().await;
+    if let Err(e) = Images::locate() {
+        panic!("the container tier cannot run: {e}");
+    }
+    // testcontainers speaks Docker API 1.53; on an older daemon this test runs again in a
+    // child process whose DOCKER_HOST is the harness's API shim.
+    let rerun = api_shim::rerun_through_shim_if_needed(&[
+        test.to_owned(),
+        "--exact".into(),
+        "--nocapture".into(),
+        "--test-threads=1".into(),
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("docker API shim: {e}"));
+    if let Some(status) = rerun {
+        assert!(status.success(), "{test} failed in the re-run through the Docker API shim ({status})");
+        return;
+    }
+    let scenario = Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
+    let label = match &backend {
+        BackendChoice::LocalStack => "container-localstack",
+        _ => "container",
+    };
+    let options = RunOptions {
+        backend,
+        seed: 1,
+        progress: false,
+        out_dir: Some(report_dir(&format!("{name}@{label}"))),
+        cluster: ClusterChoice::Container,
+    };
+    let report = run_scenario(&scenario, &options)
+        .await
+        .unwrap_or_else(|e| panic!("scenario {name} could not run on the container tier: {e}"));
+    println!("{}", report.table());
+    assert!(report.passed, "scenario {name} failed on the container tier:\n{}", report.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_on_localstack() {
+    run("steady_state_on_localstack", "steady-state", BackendChoice::LocalStack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_disconnect() {
+    run("network_disconnect", "network-disconnect", BackendChoice::Moto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_pause() {
+    run("backend_pause", "backend-pause", BackendChoice::Moto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipper_kill_random() {
+    run("shipper_kill_random", "shipper-kill-random", BackendChoice::Moto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_outage() {
+    run("sigterm_during_outage", "sigterm-during-outage", BackendChoice::Moto).await;
+}
+
+/// A graded fault of the harness gateway, which stays in the path on the container tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_blackhole() {
+    run("short_blackhole", "short-blackhole", BackendChoice::Moto).await;
+}
