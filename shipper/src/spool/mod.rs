@@ -247,9 +247,14 @@ impl Spool {
             }
         }
         let seq = self.next_seq;
+        // Recovery refuses manifests near the end of the range; this only guards that.
+        let next_seq = seq.checked_add(1).ok_or_else(|| SpoolError::Io {
+            path: stream.dir.clone(),
+            source: std::io::Error::other("chunk sequence numbers exhausted"),
+        })?;
         let path = stream.dir.join(chunk::file_name(seq));
         let writer = ChunkWriter::create(path.clone())?;
-        self.next_seq += 1;
+        self.next_seq = next_seq;
         self.dirs_to_sync.insert(stream.dir.clone());
         stream.chunks.push_back(Chunk {
             seq,

@@ -331,6 +331,27 @@ fn corrupt_or_unknown_manifest_is_quarantined_with_its_chunks() {
     }
 }
 
+/// Found by the `spool_recovery` fuzz target: a manifest with `next_seq` at `u64::MAX`
+/// made the next append overflow (a panic in debug builds, a reused sequence in release).
+#[test]
+fn manifest_with_sequence_numbers_out_of_range_is_quarantined() {
+    let chunk = |seq: u64| format!(r#"{{"seq":{seq},"len":12,"events":0,"sealed":true}}"#);
+    for (next_seq, chunk_seq) in [(u64::MAX, 0), (manifest::SEQ_LIMIT, 0), (0, u64::MAX)] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let manifest = format!(
+            r#"{{"version":1,"next_seq":{next_seq},"source_state":null,"streams":[{{"id":"{}","dest":{{"group":"group-1","stream":"stream-1"}},"chunks":[{}]}}]}}"#,
+            stream_id(&dest(1)),
+            chunk(chunk_seq),
+        );
+        std::fs::write(tmp.path().join("manifest"), manifest).expect("write");
+        let (mut spool, recovery) = open(tmp.path());
+        assert_eq!(recovery.quarantined.len(), 1, "the manifest: {next_seq} {chunk_seq}");
+        // The spool works afterwards.
+        spool.append(&dest(1), 1, "m").expect("append");
+        spool.commit(b"s").expect("commit");
+    }
+}
+
 #[test]
 fn is_full_at_the_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
