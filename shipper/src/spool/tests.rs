@@ -336,7 +336,7 @@ fn corrupt_or_unknown_manifest_is_quarantined_with_its_chunks() {
 #[test]
 fn manifest_with_sequence_numbers_out_of_range_is_quarantined() {
     let chunk = |seq: u64| format!(r#"{{"seq":{seq},"len":12,"events":0,"sealed":true}}"#);
-    for (next_seq, chunk_seq) in [(u64::MAX, 0), (manifest::SEQ_LIMIT, 0), (0, u64::MAX)] {
+    for (next_seq, chunk_seq) in [(u64::MAX, 0), (manifest::SEQ_LIMIT + 1, 0), (0, manifest::SEQ_LIMIT)] {
         let tmp = tempfile::tempdir().expect("tempdir");
         let manifest = format!(
             r#"{{"version":1,"next_seq":{next_seq},"source_state":null,"streams":[{{"id":"{}","dest":{{"group":"group-1","stream":"stream-1"}},"chunks":[{}]}}]}}"#,
@@ -350,6 +350,27 @@ fn manifest_with_sequence_numbers_out_of_range_is_quarantined() {
         spool.append(&dest(1), 1, "m").expect("append");
         spool.commit(b"s").expect("commit");
     }
+}
+
+/// Found by the fuzz target too: a manifest just inside the range must not lead to a
+/// commit the next start refuses. The last sequence number is used, then appends fail.
+#[test]
+fn the_last_sequence_number_is_used_and_then_appends_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let manifest =
+        format!(r#"{{"version":1,"next_seq":{},"source_state":null,"streams":[]}}"#, manifest::SEQ_LIMIT - 1);
+    std::fs::write(tmp.path().join("manifest"), manifest).expect("write");
+    {
+        let (mut spool, recovery) = open(tmp.path());
+        assert!(recovery.quarantined.is_empty());
+        spool.append(&dest(1), 1, "last").expect("the last sequence number");
+        spool.seal_all();
+        spool.commit(b"s").expect("commit");
+        assert!(spool.append(&dest(2), 1, "beyond").is_err(), "no sequence number left");
+    }
+    let (_, recovery) = open(tmp.path());
+    assert!(recovery.quarantined.is_empty(), "{:?}", recovery.quarantined);
+    assert_eq!(recovery.source_state.as_deref(), Some(&b"s"[..]));
 }
 
 #[test]
