@@ -352,6 +352,29 @@ fn manifest_with_sequence_numbers_out_of_range_is_quarantined() {
     }
 }
 
+/// Found by the fuzz target too: event counts in a damaged manifest are summed without
+/// overflowing when the chunks they describe fail verification.
+#[test]
+fn huge_event_counts_of_corrupt_chunks_saturate() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let id = stream_id(&dest(1));
+    std::fs::create_dir_all(tmp.path().join(&id)).expect("stream dir");
+    for seq in [0, 1] {
+        std::fs::write(tmp.path().join(&id).join(chunk::file_name(seq)), b"not a chunk").expect("write");
+    }
+    let chunk = |seq: u64| format!(r#"{{"seq":{seq},"len":11,"events":{},"sealed":true}}"#, u64::MAX);
+    let manifest = format!(
+        r#"{{"version":1,"next_seq":2,"source_state":null,"streams":[{{"id":"{id}","dest":{{"group":"group-1","stream":"stream-1"}},"chunks":[{},{}]}}]}}"#,
+        chunk(0),
+        chunk(1),
+    );
+    std::fs::write(tmp.path().join("manifest"), manifest).expect("write");
+    let (spool, recovery) = open(tmp.path());
+    assert_eq!(recovery.corrupt_events, u64::MAX);
+    assert_eq!(recovery.quarantined.len(), 2);
+    assert_eq!(spool.events(), 0);
+}
+
 /// Found by the fuzz target too: a manifest just inside the range must not lead to a
 /// commit the next start refuses. The last sequence number is used, then appends fail.
 #[test]
