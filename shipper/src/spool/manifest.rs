@@ -20,6 +20,10 @@ pub(crate) const MANIFEST_FILE: &str = "manifest";
 pub(crate) const MANIFEST_TMP_FILE: &str = "manifest.tmp";
 /// Current manifest format version.
 pub(crate) const MANIFEST_VERSION: u32 = 1;
+/// Chunk sequence numbers stay below this (and `next_seq` at most at it); anything beyond
+/// is corrupt: one chunk per nanosecond would take 146 years to get there, and staying far
+/// below `u64::MAX` means `seq + 1` never overflows.
+pub(crate) const SEQ_LIMIT: u64 = 1 << 62;
 
 /// The committed state of the spool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +122,10 @@ impl Manifest {
         let manifest: Manifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestProblem::Corrupt(e.to_string()))?;
         manifest.decode_state()?;
+        let seqs = manifest.streams.iter().flat_map(|s| s.chunks.iter().map(|c| c.seq));
+        if manifest.next_seq > SEQ_LIMIT || seqs.into_iter().any(|seq| seq >= SEQ_LIMIT) {
+            return Err(ManifestProblem::Corrupt("chunk sequence number out of range".into()));
+        }
         Ok(manifest)
     }
 

@@ -251,9 +251,17 @@ impl Spool {
             }
         }
         let seq = self.next_seq;
+        // Recovery refuses manifests beyond the range, so only a corrupt-but-accepted one
+        // gets here: refuse rather than commit a manifest the next start would refuse.
+        if seq >= manifest::SEQ_LIMIT {
+            return Err(SpoolError::Io {
+                path: stream.dir.clone(),
+                source: std::io::Error::other("chunk sequence numbers exhausted"),
+            });
+        }
         let path = stream.dir.join(chunk::file_name(seq));
         let writer = ChunkWriter::create(path.clone())?;
-        self.next_seq += 1;
+        self.next_seq = seq + 1;
         self.dirs_to_sync.insert(stream.dir.clone());
         stream.chunks.push_back(Chunk {
             seq,

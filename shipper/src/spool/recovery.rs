@@ -156,7 +156,9 @@ fn recover_stream(
                 valid_events = scan.records,
                 "spool chunk failed verification: quarantined, keeping its valid prefix"
             );
-            recovery.corrupt_events += listed.events.saturating_sub(scan.records);
+            // Saturating: the counts come from the manifest, which may be damaged.
+            recovery.corrupt_events =
+                recovery.corrupt_events.saturating_add(listed.events.saturating_sub(scan.records));
             let name = format!("{id}.{}", chunk::file_name(listed.seq));
             let moved = quarantine.take(&path, &name)?;
             if scan.records > 0 {

@@ -362,6 +362,71 @@ fn corrupt_or_unknown_manifest_is_quarantined_with_its_chunks() {
     }
 }
 
+/// Found by the `spool_recovery` fuzz target: a manifest with `next_seq` at `u64::MAX`
+/// made the next append overflow (a panic in debug builds, a reused sequence in release).
+#[test]
+fn manifest_with_sequence_numbers_out_of_range_is_quarantined() {
+    let chunk = |seq: u64| format!(r#"{{"seq":{seq},"len":12,"events":0,"sealed":true}}"#);
+    for (next_seq, chunk_seq) in [(u64::MAX, 0), (manifest::SEQ_LIMIT + 1, 0), (0, manifest::SEQ_LIMIT)] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let manifest = format!(
+            r#"{{"version":1,"next_seq":{next_seq},"source_state":null,"streams":[{{"id":"{}","dest":{{"group":"group-1","stream":"stream-1"}},"chunks":[{}]}}]}}"#,
+            stream_id(&dest(1)),
+            chunk(chunk_seq),
+        );
+        std::fs::write(tmp.path().join("manifest"), manifest).expect("write");
+        let (mut spool, recovery) = open(tmp.path());
+        assert_eq!(recovery.quarantined.len(), 1, "the manifest: {next_seq} {chunk_seq}");
+        // The spool works afterwards.
+        spool.append(&dest(1), 1, "m").expect("append");
+        spool.commit(b"s").expect("commit");
+    }
+}
+
+/// Found by the fuzz target too: event counts in a damaged manifest are summed without
+/// overflowing when the chunks they describe fail verification.
+#[test]
+fn huge_event_counts_of_corrupt_chunks_saturate() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let id = stream_id(&dest(1));
+    std::fs::create_dir_all(tmp.path().join(&id)).expect("stream dir");
+    for seq in [0, 1] {
+        std::fs::write(tmp.path().join(&id).join(chunk::file_name(seq)), b"not a chunk").expect("write");
+    }
+    let chunk = |seq: u64| format!(r#"{{"seq":{seq},"len":11,"events":{},"sealed":true}}"#, u64::MAX);
+    let manifest = format!(
+        r#"{{"version":1,"next_seq":2,"source_state":null,"streams":[{{"id":"{id}","dest":{{"group":"group-1","stream":"stream-1"}},"chunks":[{},{}]}}]}}"#,
+        chunk(0),
+        chunk(1),
+    );
+    std::fs::write(tmp.path().join("manifest"), manifest).expect("write");
+    let (spool, recovery) = open(tmp.path());
+    assert_eq!(recovery.corrupt_events, u64::MAX);
+    assert_eq!(recovery.quarantined.len(), 2);
+    assert_eq!(spool.events(), 0);
+}
+
+/// Found by the fuzz target too: a manifest just inside the range must not lead to a
+/// commit the next start refuses. The last sequence number is used, then appends fail.
+#[test]
+fn the_last_sequence_number_is_used_and_then_appends_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let manifest =
+        format!(r#"{{"version":1,"next_seq":{},"source_state":null,"streams":[]}}"#, manifest::SEQ_LIMIT - 1);
+    std::fs::write(tmp.path().join("manifest"), manifest).expect("write");
+    {
+        let (mut spool, recovery) = open(tmp.path());
+        assert!(recovery.quarantined.is_empty());
+        spool.append(&dest(1), 1, "last").expect("the last sequence number");
+        spool.seal_all();
+        spool.commit(b"s").expect("commit");
+        assert!(spool.append(&dest(2), 1, "beyond").is_err(), "no sequence number left");
+    }
+    let (_, recovery) = open(tmp.path());
+    assert!(recovery.quarantined.is_empty(), "{:?}", recovery.quarantined);
+    assert_eq!(recovery.source_state.as_deref(), Some(&b"s"[..]));
+}
+
 #[test]
 fn is_full_at_the_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
