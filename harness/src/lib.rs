@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bench;
 pub mod gateway;
 pub mod report;
 pub mod runner;
