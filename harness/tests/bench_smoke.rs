@@ -28,6 +28,7 @@ async fn quick_bench_reports_every_metric_consistently() {
     assert!(w.input_bytes >= 4_000 * 200, "~240 B records: {} bytes", w.input_bytes);
     assert!(w.cpu_seconds > 0.0, "the shipper used CPU to ship 4,000 lines");
     assert!(w.peak_rss_mib > 1.0);
+    assert!(w.write_seconds <= w.seconds, "the last line is accepted after it is written");
     assert!((w.lines_per_second * w.seconds - w.lines as f64).abs() < 1.0, "rate = lines / seconds");
     let cpu_us = w.cpu_seconds * 1e6 / w.lines as f64;
     assert!((w.cpu_us_per_line - cpu_us).abs() < 1e-6);

@@ -347,6 +347,7 @@ async fn run_workload(spec: &WorkloadSpec, options: &BenchOptions) -> Result<Wor
         accepted_events: accepted,
         duplicate_events: accepted.saturating_sub(expected),
         seconds,
+        write_seconds: written.last_unix_us.saturating_sub(written.first_unix_us) as f64 / 1e6,
         lines_per_second: written.lines as f64 / seconds,
         mib_per_second: input / (1024.0 * 1024.0) / seconds,
         cpu_seconds,

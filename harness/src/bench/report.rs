@@ -41,6 +41,10 @@ pub struct WorkloadResult {
     pub duplicate_events: u64,
     /// First line written → last event accepted, s.
     pub seconds: f64,
+    /// First line written → last line written, s: when close to `seconds`, the writer (not
+    /// the shipper) bounded the rate.
+    #[serde(default)]
+    pub write_seconds: f64,
     /// Lines per second over `seconds`.
     pub lines_per_second: f64,
     /// Input MiB per second over `seconds`.
@@ -86,6 +90,7 @@ impl WorkloadResult {
         }
         let numbers = [
             ("seconds", self.seconds),
+            ("write_seconds", self.write_seconds),
             ("lines_per_second", self.lines_per_second),
             ("mib_per_second", self.mib_per_second),
             ("cpu_seconds", self.cpu_seconds),
@@ -106,6 +111,9 @@ impl WorkloadResult {
             if value.is_some_and(|v| !v.is_finite()) {
                 problems.push(format!("{}: {name} is not finite", self.name));
             }
+        }
+        if self.write_seconds > self.seconds + 1e-3 {
+            problems.push(format!("{}: the last line was accepted before it was written", self.name));
         }
         if let (Some(p50), Some(p99)) = (self.latency_p50_ms, self.latency_p99_ms)
             && p50 > p99
@@ -179,9 +187,10 @@ impl BenchReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<12} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>8} {:>8} {:>16} {:>6}",
+            "{:<12} {:>9} {:>7} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>8} {:>8} {:>16} {:>6}",
             "workload",
             "lines",
+            "write s",
             "lines/s",
             "MiB/s",
             "CPU s",
@@ -202,9 +211,10 @@ impl BenchReport {
             );
             let _ = writeln!(
                 out,
-                "{:<12} {:>9} {:>9.0} {:>7.1} {:>7.2} {:>7.2} {:>8.1} {:>7.1} {:>6.2} {:>8} {:>8} {:>16} {:>6.2}",
+                "{:<12} {:>9} {:>7.2} {:>9.0} {:>7.1} {:>7.2} {:>7.2} {:>8.1} {:>7.1} {:>6.2} {:>8} {:>8} {:>16} {:>6.2}",
                 w.name,
                 w.lines,
+                w.write_seconds,
                 w.lines_per_second,
                 w.mib_per_second,
                 w.cpu_seconds,
@@ -261,6 +271,7 @@ mod tests {
             accepted_events: 100,
             duplicate_events: 0,
             seconds: 1.0,
+            write_seconds: 0.5,
             lines_per_second,
             mib_per_second: 0.02,
             cpu_seconds: 0.01,
