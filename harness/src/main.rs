@@ -126,6 +126,18 @@ async fn main() -> ExitCode {
                 }
                 return ExitCode::SUCCESS;
             }
+            let probe = BenchOptions {
+                workloads: workloads.clone(),
+                quick,
+                lines,
+                shipper: PathBuf::new(),
+                out_dir: PathBuf::new(),
+                progress: false,
+            };
+            // An unknown workload name fails before a (long) release build.
+            if let Err(e) = bench::selected_workloads(&probe) {
+                return fail(&e);
+            }
             let binary = if debug {
                 harness::shipper_proc::shipper_binary()
             } else {

@@ -91,20 +91,20 @@ fn build_with_cargo(release: bool) -> Result<PathBuf, String> {
             cmd.env_remove(key.as_ref());
         }
     }
+    // `--workspace` keeps feature unification identical to `cargo test --workspace`, so
+    // this reuses the binary that command built instead of rebuilding dependencies.
+    cmd.args(["build", "--quiet", "--workspace", "--bin", "shipper", "--message-format=json"]);
     if release {
         cmd.arg("--release");
     }
     let out = cmd
-        // `--workspace` keeps feature unification identical to `cargo test --workspace`, so
-        // this reuses the binary that command built instead of rebuilding dependencies.
-        .args(["build", "--quiet", "--workspace", "--bin", "shipper", "--message-format=json"])
         .arg("--manifest-path")
         .arg(&manifest)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("cargo build -p shipper failed ({})", out.status));
+        return Err(format!("cargo build --bin shipper failed ({})", out.status));
     }
     for line in out.stdout.split(|b| *b == b'\n') {
         let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {

@@ -159,12 +159,16 @@ fn comparable(w: &WorkloadResult) -> Vec<(&'static str, Option<f64>)> {
 }
 
 impl BenchReport {
-    /// Fill `delta_percent` from `previous` (same workload names; metrics both have, with a
-    /// non-zero previous value).
+    /// Fill `delta_percent` from `previous` (same workload name and size, so a `--quick` or
+    /// `--lines` run is never compared with a full one; metrics both have, with a non-zero
+    /// previous value).
     pub fn compare_with(&mut self, previous: &BenchReport) {
         self.delta_percent.clear();
         for now in &self.workloads {
-            let Some(before) = previous.workloads.iter().find(|w| w.name == now.name) else { continue };
+            let Some(before) = previous.workloads.iter().find(|w| w.name == now.name && w.lines == now.lines)
+            else {
+                continue;
+            };
             let deltas: BTreeMap<String, f64> = comparable(now)
                 .into_iter()
                 .zip(comparable(before))
@@ -302,15 +306,18 @@ mod tests {
 
     #[test]
     fn deltas_are_per_workload_and_metric() {
-        let mut now = report(vec![result("a", 150.0), result("new", 1.0)]);
+        let mut now = report(vec![result("a", 150.0), result("new", 1.0), result("resized", 1.0)]);
         let mut before_a = result("a", 100.0);
         before_a.latency_p99_ms = None;
-        now.compare_with(&report(vec![before_a]));
+        let mut smaller = result("resized", 2.0);
+        smaller.lines = 10;
+        now.compare_with(&report(vec![before_a, smaller]));
         let a = &now.delta_percent["a"];
         assert_eq!(a["lines_per_second"], 50.0);
         assert_eq!(a["peak_rss_mib"], 0.0);
         assert!(!a.contains_key("latency_p99_ms"), "no previous value, no delta");
         assert!(!now.delta_percent.contains_key("new"));
+        assert!(!now.delta_percent.contains_key("resized"), "different sizes are not compared");
     }
 
     #[test]
