@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bench;
 pub mod cluster;
 #[cfg(feature = "e2e")]
 pub mod containers;

@@ -3,11 +3,13 @@
 //!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N] [--cluster local|container]
 //!     harness list [DIR]
 //!     harness up [--backend ...]
+//!     harness bench [--workload NAME]... [--quick] [--lines N] [--debug]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use harness::bench::{self, BenchOptions};
 use harness::cluster::ClusterChoice;
 use harness::runner::{self, BackendChoice, RunOptions};
 use harness::scenario::Scenario;
@@ -49,6 +51,23 @@ enum Command {
         /// `moto` (default), `localstack`, or a URL.
         #[arg(long, default_value = "moto")]
         backend: String,
+    },
+    /// Measure the release-built shipper against the sink-mode gateway: throughput, CPU,
+    /// memory, write amplification, latency, catch-up after an outage, idle CPU. Prints a
+    /// table; writes JSON to target/harness/bench/ and compares with the previous run.
+    Bench {
+        /// A workload to run (repeatable; default: all). `--workload list` lists them.
+        #[arg(long = "workload")]
+        workloads: Vec<String>,
+        /// Scaled-down sizes, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Total lines per workload (overrides the workload's size).
+        #[arg(long)]
+        lines: Option<u64>,
+        /// Measure the debug build instead of the release build (`$SHIPPER_BIN` wins over both).
+        #[arg(long)]
+        debug: bool,
     },
 }
 
@@ -112,6 +131,55 @@ async fn main() -> ExitCode {
                 Ok(report) => {
                     println!("{}", report.table());
                     if report.passed { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Bench { workloads, quick, lines, debug } => {
+            if workloads.iter().any(|w| w == "list") {
+                for w in bench::workloads::all(quick) {
+                    println!("{:12} {}", w.name, w.about);
+                }
+                return ExitCode::SUCCESS;
+            }
+            let probe = BenchOptions {
+                workloads: workloads.clone(),
+                quick,
+                lines,
+                shipper: PathBuf::new(),
+                out_dir: PathBuf::new(),
+                progress: false,
+            };
+            // An unknown workload name fails before a (long) release build.
+            if let Err(e) = bench::selected_workloads(&probe) {
+                return fail(&e);
+            }
+            let binary = if debug {
+                harness::shipper_proc::shipper_binary()
+            } else {
+                harness::shipper_proc::release_shipper_binary()
+            };
+            let shipper = match binary {
+                Ok(bin) => bin,
+                Err(e) => return fail(&e),
+            };
+            let options = BenchOptions {
+                workloads,
+                quick,
+                lines,
+                shipper,
+                out_dir: runner::report_dir("bench"),
+                progress: true,
+            };
+            match bench::run(&options).await {
+                Ok((report, path)) => {
+                    println!("\n{}", report.table());
+                    println!("report: {}", path.display());
+                    let problems = report.problems();
+                    for problem in &problems {
+                        println!("INCONSISTENT: {problem}");
+                    }
+                    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
                 }
                 Err(e) => fail(&e),
             }

@@ -50,13 +50,27 @@ pub fn shipper_binary() -> Result<PathBuf, ShipperError> {
         if let Some(bin) = std::env::var_os("SHIPPER_BIN") {
             return Ok(PathBuf::from(bin));
         }
-        build_with_cargo()
+        build_with_cargo(false)
     })
     .clone()
     .map_err(ShipperError::Binary)
 }
 
-fn build_with_cargo() -> Result<PathBuf, String> {
+/// The release-built shipper (for benchmarks): `$SHIPPER_BIN`, else `cargo build --release`
+/// once per process, same workspace.
+pub fn release_shipper_binary() -> Result<PathBuf, ShipperError> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SHIPPER_BIN") {
+            return Ok(PathBuf::from(bin));
+        }
+        build_with_cargo(true)
+    })
+    .clone()
+    .map_err(ShipperError::Binary)
+}
+
+fn build_with_cargo(release: bool) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cmd = Command::new(&cargo);
@@ -80,17 +94,20 @@ fn build_with_cargo() -> Result<PathBuf, String> {
             cmd.env_remove(key.as_ref());
         }
     }
+    // `--workspace` keeps feature unification identical to `cargo test --workspace`, so
+    // this reuses the binary that command built instead of rebuilding dependencies.
+    cmd.args(["build", "--quiet", "--workspace", "--bin", "shipper", "--message-format=json"]);
+    if release {
+        cmd.arg("--release");
+    }
     let out = cmd
-        // `--workspace` keeps feature unification identical to `cargo test --workspace`, so
-        // this reuses the binary that command built instead of rebuilding dependencies.
-        .args(["build", "--quiet", "--workspace", "--bin", "shipper", "--message-format=json"])
         .arg("--manifest-path")
         .arg(&manifest)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("cargo build -p shipper failed ({})", out.status));
+        return Err(format!("cargo build --bin shipper failed ({})", out.status));
     }
     for line in out.stdout.split(|b| *b == b'\n') {
         let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
@@ -155,6 +172,8 @@ pub struct ShipperProcess {
     crash_plan: std::collections::VecDeque<String>,
     /// The crash point armed in the current start, if any.
     armed: Option<String>,
+    /// The binary to run; `None` = [`shipper_binary`].
+    bin: Option<PathBuf>,
 }
 
 impl ShipperProcess {
@@ -180,9 +199,31 @@ impl ShipperProcess {
             starts: 0,
             crash_plan: crash_plan.into(),
             armed: None,
+            bin: None,
         };
         me.start()?;
         Ok(me)
+    }
+
+    /// Spawn a given shipper binary (e.g. a release build, for benchmarks).
+    pub fn spawn_binary(bin: PathBuf, env: ShipperEnv, log_path: PathBuf) -> Result<Self, ShipperError> {
+        let mut me = ShipperProcess {
+            env,
+            launch: None,
+            log_path,
+            child: None,
+            starts: 0,
+            crash_plan: Default::default(),
+            armed: None,
+            bin: Some(bin),
+        };
+        me.start()?;
+        Ok(me)
+    }
+
+    /// Process id of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The crash point armed in the current (or last) start.
@@ -209,7 +250,10 @@ impl ShipperProcess {
 
     /// Start again (after a kill or stop) with the same state directory.
     pub fn start(&mut self) -> Result<(), ShipperError> {
-        let bin = shipper_binary()?;
+        let bin = match &self.bin {
+            Some(bin) => bin.clone(),
+            None => shipper_binary()?,
+        };
         let log = File::options()
             .create(true)
             .append(true)

@@ -18,7 +18,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use format::{LogFormat, MAX_RECORD_BYTES, Stream, push_rfc3339_nano, rotation_stamp};
+pub use format::{LogFormat, MAX_RECORD_BYTES, Stream, push_line, push_rfc3339_nano, rotation_stamp};
 
 /// What can go wrong while writing a node's log files.
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +227,7 @@ impl ContainerLog {
     ) -> Result<(), SimNodeError> {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
-        format::push_line(&mut buffer, self.format, stream, time, line);
+        push_line(&mut buffer, self.format, stream, time, line);
         let result = self.write_raw(&buffer);
         self.buffer = buffer;
         result
