@@ -157,7 +157,11 @@ fn workflow_builds_the_image_runs_e2e_and_keeps_the_evidence() {
     let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
     let all = runs.join("\n");
     assert!(all.contains("docker build -f deploy/Dockerfile"), "builds the users' Dockerfile");
-    assert!(all.contains("--features e2e"), "runs the e2e feature");
+    assert!(all.contains("--features harness/e2e"), "runs the e2e feature");
+    for test in ["--test container_tier", "--test kind_tier"] {
+        assert!(all.contains(test), "runs {test}");
+    }
+    assert!(all.contains("harness/images/build.sh"), "builds the container tier's images");
     assert!(all.contains("kind export logs"), "exports cluster logs");
     let kind_version = w["env"]["KIND_VERSION"].as_str().expect("KIND_VERSION");
     assert!(kind_version.starts_with('v') && kind_version.split('.').count() == 3, "{kind_version}");

@@ -27,9 +27,9 @@ fn daemonset_rolls_out_on_kind() {
         &work.path().join("kubeconfig"),
     )
     .unwrap_or_else(|e| panic!("kind cluster: {e}"));
-    // The overlay names the image `shipper:latest`; give the local build that name too.
-    harness::containers::docker::run(["tag", &images.shipper, "shipper:latest"]).expect("docker tag");
-    cluster.load_image("shipper:latest").unwrap_or_else(|e| panic!("kind load: {e}"));
+    // deploy/overlays/kind-e2e names the image `shipper:e2e` (pulled never, loaded here).
+    harness::containers::docker::run(["tag", &images.shipper, "shipper:e2e"]).expect("docker tag");
+    cluster.load_image("shipper:e2e").unwrap_or_else(|e| panic!("kind load: {e}"));
     cluster
         .apply_kustomization(&root.join("deploy/overlays/kind-e2e"))
         .unwrap_or_else(|e| panic!("kubectl apply -k: {e}"));
