@@ -103,8 +103,12 @@ impl Ingest {
         let handle = tokio::runtime::Handle::current();
         let mut last_commit = Instant::now();
         let mut uncommitted = 0usize;
+        // Scan when the tailer saw a change, a rescan is due, or lines are flowing.
+        let mut scan_due = true;
         while !shutdown.is_cancelled() {
-            self.handle_events();
+            if scan_due {
+                self.handle_events();
+            }
             let full = self.lock_spool().is_full();
             Metrics::set(&self.metrics.backpressure, i64::from(full));
             let read = if full { 0 } else { self.read_ready()? };
@@ -116,12 +120,13 @@ impl Ingest {
                 last_commit = Instant::now();
                 uncommitted = 0;
             }
+            scan_due = true;
             if read == 0 {
                 let wait = self.options.idle_wait;
-                handle.block_on(async {
+                scan_due = handle.block_on(async {
                     tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = self.tailer.changed(wait) => {}
+                        _ = shutdown.cancelled() => true,
+                        changed = self.tailer.changed(wait) => changed,
                     }
                 });
             }

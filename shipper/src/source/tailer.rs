@@ -172,17 +172,24 @@ impl Tailer {
 
     /// Wait until a watched directory changes, the next periodic rescan is due, or `timeout`
     /// passes.
-    pub async fn changed(&mut self, timeout: Duration) {
+    ///
+    /// Returns whether a `scan` is worth doing: the watcher saw something, the periodic
+    /// rescan is due, or there is no watcher (then every wake scans). An idle node with many
+    /// files then stats them once per `rescan_interval`, not once per wake.
+    pub async fn changed(&mut self, timeout: Duration) -> bool {
         let until_rescan = self
             .last_scan
             .map_or(Duration::ZERO, |last| self.options.rescan_interval.saturating_sub(last.elapsed()));
         let wait = timeout.min(until_rescan);
         match self.watcher.wake() {
             Some(wake) => {
-                // Elapsed means "nothing changed": the caller scans either way.
-                let _ = tokio::time::timeout(wait, wake.notified()).await;
+                let notified = tokio::time::timeout(wait, wake.notified()).await.is_ok();
+                notified || self.last_scan.is_none_or(|last| last.elapsed() >= self.options.rescan_interval)
             }
-            None => tokio::time::sleep(wait).await,
+            None => {
+                tokio::time::sleep(wait).await;
+                true
+            }
         }
     }
 
