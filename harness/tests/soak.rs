@@ -1,4 +1,5 @@
-//! Long soaks, behind `--ignored` (they take minutes to most of an hour):
+//! Long soaks, behind `--ignored` (they take minutes to most of an hour; weekly in
+//! `.github/workflows/soak.yml`):
 //! `cargo test --workspace --test soak -- --ignored`. Scenario files live in
 //! `scenarios/soak/`; reports land in `target/harness/<name>/` like every scenario's.
 
