@@ -24,13 +24,13 @@ async fn soak(file: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "soak: 30-minute outage, about 50 minutes in all"]
+#[ignore = "soak: 30-minute outage, about 50 minutes in all; runs weekly in .github/workflows/soak.yml"]
 async fn long_outage_30m() {
     soak("long-outage-30m.toml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "soak: 1,000 pods churning, about 4 minutes"]
+#[ignore = "soak: 1,000 pods churning, about 4 minutes; runs weekly in .github/workflows/soak.yml"]
 async fn pod_churn_1000() {
     soak("pod-churn-1000.toml").await;
 }
