@@ -142,6 +142,11 @@ pub enum SpoolError {
     },
 }
 
+/// Most bytes appended but not yet written to their chunk files, over all streams. Each open
+/// chunk buffers its records; with 1,000 streams a commit interval's worth of lines would
+/// otherwise sit in 1,000 buffers of up to 64 KiB each.
+const UNWRITTEN_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+
 /// One stream may hold at most this fraction of the spool cap (see `stream_at_share`).
 const STREAM_SHARE_NUM: u64 = 3;
 const STREAM_SHARE_DEN: u64 = 4;
@@ -162,6 +167,10 @@ pub struct Spool {
     events: u64,
     /// Directories with entries created since the last commit (fsynced by the next one).
     dirs_to_sync: BTreeSet<PathBuf>,
+    /// A chunk was freed since the last commit (the manifest still lists it).
+    acked_since_commit: bool,
+    /// Bytes appended since the chunk buffers were last written out (an upper bound).
+    unwritten: u64,
     /// Set by a failed write or fsync: commits are refused from then on.
     poisoned: Option<PathBuf>,
 }
@@ -231,6 +240,26 @@ impl Spool {
         chunk.events += 1;
         self.bytes += added;
         self.events += 1;
+        self.unwritten += added;
+        if self.unwritten > UNWRITTEN_BUDGET_BYTES {
+            self.write_out_buffers()?;
+        }
+        Ok(())
+    }
+
+    /// Write every chunk buffer to its file (no fsync: durability is still the commit's).
+    fn write_out_buffers(&mut self) -> Result<(), SpoolError> {
+        for stream in self.streams.values_mut() {
+            for chunk in stream.chunks.iter_mut() {
+                if let Some(writer) = chunk.writer.as_mut()
+                    && let Err(e) = writer.write_out()
+                {
+                    self.poisoned = Some(chunk.path.clone());
+                    return Err(e);
+                }
+            }
+        }
+        self.unwritten = 0;
         Ok(())
     }
 
@@ -290,15 +319,25 @@ impl Spool {
     pub fn seal_expired(&mut self, now: Instant) {
         let interval = self.options.flush_interval;
         for stream in self.streams.values_mut() {
-            let expired = stream
-                .open
-                .as_ref()
-                .is_some_and(|open| now.saturating_duration_since(open.opened_at) >= interval);
-            let backlogged = stream.chunks.iter().any(|chunk| chunk.sealed);
-            if expired && !backlogged {
+            if seal_due(stream, now, interval) {
                 seal(stream);
             }
         }
+    }
+
+    /// Whether a `commit` at `now` would change anything: appended bytes to fsync, a chunk to
+    /// seal or sealed since, a chunk freed, a directory to sync. An idle node then skips
+    /// the manifest write and its fsync.
+    pub fn needs_commit(&self, now: Instant) -> bool {
+        let interval = self.options.flush_interval;
+        self.acked_since_commit
+            || !self.dirs_to_sync.is_empty()
+            || self.streams.values().any(|stream| {
+                seal_due(stream, now, interval)
+                    || stream.chunks.iter().any(|chunk| {
+                        chunk.len != chunk.committed_len || chunk.sealed != chunk.committed_sealed
+                    })
+            })
     }
 
     /// Seal every open chunk (shutdown, tests).
@@ -337,6 +376,8 @@ impl Spool {
         crate::failpoint::hit("spool.commit.synced");
         self.store_manifest(Some(source_state))?;
         self.dirs_to_sync.clear();
+        self.acked_since_commit = false;
+        self.unwritten = 0;
         for stream in self.streams.values_mut() {
             for chunk in stream.chunks.iter_mut() {
                 chunk.committed_sealed = chunk.sealed;
@@ -428,6 +469,7 @@ impl Spool {
         crate::failpoint::hit("spool.ack.unlinked");
         let mut freed = 0;
         if let Some(removed) = stream.chunks.remove(index) {
+            self.acked_since_commit = true;
             self.bytes -= removed.len;
             self.events -= removed.events;
             freed = removed.events;
@@ -470,6 +512,17 @@ impl Spool {
         self.streams.len()
     }
 
+    /// Memory held by chunk buffers (tests).
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
+        self.streams
+            .values()
+            .flat_map(|stream| stream.chunks.iter())
+            .filter_map(|chunk| chunk.writer.as_ref())
+            .map(ChunkWriter::buffered_capacity)
+            .sum()
+    }
+
     /// Every chunk file with its committed length (tests: where a crash may damage files).
     #[cfg(test)]
     fn committed_lengths(&self) -> HashMap<PathBuf, u64> {
@@ -479,6 +532,13 @@ impl Spool {
             .map(|chunk| (chunk.path.clone(), chunk.committed_len))
             .collect()
     }
+}
+
+/// Whether `stream`'s open chunk is due for sealing (see `Spool::seal_expired`).
+fn seal_due(stream: &StreamState, now: Instant, interval: Duration) -> bool {
+    let expired =
+        stream.open.as_ref().is_some_and(|open| now.saturating_duration_since(open.opened_at) >= interval);
+    expired && !stream.chunks.iter().any(|chunk| chunk.sealed)
 }
 
 /// Seal `stream`'s open chunk, if any. Its writer is kept until the next commit fsyncs it.

@@ -103,6 +103,8 @@ pub(super) fn recover(dir: &Path, options: SpoolOptions) -> Result<(Spool, Recov
         bytes,
         events,
         dirs_to_sync: BTreeSet::new(),
+        acked_since_commit: false,
+        unwritten: 0,
         poisoned: None,
     };
     // Make the recovered state the committed one, so the decisions above are final.

@@ -183,6 +183,32 @@ fn seal_expired_seals_only_chunks_older_than_the_flush_interval() {
 }
 
 #[test]
+fn needs_commit_only_when_a_commit_would_store_something_new() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) = open(tmp.path());
+    let now = Instant::now();
+    let later = now + Duration::from_secs(7200);
+    assert!(!spool.needs_commit(now), "a fresh spool has nothing to store");
+
+    spool.append(&dest(1), 0, "m").expect("append");
+    assert!(spool.needs_commit(now), "an append must be fsynced");
+    spool.commit(b"").expect("commit");
+    assert!(!spool.needs_commit(now), "a young open chunk waits for its flush interval");
+    assert!(spool.needs_commit(later), "an expired open chunk must be sealed");
+
+    spool.seal_expired(later);
+    spool.commit(b"").expect("commit");
+    assert!(!spool.needs_commit(later), "sealed and committed: nothing new");
+
+    let ready = spool.ready(&|_| false);
+    spool.ack(&ready[0]).expect("ack");
+    assert!(spool.needs_commit(later), "the manifest still lists the freed chunk");
+    spool.commit(b"").expect("commit");
+    assert!(!spool.needs_commit(later));
+    assert_eq!(spool.bytes(), 0);
+}
+
+#[test]
 fn an_expired_chunk_stays_open_while_its_stream_has_a_backlog() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut spool, _) = open(tmp.path());
@@ -474,6 +500,48 @@ fn chunk_format_is_stable() {
     let bytes = std::fs::read(tmp.path().join(stream_id(&d)).join(chunk::file_name(0))).expect("read");
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     insta::assert_snapshot!("chunk_format", hex.join(" "));
+}
+
+#[test]
+fn many_streams_buffer_at_most_the_unwritten_budget_between_commits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) = open(tmp.path());
+    let line = message(0, 1024);
+    // 500 streams x 30 KiB, appended round-robin like one read pass over 500 files: 15 MiB
+    // that would sit in 500 buffers until the commit without the budget.
+    for round in 0..30 {
+        for stream in 0..500 {
+            spool.append(&dest(stream), round, &line).expect("append");
+        }
+    }
+    let held = spool.buffered_capacity();
+    assert!(held <= 2 * UNWRITTEN_BUDGET_BYTES as usize, "{held} bytes buffered");
+    spool.commit(b"").expect("commit");
+    assert_eq!(spool.buffered_capacity(), 0);
+    // Written out early, committed and sealed: every event comes back.
+    spool.seal_all();
+    spool.commit(b"").expect("commit");
+    let drained = drain(&mut spool);
+    assert_eq!(drained.values().flatten().map(Vec::len).sum::<usize>(), 30 * 500);
+}
+
+#[test]
+fn chunk_writer_gives_its_buffer_back_at_sync_and_writes_big_messages_through() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join(chunk::file_name(0));
+    let mut writer = ChunkWriter::create(path.clone()).expect("create");
+    let big = "b".repeat(200 * 1024);
+    writer.append(1, b"small").expect("append");
+    writer.append(2, big.as_bytes()).expect("append big");
+    writer.append(3, b"after").expect("append");
+    assert!(writer.buffered_capacity() > 0, "small records are buffered");
+    writer.sync().expect("sync");
+    assert_eq!(writer.buffered_capacity(), 0, "an idle open chunk holds no buffer");
+
+    let scan = chunk::scan(&path, u64::MAX, true).expect("scan");
+    assert!(!scan.damaged);
+    let got: Vec<(i64, usize)> = scan.events.iter().map(|e| (e.timestamp_ms, e.message.len())).collect();
+    assert_eq!(got, [(1, 5), (2, big.len()), (3, 5)]);
 }
 
 proptest! {
