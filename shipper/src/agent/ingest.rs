@@ -71,6 +71,8 @@ pub struct Ingest {
     pending_safe: HashMap<FileKey, u64>,
     /// Files whose names say nothing about their pod (warned about once).
     unroutable: std::collections::HashSet<FileKey>,
+    /// The tailer reported a change since the last commit (its state differs from the stored one).
+    source_changed: bool,
     buf: Vec<u8>,
 }
 
@@ -94,6 +96,7 @@ impl Ingest {
             files: HashMap::new(),
             pending_safe: HashMap::new(),
             unroutable: std::collections::HashSet::new(),
+            source_changed: true,
             buf: Vec::with_capacity(512 * 1024),
         }
     }
@@ -116,7 +119,9 @@ impl Ingest {
             if last_commit.elapsed() >= self.options.commit_interval
                 || uncommitted >= self.options.commit_bytes
             {
-                self.commit(false)?;
+                if uncommitted > 0 || self.needs_commit() {
+                    self.commit(false)?;
+                }
                 last_commit = Instant::now();
                 uncommitted = 0;
             }
@@ -139,7 +144,9 @@ impl Ingest {
     }
 
     fn handle_events(&mut self) {
-        for event in self.tailer.scan() {
+        let events = self.tailer.scan();
+        self.source_changed |= !events.is_empty();
+        for event in events {
             match event {
                 SourceEvent::Opened { path, offset, .. } => {
                     tracing::info!(path = %path.display(), offset, "tailing");
@@ -304,6 +311,18 @@ impl Ingest {
         true
     }
 
+    /// Whether a commit would store anything new. An idle node with 1,000 files otherwise
+    /// serialises every checkpoint and fsyncs the manifest five times a second.
+    fn needs_commit(&self) -> bool {
+        let now = Instant::now();
+        self.source_changed
+            || !self.pending_safe.is_empty()
+            || self.files.values().any(|file| {
+                file.has_pending() && now.saturating_duration_since(file.last_data) >= PARTIAL_IDLE_FLUSH
+            })
+            || self.lock_spool().needs_commit(now)
+    }
+
     /// Group commit. Safe offsets reach the tailer only here, right before its state is stored
     /// with the spool: the tailer may forget a finished file (and close its descriptor) only
     /// at its next `scan`, after this commit made the file's last lines durable.
@@ -320,6 +339,7 @@ impl Ingest {
             spool.seal_expired(Instant::now());
         }
         spool.commit(&state)?;
+        self.source_changed = false;
         Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
         Metrics::set(&self.metrics.spool_events, spool.events() as i64);
         drop(spool);
