@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let options = TailerOptions {
         globs: vec![format!("{}/*.log", containers.display())],
         rescan_interval: Duration::from_secs(3600),
+        watched_rescan_interval: Duration::from_secs(3600),
         read_chunk_bytes: 64,
         scratch_dir: root.path().join("scratch"),
         max_decompressed_bytes: 1 << 20,

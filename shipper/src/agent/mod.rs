@@ -106,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         TailerOptions {
             globs: config.log_paths.clone(),
             rescan_interval: Duration::from_secs(1),
+            watched_rescan_interval: Duration::from_secs(10),
             read_chunk_bytes: 256 * 1024,
             scratch_dir: config.state_dir.join("scratch"),
             max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,

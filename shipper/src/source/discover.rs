@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -19,8 +20,18 @@ use super::SourceError;
 /// Validated globs of container log files.
 #[derive(Debug, Clone)]
 pub(super) struct Globs {
-    patterns: Vec<String>,
+    patterns: Vec<GlobKind>,
     roots: BTreeSet<PathBuf>,
+}
+
+/// How a glob is expanded.
+#[derive(Debug, Clone)]
+enum GlobKind {
+    /// Wildcards only in the file name (`/var/log/containers/*.log`, the usual case): one
+    /// `readdir`, names matched in memory, no `stat` per entry.
+    Flat { dir: PathBuf, name: glob::Pattern },
+    /// Wildcards in directory components: the `glob` crate walks them.
+    Deep(String),
 }
 
 impl Globs {
@@ -28,12 +39,25 @@ impl Globs {
     /// first wildcard) as the directory to watch.
     pub(super) fn new(patterns: &[String]) -> Result<Self, SourceError> {
         let mut roots = BTreeSet::new();
+        let mut kinds = Vec::with_capacity(patterns.len());
         for pattern in patterns {
-            glob::Pattern::new(pattern)
-                .map_err(|e| SourceError::Glob { glob: pattern.clone(), reason: e.to_string() })?;
-            roots.insert(literal_root(Path::new(pattern)));
+            let invalid =
+                |e: glob::PatternError| SourceError::Glob { glob: pattern.clone(), reason: e.to_string() };
+            glob::Pattern::new(pattern).map_err(invalid)?;
+            let path = Path::new(pattern);
+            roots.insert(literal_root(path));
+            let flat = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+                (Some(dir), Some(name)) if !dir.as_os_str().is_empty() && !has_wildcard(dir) => {
+                    Some(GlobKind::Flat {
+                        dir: dir.to_path_buf(),
+                        name: glob::Pattern::new(name).map_err(invalid)?,
+                    })
+                }
+                _ => None,
+            };
+            kinds.push(flat.unwrap_or_else(|| GlobKind::Deep(pattern.clone())));
         }
-        Ok(Self { patterns: patterns.to_vec(), roots })
+        Ok(Self { patterns: kinds, roots })
     }
 
     /// Directories whose entries the globs match.
@@ -44,12 +68,31 @@ impl Globs {
     /// Every path matching any glob now (unreadable entries are skipped: the next scan
     /// tries again).
     pub(super) fn expand(&self) -> BTreeSet<PathBuf> {
-        self.patterns
-            .iter()
-            .filter_map(|pattern| glob::glob(pattern).ok())
-            .flat_map(|paths| paths.filter_map(Result::ok))
-            .collect()
+        let mut paths = BTreeSet::new();
+        for pattern in &self.patterns {
+            match pattern {
+                GlobKind::Flat { dir, name } => {
+                    let Ok(entries) = std::fs::read_dir(dir) else { continue };
+                    paths.extend(
+                        entries
+                            .filter_map(Result::ok)
+                            .filter(|entry| entry.file_name().to_str().is_some_and(|n| name.matches(n)))
+                            .map(|entry| entry.path()),
+                    );
+                }
+                GlobKind::Deep(pattern) => {
+                    if let Ok(found) = glob::glob(pattern) {
+                        paths.extend(found.filter_map(Result::ok));
+                    }
+                }
+            }
+        }
+        paths
     }
+}
+
+fn has_wildcard(path: &Path) -> bool {
+    path.to_str().is_none_or(|s| s.contains(['*', '?', '[']))
 }
 
 /// The directory a glob lists: its leading components without wildcards
@@ -71,12 +114,17 @@ pub(super) struct DirWatcher {
     watcher: Option<RecommendedWatcher>,
     wake: Arc<Notify>,
     watched: HashSet<PathBuf>,
+    /// Every directory of the last `sync` is watched.
+    all_watched: bool,
+    /// inotify reported an error (e.g. queue overflow: events were lost) since the last scan began.
+    failed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for DirWatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DirWatcher")
             .field("active", &self.watcher.is_some())
+            .field("all_watched", &self.all_watched)
             .field("watched", &self.watched)
             .finish()
     }
@@ -87,11 +135,23 @@ impl DirWatcher {
     /// still works from periodic rescans.
     pub(super) fn new() -> Self {
         let wake = Arc::new(Notify::new());
+        let failed = Arc::new(AtomicBool::new(false));
         let handler_wake = Arc::clone(&wake);
+        let handler_failed = Arc::clone(&failed);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Our own opens and reads are not changes; errors (e.g. overflow) are worth a scan.
-            if !event.is_ok_and(|e| is_own_access(&e.kind)) {
-                handler_wake.notify_one();
+            // Our own opens and reads are not changes; errors (e.g. overflow) are worth a scan,
+            // and mean events were lost: rescan often until the next scan has looked.
+            match event {
+                Ok(event) if is_own_access(&event.kind) => {}
+                Ok(event) if event.need_rescan() => {
+                    handler_failed.store(true, Ordering::Relaxed);
+                    handler_wake.notify_one();
+                }
+                Ok(_) => handler_wake.notify_one(),
+                Err(_) => {
+                    handler_failed.store(true, Ordering::Relaxed);
+                    handler_wake.notify_one();
+                }
             }
         });
         let watcher = match watcher {
@@ -101,7 +161,18 @@ impl DirWatcher {
                 None
             }
         };
-        Self { watcher, wake, watched: HashSet::new() }
+        Self { watcher, wake, watched: HashSet::new(), all_watched: false, failed }
+    }
+
+    /// A scan starts looking at everything: what inotify lost before now, it will see.
+    pub(super) fn begin_scan(&self) {
+        self.failed.store(false, Ordering::Relaxed);
+    }
+
+    /// inotify is running, watches every directory asked for, and lost nothing since the last
+    /// scan began: changes will wake us, so the periodic rescan is only a safety net.
+    pub(super) fn is_complete(&self) -> bool {
+        self.watcher.is_some() && self.all_watched && !self.failed.load(Ordering::Relaxed)
     }
 
     /// Where changes are signalled (one stored permit: a change between two waits is not
@@ -128,6 +199,7 @@ impl DirWatcher {
                 self.watched.insert(dir.clone());
             }
         }
+        self.all_watched = self.watched.len() == dirs.len();
     }
 }
 
@@ -152,6 +224,28 @@ mod tests {
             roots,
             [PathBuf::from("/tmp"), PathBuf::from("/var/log/containers"), PathBuf::from("/var/log/pods"),]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn flat_expansion_matches_what_the_glob_crate_finds() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
+        std::fs::create_dir(dir.join("sub.log"))?;
+        for name in ["a_ns_c-1.log", "b.log", ".hidden.log", "c.log.1", "d.txt", "e[1].log"] {
+            std::fs::write(dir.join(name), b"x")?;
+        }
+        std::os::unix::fs::symlink(dir.join("b.log"), dir.join("link.log"))?;
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("dangling.log"))?;
+        for pattern in ["*.log", "?.log", "[ab]*.log", "b.log", "*", "*.log.[0-9]"] {
+            let full = format!("{}/{pattern}", dir.display());
+            let globs = Globs::new(std::slice::from_ref(&full))?;
+            assert!(matches!(globs.patterns[0], GlobKind::Flat { .. }), "{pattern}");
+            let by_crate: BTreeSet<PathBuf> = glob::glob(&full)?.filter_map(Result::ok).collect();
+            assert_eq!(globs.expand(), by_crate, "{pattern}");
+        }
+        let deep = Globs::new(&[format!("{}/*/x.log", dir.display())])?;
+        assert!(matches!(deep.patterns[0], GlobKind::Deep(_)));
         Ok(())
     }
 

@@ -85,6 +85,9 @@ pub struct TailerOptions {
     pub globs: Vec<String>,
     /// Safety-net rescan period (inotify is the fast path).
     pub rescan_interval: Duration,
+    /// The longer rescan period used while inotify watches every directory and reported no
+    /// error since the last scan (an idle node with 1,000 files then stats them rarely).
+    pub watched_rescan_interval: Duration,
     /// Most bytes handed out by one `read`.
     pub read_chunk_bytes: usize,
     /// Where gzipped rotations found on restart are decompressed to (unlinked files: their

@@ -62,6 +62,12 @@ impl Tailer {
                 reason: "must be positive".to_owned(),
             });
         }
+        if options.watched_rescan_interval < options.rescan_interval {
+            return Err(SourceError::Option {
+                name: "watched_rescan_interval",
+                reason: "must be at least rescan_interval".to_owned(),
+            });
+        }
         Ok(Self {
             globs: Globs::new(&options.globs)?,
             options,
@@ -77,6 +83,7 @@ impl Tailer {
 
     /// Discover new files and notice rotation, truncation and deletion.
     pub fn scan(&mut self) -> Vec<SourceEvent> {
+        self.watcher.begin_scan();
         let mut events = Vec::new();
         let restored_paths = self.restored.take().map(|restored| self.restore(restored, &mut events));
         let mut present = HashSet::new();
@@ -175,16 +182,22 @@ impl Tailer {
     ///
     /// Returns whether a `scan` is worth doing: the watcher saw something, the periodic
     /// rescan is due, or there is no watcher (then every wake scans). An idle node with many
-    /// files then stats them once per `rescan_interval`, not once per wake.
+    /// files then stats them once per rescan period, not once per wake: `rescan_interval`,
+    /// or `watched_rescan_interval` while every directory is watched and inotify reported
+    /// no error (queue overflow) since the last scan.
     pub async fn changed(&mut self, timeout: Duration) -> bool {
-        let until_rescan = self
-            .last_scan
-            .map_or(Duration::ZERO, |last| self.options.rescan_interval.saturating_sub(last.elapsed()));
+        let period = if self.watcher.is_complete() {
+            self.options.watched_rescan_interval
+        } else {
+            self.options.rescan_interval
+        };
+        let until_rescan =
+            self.last_scan.map_or(Duration::ZERO, |last| period.saturating_sub(last.elapsed()));
         let wait = timeout.min(until_rescan);
         match self.watcher.wake() {
             Some(wake) => {
                 let notified = tokio::time::timeout(wait, wake.notified()).await.is_ok();
-                notified || self.last_scan.is_none_or(|last| last.elapsed() >= self.options.rescan_interval)
+                notified || self.last_scan.is_none_or(|last| last.elapsed() >= period)
             }
             None => {
                 tokio::time::sleep(wait).await;

@@ -40,6 +40,7 @@ impl Node {
         TailerOptions {
             globs: vec![self.glob()],
             rescan_interval: Duration::from_secs(3600),
+            watched_rescan_interval: Duration::from_secs(3600),
             read_chunk_bytes,
             scratch_dir: self.scratch_dir(),
             max_decompressed_bytes: u64::MAX,
@@ -465,6 +466,7 @@ fn invalid_options_are_rejected() {
     let options = |chunk, rescan, max_decompressed_bytes| TailerOptions {
         globs: vec!["/var/log/containers/*.log".into()],
         rescan_interval: rescan,
+        watched_rescan_interval: rescan,
         read_chunk_bytes: chunk,
         scratch_dir: PathBuf::from("/var/lib/shipper/scratch"),
         max_decompressed_bytes,
@@ -475,6 +477,12 @@ fn invalid_options_are_rejected() {
     assert!(matches!(zero_rescan, Err(SourceError::Option { name: "rescan_interval", .. })));
     let zero_bound = Tailer::new(options(1, Duration::from_secs(1), 0), SourceState::default());
     assert!(matches!(zero_bound, Err(SourceError::Option { name: "max_decompressed_bytes", .. })));
+    let shorter_watched = TailerOptions {
+        watched_rescan_interval: Duration::from_millis(1),
+        ..options(1, Duration::from_secs(1), 1)
+    };
+    let shorter_watched = Tailer::new(shorter_watched, SourceState::default());
+    assert!(matches!(shorter_watched, Err(SourceError::Option { name: "watched_rescan_interval", .. })));
 }
 
 #[tokio::test]
@@ -490,6 +498,40 @@ async fn changed_returns_when_a_file_is_created() {
         .expect("changed() woke up on the new file");
     let events = tailer.scan();
     assert_eq!(events, [SourceEvent::Opened { key: opened_key(&events), path: app.link.clone(), offset: 0 }]);
+}
+
+#[tokio::test]
+async fn the_rescan_waits_longer_only_while_every_directory_is_watched() {
+    let node = Node::new();
+    let options = |globs: Vec<String>| TailerOptions {
+        globs,
+        rescan_interval: Duration::from_millis(20),
+        watched_rescan_interval: Duration::from_secs(3600),
+        ..node.options(1024)
+    };
+    let mut watched = Tailer::new(options(vec![node.glob()]), SourceState::default()).expect("tailer");
+    assert!(watched.scan().is_empty());
+    // Nothing changes: past the short period, the watched tailer still sees no reason to scan.
+    assert!(!watched.changed(Duration::from_millis(200)).await, "no change, rescan an hour away");
+
+    // A glob whose directory does not exist cannot be watched: the short period applies.
+    let missing = format!("{}/absent/*.log", node.root.path().display());
+    let mut unwatched = Tailer::new(options(vec![missing]), SourceState::default()).expect("tailer");
+    assert!(unwatched.scan().is_empty());
+    assert!(unwatched.changed(Duration::from_millis(500)).await, "a directory is unwatched: rescan is due");
+}
+
+#[tokio::test]
+async fn changed_returns_when_a_followed_file_grows() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    let mut tailer = node.tailer(1024, SourceState::default());
+    assert_eq!(tailer.scan().len(), 1);
+    assert!(!tailer.changed(Duration::from_millis(100)).await, "nothing written yet");
+    app.write(b"hello\n");
+    // The rescan is an hour away: only the inotify wake-up can end this wait.
+    let woke = tokio::time::timeout(Duration::from_secs(5), tailer.changed(Duration::from_secs(3600))).await;
+    assert_eq!(woke, Ok(true), "an append to a followed file wakes the tailer");
 }
 
 /// One step of the interleaving property.
