@@ -19,3 +19,4 @@ pub mod scenario;
 pub mod shipper_proc;
 pub mod simnode;
 pub mod standin;
+pub mod writer;

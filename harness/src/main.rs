@@ -4,6 +4,7 @@
 //!     harness list [DIR]
 //!     harness up [--backend ...]
 //!     harness bench [--workload NAME]... [--quick] [--lines N] [--debug]
+//!     harness write --run R --pod P --container C --lines N [--rate R] [--sizes a,b] [--stream s]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ enum Command {
         #[arg(long, default_value = "moto")]
         backend: String,
     },
+    /// Print one scenario container's lines at its rate, as a kind-tier pod does: the same
+    /// payloads, classes and streams the local tier's SimNode writes for it.
+    Write(harness::writer::WriterArgs),
     /// Measure the release-built shipper against the sink-mode gateway: throughput, CPU,
     /// memory, write amplification, latency, catch-up after an outage, idle CPU. Prints a
     /// table; writes JSON to target/harness/bench/ and compares with the previous run.
@@ -181,6 +185,20 @@ async fn main() -> ExitCode {
                     }
                     if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
                 }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Write(args) => {
+            let plan = match args.plan() {
+                Ok(plan) => plan,
+                Err(e) => return fail(&e),
+            };
+            match harness::writer::write_plan(
+                &plan,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ) {
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
