@@ -89,3 +89,35 @@ async fn sigterm_during_outage() {
 async fn short_blackhole() {
     run("short_blackhole", "short-blackhole", BackendChoice::Moto).await;
 }
+
+/// The kind tier's writer image, run with `docker run` as a pod runs it: its stdout is
+/// byte for byte the plan the harness computes the pod's ledger from.
+#[test]
+fn writer_image_prints_the_plan() {
+    use harness::audit::Payload;
+    use harness::writer::WriterArgs;
+    let images = Images::locate().unwrap_or_else(|e| panic!("the container tier cannot run: {e}"));
+    let args = WriterArgs {
+        run: "rimage".into(),
+        pod: "web-0".into(),
+        container: "app".into(),
+        lines: 12,
+        rate: 500.0,
+        sizes: vec!["small".into(), "16KiB+1".into(), "invalid-utf8".into()],
+        stream: "stdout".into(),
+        first_seq: 100,
+    };
+    let plan = args.plan().expect("valid plan");
+    let output = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network=none", &images.writer])
+        .args(args.to_args())
+        .output()
+        .expect("docker run");
+    assert!(output.status.success(), "writer image failed: {}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&[u8]> = output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 12);
+    for (seq, raw) in plan.seqs().zip(lines) {
+        assert_eq!(raw, plan.line(seq).expect("line").bytes.as_slice(), "line {seq}");
+        assert!(Payload::verify(&Payload::expected_text(raw)).is_ok(), "line {seq}");
+    }
+}
