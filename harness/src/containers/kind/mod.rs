@@ -5,9 +5,10 @@
 //! DaemonSet, create and delete the scenario's pods, restart a node (`docker restart` of its
 //! container), and delete the cluster it created when dropped, also when a test panics.
 //!
-//! Not done yet: the pods' writer image (a container writing the audit's self-verifying
-//! payloads at the scenario's rates) and reading the ledger back from the pods.
+//! The scenario's pods, as typed objects running the writer image, come from
+//! [`crate::kind_pods`] (not behind `e2e`: their rendering is snapshot-tested offline).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -141,6 +142,153 @@ impl KindCluster {
     pub fn restart_node(&self, node: &str) -> Result<(), ContainerError> {
         super::docker::run(["restart", node]).map(drop)
     }
+
+    /// The cluster's node names (= their container names), sorted.
+    pub fn nodes(&self) -> Result<Vec<String>, ContainerError> {
+        let text = self.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"], None)?;
+        let mut nodes: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// The node containers kind made for this cluster, whether registered or not, sorted.
+    pub fn node_containers(&self) -> Result<Vec<String>, ContainerError> {
+        let text = run("kind", &["get", "nodes", "--name", &self.name], None)?;
+        let mut nodes: Vec<String> =
+            text.lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// Take a worker out of the cluster: stop its container, then delete its Node object (so
+    /// the DaemonSet has no pod for it). [`KindCluster::join_node`] brings it back.
+    pub fn hold_back_node(&self, node: &str) -> Result<(), ContainerError> {
+        super::docker::run(["stop", node])?;
+        self.kubectl(&["delete", "node", node, "--ignore-not-found", "--wait=true"], None).map(drop)
+    }
+
+    /// Start a held-back worker: its kubelet registers the node again; wait until it is Ready.
+    pub fn join_node(&self, node: &str, timeout: Duration) -> Result<(), ContainerError> {
+        super::docker::run(["start", node])?;
+        let deadline = std::time::Instant::now() + timeout;
+        let target = format!("node/{node}");
+        let wait = format!("--timeout={}s", timeout.as_secs().max(1));
+        // `kubectl wait` fails at once while the Node object does not exist yet.
+        loop {
+            match self.kubectl(&["wait", "--for=condition=Ready", &target, &wait], None) {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    }
+
+    /// Set environment variables of the DaemonSet's containers (`kubectl set env`): a new
+    /// rollout with them.
+    pub fn set_daemonset_env(
+        &self,
+        namespace: &str,
+        name: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(), ContainerError> {
+        let target = format!("daemonset/{name}");
+        let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = vec!["set", "env", "-n", namespace, target.as_str()];
+        args.extend(pairs.iter().map(String::as_str));
+        self.kubectl(&args, None).map(drop)
+    }
+
+    /// `kubectl apply -f -` of a YAML document.
+    pub fn apply_yaml(&self, yaml: &str) -> Result<(), ContainerError> {
+        self.kubectl(&["apply", "-f", "-"], Some(yaml.as_bytes())).map(drop)
+    }
+
+    /// Delete namespace `name` if it exists, waiting until it is gone.
+    pub fn delete_namespace(&self, name: &str) -> Result<(), ContainerError> {
+        self.kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=true"], None).map(drop)
+    }
+
+    /// Whether namespace `name` exists.
+    pub fn namespace_exists(&self, name: &str) -> Result<bool, ContainerError> {
+        let found = self.kubectl(&["get", "namespace", name, "--ignore-not-found", "-o", "name"], None)?;
+        Ok(!found.is_empty())
+    }
+
+    /// Delete every pod labelled `label=value` in every namespace, without waiting.
+    pub fn delete_pods_labelled(&self, label: &str, value: &str) -> Result<(), ContainerError> {
+        let selector = format!("{label}={value}");
+        self.kubectl(&["delete", "pods", "--all-namespaces", "-l", &selector, "--wait=false"], None).map(drop)
+    }
+
+    /// Delete every namespace labelled `label=value`, without waiting.
+    pub fn delete_namespaces_labelled(&self, label: &str, value: &str) -> Result<(), ContainerError> {
+        let selector = format!("{label}={value}");
+        self.kubectl(&["delete", "namespace", "-l", &selector, "--wait=false"], None).map(drop)
+    }
+
+    /// Delete pod `namespace/name` and wait until it is gone (a pod moving to another node
+    /// keeps its name).
+    pub fn delete_pod_and_wait(&self, namespace: &str, name: &str) -> Result<(), ContainerError> {
+        self.kubectl(&["delete", "pod", "-n", namespace, name, "--ignore-not-found", "--wait=true"], None)
+            .map(drop)
+    }
+
+    /// `namespace/name → phase` of every pod labelled `label=value`.
+    pub fn pod_phases(&self, label: &str, value: &str) -> Result<BTreeMap<String, String>, ContainerError> {
+        let selector = format!("{label}={value}");
+        let template =
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase}{\"\\n\"}{end}";
+        let text = self.kubectl(&["get", "pods", "-A", "-l", &selector, "-o", template], None)?;
+        Ok(parse_pairs(&text))
+    }
+
+    /// `pod → node` of every pod in `namespace` (e.g. the shipper's).
+    pub fn pod_nodes(&self, namespace: &str) -> Result<BTreeMap<String, String>, ContainerError> {
+        let template = "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}";
+        let text = self.kubectl(&["get", "pods", "-n", namespace, "-o", template], None)?;
+        Ok(parse_pairs(&text))
+    }
+
+    /// Replace the labels of pod `namespace/name` with `labels` (every other label but the
+    /// ones in `keep` is removed).
+    pub fn relabel_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        keep: &[&str],
+    ) -> Result<(), ContainerError> {
+        let target = format!("pod/{name}");
+        let current =
+            self.kubectl(&["get", "-n", namespace, &target, "-o", "jsonpath={.metadata.labels}"], None)?;
+        let current: BTreeMap<String, String> = serde_json::from_str(&current).unwrap_or_default();
+        let mut args: Vec<String> =
+            vec!["label".into(), "-n".into(), namespace.into(), target, "--overwrite".into()];
+        args.extend(
+            current
+                .keys()
+                .filter(|k| !labels.contains_key(*k) && !keep.contains(&k.as_str()))
+                .map(|k| format!("{k}-")),
+        );
+        args.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kubectl(&args, None).map(drop)
+    }
+
+    /// Prometheus text of pod `namespace/pod`'s `port` `/metrics`, through the API server's
+    /// pod proxy (no port-forward, no route from the host to pod IPs needed).
+    pub fn pod_metrics(&self, namespace: &str, pod: &str, port: u16) -> Result<String, ContainerError> {
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics");
+        self.kubectl(&["get", "--raw", &path], None)
+    }
+}
+
+/// `key value` lines into a map.
+fn parse_pairs(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 impl Drop for KindCluster {
@@ -151,56 +299,15 @@ impl Drop for KindCluster {
     }
 }
 
-/// A scenario pod as a real pod on `node` running `image` with `command` (the writer).
-pub fn pod_manifest(
-    pod: &crate::scenario::PodSpec,
-    node: Option<&str>,
-    image: &str,
-    command: &[String],
-) -> serde_json::Value {
-    let containers: Vec<serde_json::Value> = pod
-        .containers
-        .iter()
-        .map(|c| serde_json::json!({ "name": c.name, "image": image, "command": command, "imagePullPolicy": "Never" }))
-        .collect();
-    let mut manifest = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "namespace": pod.namespace, "name": pod.name, "labels": pod.labels, "annotations": pod.annotations },
-        "spec": { "restartPolicy": "Never", "containers": containers },
-    });
-    if let Some(node) = node {
-        manifest["spec"]["nodeName"] = serde_json::Value::from(node);
-    }
-    manifest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pod_manifests_keep_labels_and_pin_the_node() {
-        let scenario = crate::scenario::Scenario::parse(
-            r#"
-name = "k"
-why = "w"
-[[pods]]
-namespace = "shop"
-name = "web-0"
-labels = { app = "web" }
-containers = [{ name = "nginx", lines = 1 }, { name = "side", lines = 1 }]
-[expect]
-groups = { g = ["web-0_nginx"] }
-"#,
-        )
-        .expect("valid");
-        let m = pod_manifest(&scenario.pods[0], Some("kind-worker"), "writer:1", &["write".into()]);
-        assert_eq!(m["metadata"]["labels"]["app"], "web");
-        assert_eq!(m["spec"]["nodeName"], "kind-worker");
-        assert_eq!(m["spec"]["containers"].as_array().map(Vec::len), Some(2));
-        assert_eq!(m["spec"]["containers"][1]["imagePullPolicy"], "Never");
-        let unpinned = pod_manifest(&scenario.pods[0], None, "writer:1", &[]);
-        assert!(unpinned["spec"].get("nodeName").is_none());
+    fn jsonpath_lines_parse_into_pairs() {
+        let text = "shop/web-0 Running\nshop/web-1 Succeeded\n\n";
+        let pairs = parse_pairs(text);
+        assert_eq!(pairs.get("shop/web-1").map(String::as_str), Some("Succeeded"));
+        assert_eq!(pairs.len(), 2);
     }
 }
