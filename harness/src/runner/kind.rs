@@ -700,8 +700,9 @@ groups = { g = ["web-0_nginx"] }
         assert_eq!(kind_config(&s).1, "kind-config/multi-node.yaml");
         let pods = kind_pods(&s, "r1").expect("pods");
         let seqs: Vec<_> = pods[0].incarnations.iter().map(|plans| plans[0].seqs()).collect();
-        // 10 lines/s: 30 lines due by 3s (the first at 0s), 30 more by 6s, the rest after.
-        assert_eq!(seqs, [0..30, 30..60, 60..100]);
+        // 10 lines/s, the first at 0 s: 31 lines are due by 3 s (the last at exactly 3 s), 31
+        // more in the 3 s after, the rest on the last node.
+        assert_eq!(seqs, [0..31, 31..62, 62..100]);
     }
 
     #[test]
