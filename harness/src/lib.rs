@@ -12,6 +12,7 @@ pub mod cluster;
 #[cfg(feature = "e2e")]
 pub mod containers;
 pub mod gateway;
+pub mod kind_overlay;
 pub mod kind_pods;
 pub mod manifests;
 pub mod report;

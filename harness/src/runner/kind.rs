@@ -2,9 +2,10 @@
 //! timeline, audit and report as the other tiers, with a real cluster underneath.
 //!
 //! - the cluster: kind from `kind-config/` (multi-node when the scenario scales nodes), the
-//!   shipper image and the writer image `kind load`ed, `deploy/overlays/kind-e2e` applied with
-//!   the harness's settings set on the DaemonSet (`kubectl set env`), spool state of earlier
-//!   runs on a reused cluster removed first;
+//!   shipper image and the writer image `kind load`ed, `deploy/overlays/kind-e2e` applied
+//!   under a generated overlay with the run's settings ([`crate::kind_overlay`]: endpoint,
+//!   cluster name, the scenario pods' files only), spool state of earlier runs on a reused
+//!   cluster removed first;
 //! - the backend: LocalStack or moto through testcontainers on the `kind` network, behind the
 //!   harness gateway, which listens on the host's address on that network (graded faults);
 //! - the workload: each scenario pod a real pod whose containers run `harness write` with
@@ -28,6 +29,7 @@ use crate::backend::{Backend, BackendKind};
 use crate::containers::kind::KindCluster;
 use crate::containers::{BackendContainer, ContainerError, Emulator, Images, docker};
 use crate::gateway::{Gateway, GatewayHandle, GatewayOptions};
+use crate::kind_overlay::{scenario_log_paths, write_run_overlay};
 use crate::kind_pods::{RUN_LABEL, namespace_object, pod_object, to_yaml};
 use crate::report::{Check, Report, Sample};
 use crate::scenario::{FaultKind, PodSpec, Scenario};
@@ -281,12 +283,17 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     .map_err(component("gateway"))?;
     let client = backend.client();
 
-    // The DaemonSet as users deploy it, with the scenario's settings.
-    cluster.apply_kustomization(&root.join("deploy/overlays/kind-e2e")).map_err(kind_error)?;
+    // The DaemonSet as users deploy it (kind-e2e), its first pods already with the run's
+    // settings: the scenario's, the gateway as endpoint, `local` as the cluster name (the
+    // scenario files' groups), and the scenario pods' files as the only ones to tail.
     let mut env = shipper_settings_env(scenario);
     env.insert("CLUSTER_NAME".into(), super::CLUSTER.into());
     env.insert("AWS_ENDPOINT_URL".into(), gateway.url().as_str().trim_end_matches('/').to_owned());
-    cluster.set_daemonset_env(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, &env).map_err(kind_error)?;
+    env.insert("SHIPPER_LOG_PATHS".into(), scenario_log_paths(&scenario.expanded_pods()));
+    let overlay = work.path().join("overlay");
+    let kind_e2e = root.join("deploy/overlays/kind-e2e").canonicalize().map_err(component("deploy"))?;
+    write_run_overlay(&overlay, &kind_e2e, &env).map_err(component("deploy"))?;
+    cluster.apply_kustomization(&overlay).map_err(kind_error)?;
     cluster.wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT).map_err(kind_error)?;
 
     // Namespaces the cluster lacks are created with the run's label and deleted with it;
@@ -322,6 +329,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     let mut checks = Vec::new();
     let mut samples = Vec::new();
     let mut delivered_by: Vec<Option<BTreeMap<String, u64>>> = vec![None; scenario.expect.delivered_by.len()];
+    let mut nodes = cluster.nodes().map_err(kind_error)?;
     let t0 = Instant::now();
     let mut last_poll = Duration::ZERO;
     let mut last_progress = Duration::ZERO;
@@ -334,7 +342,6 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
             let ctx = FaultContext { cluster: &cluster, backend: &backend_container, gateway: &gateway };
             apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
         }
-        let nodes = cluster.nodes().map_err(kind_error)?;
         for pod in pods.iter_mut().filter(|p| p.state == PodState::Pending && p.spec.start.0 <= t) {
             for plans in &pod.incarnations {
                 plans.iter().for_each(|plan| plan.record_all(&mut ledger));
@@ -352,8 +359,14 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
         }
         if t - last_poll >= Duration::from_millis(500) {
             last_poll = t;
-            let phases = cluster.pod_phases(RUN_LABEL, &run).map_err(kind_error)?;
-            advance_pods(&cluster, &mut pods, &phases, &nodes, &run, &images.writer, t)?;
+            // The API is unreachable from the host while the nodes are disconnected: poll
+            // again later rather than fail.
+            if let Ok(now) = cluster.nodes() {
+                nodes = now;
+            }
+            if let Ok(phases) = cluster.pod_phases(RUN_LABEL, &run) {
+                advance_pods(&cluster, &mut pods, &phases, &nodes, &run, &images.writer, t)?;
+            }
             let written = pods.iter().map(|p| p.written_by(t)).sum();
             samples.push(Sample { t: t.as_secs_f64(), written, delivered: delivered_events(&gateway) });
             let _ = shippers.scrape(&cluster);

@@ -183,21 +183,6 @@ impl KindCluster {
         }
     }
 
-    /// Set environment variables of the DaemonSet's containers (`kubectl set env`): a new
-    /// rollout with them.
-    pub fn set_daemonset_env(
-        &self,
-        namespace: &str,
-        name: &str,
-        env: &BTreeMap<String, String>,
-    ) -> Result<(), ContainerError> {
-        let target = format!("daemonset/{name}");
-        let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args = vec!["set", "env", "-n", namespace, target.as_str()];
-        args.extend(pairs.iter().map(String::as_str));
-        self.kubectl(&args, None).map(drop)
-    }
-
     /// `kubectl apply -f -` of a YAML document.
     pub fn apply_yaml(&self, yaml: &str) -> Result<(), ContainerError> {
         self.kubectl(&["apply", "-f", "-"], Some(yaml.as_bytes())).map(drop)
