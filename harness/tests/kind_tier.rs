@@ -67,6 +67,8 @@ async fn run(test: &str, name: &str, backend: BackendChoice) {
 
 #[test]
 fn daemonset_rolls_out_on_kind() {
+    // No runtime here, so a blocking lock: the scenario tests share the cluster.
+    let _serial = SERIAL.blocking_lock();
     if let Err(e) = kind::check_tools() {
         panic!("the kind tier needs `kind` and `kubectl` (and a registry for kind's node image): {e}");
     }

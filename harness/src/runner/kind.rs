@@ -290,7 +290,10 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     env.insert("CLUSTER_NAME".into(), super::CLUSTER.into());
     env.insert("AWS_ENDPOINT_URL".into(), gateway.url().as_str().trim_end_matches('/').to_owned());
     env.insert("SHIPPER_LOG_PATHS".into(), scenario_log_paths(&scenario.expanded_pods()));
+    // Both absolute and canonical: the overlay names kind-e2e by a relative path.
     let overlay = work.path().join("overlay");
+    std::fs::create_dir_all(&overlay).map_err(component("deploy"))?;
+    let overlay = overlay.canonicalize().map_err(component("deploy"))?;
     let kind_e2e = root.join("deploy/overlays/kind-e2e").canonicalize().map_err(component("deploy"))?;
     write_run_overlay(&overlay, &kind_e2e, &env).map_err(component("deploy"))?;
     cluster.apply_kustomization(&overlay).map_err(kind_error)?;
@@ -343,14 +346,17 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
             apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
         }
         for pod in pods.iter_mut().filter(|p| p.state == PodState::Pending && p.spec.start.0 <= t) {
-            for plans in &pod.incarnations {
-                plans.iter().for_each(|plan| plan.record_all(&mut ledger));
-            }
             let node = first_node(&nodes).ok_or_else(|| RunError::Component {
                 component: "kind",
                 reason: "the cluster has no node".into(),
             })?;
-            create_incarnation(&cluster, pod, &run, &images.writer, &node, t)?;
+            match create_incarnation(&cluster, pod, &run, &images.writer, &node, t) {
+                // Every line of every incarnation goes into the ledger once the pod exists.
+                Ok(()) => pod.incarnations.iter().flatten().for_each(|plan| plan.record_all(&mut ledger)),
+                // No API while the nodes are disconnected: create it once they are back.
+                Err(_) if !faults.disconnected.is_empty() => {}
+                Err(e) => return Err(e),
+            }
         }
         for (snapshot, due) in delivered_by.iter_mut().zip(&scenario.expect.delivered_by) {
             if snapshot.is_none() && t >= due.at.0 {

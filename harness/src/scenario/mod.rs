@@ -140,6 +140,15 @@ impl Scenario {
             {
                 return Err(format!("fault {:?} at {:?} needs `pod`", f.kind, f.at));
             }
+            if f.kind == FaultKind::PodReschedule
+                && let Some(pod) = pods.iter().find(|p| Some(p.name.as_str()) == f.target_pod())
+                && f.at.0 <= pod.start.0
+            {
+                return Err(format!(
+                    "pod_reschedule at {:?}: pod {} starts only at {:?}",
+                    f.at.0, pod.name, pod.start.0
+                ));
+            }
         }
         if self.faults.iter().filter(|f| f.kind == FaultKind::NodeJoin).count() > 1 {
             return Err("at most one `node_join`: the multi-node kind config holds one worker back".into());

@@ -91,6 +91,9 @@ fn node_scaling_faults_parse_and_are_validated() {
     assert!(err.to_string().contains("needs `pod`"), "{err}");
     let unknown = format!("{MINIMAL}\n[[faults]]\nat = \"3s\"\nkind = \"pod_reschedule\"\npod = \"q\"\n");
     assert!(matches!(Scenario::parse(&unknown), Err(ScenarioError::Invalid { .. })));
+    let early = text.replace("containers = [", "start = \"5s\"\ncontainers = [");
+    let err = Scenario::parse(&early).expect_err("moved before it starts");
+    assert!(err.to_string().contains("starts only at"), "{err}");
     let twice = format!("{text}\n[[faults]]\nat = \"4s\"\nkind = \"node_join\"\n");
     let err = Scenario::parse(&twice).expect_err("one held-back worker");
     assert!(err.to_string().contains("at most one `node_join`"), "{err}");
