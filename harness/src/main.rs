@@ -1,6 +1,6 @@
 //! `harness`: run outage scenarios against the real shipper and audit every line.
 //!
-//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N] [--cluster local|container]
+//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N] [--cluster local|container|kind]
 //!     harness list [DIR]
 //!     harness up [--backend ...]
 //!     harness bench [--workload NAME]... [--quick] [--lines N] [--debug]
@@ -35,8 +35,9 @@ enum Command {
         /// Seed for random fault points.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Cluster tier: `local` (default) or `container` (needs the e2e feature, Docker and the
-        /// images of harness/images/build.sh); `kind` runs with `cargo test --features e2e`.
+        /// Cluster tier: `local` (default), `container` (needs the e2e feature, Docker and the
+        /// images of harness/images/build.sh) or `kind` (also needs kind, kubectl and kind's
+        /// node image).
         #[arg(long, default_value = "local")]
         cluster: String,
     },
@@ -111,7 +112,7 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             #[cfg(feature = "e2e")]
-            if cluster == ClusterChoice::Container {
+            if matches!(cluster, ClusterChoice::Container | ClusterChoice::Kind) {
                 // testcontainers may need this process re-run through the Docker API shim.
                 let args: Vec<String> = std::env::args().skip(1).collect();
                 match harness::containers::api_shim::rerun_through_shim_if_needed(&args).await {
