@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use super::ContainerError;
 
-/// A kind cluster; deleted on drop when this process created it.
+/// A kind cluster; deleted on drop when this process created it (unless
+/// [`KEEP_CLUSTERS_VAR`] is set).
 #[derive(Debug)]
 pub struct KindCluster {
     name: String,
@@ -276,9 +277,14 @@ fn parse_pairs(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Set (non-empty) to keep the clusters a run created: later runs reuse them, and CI can
+/// export their logs after a failure.
+pub const KEEP_CLUSTERS_VAR: &str = "SHIPPER_HARNESS_KEEP_KIND";
+
 impl Drop for KindCluster {
     fn drop(&mut self) {
-        if self.created {
+        let keep = std::env::var_os(KEEP_CLUSTERS_VAR).is_some_and(|v| !v.is_empty());
+        if self.created && !keep {
             let _ = run("kind", &["delete", "cluster", "--name", &self.name], None);
         }
     }
