@@ -82,6 +82,24 @@ pub fn network_connect_with_ip(network: &str, container: &str, ip: Ipv4Addr) -> 
     run(["network", "connect", "--ip", &ip.to_string(), network, container]).map(drop)
 }
 
+/// Reattach `container` to `network` with the IPv4 address `ip` it had there: `--ip` where
+/// the network has a user-configured IPv4 subnet, else a plain connect, whose IPAM hands out
+/// the lowest free address (the same one when containers are reconnected in the order they
+/// were disconnected, as kind's networks need: a node's address is in its certificates). An
+/// address that changed anyway is an error, not a silently broken node.
+pub fn reconnect_keeping_address(network: &str, container: &str, ip: Ipv4Addr) -> Result<(), ContainerError> {
+    if network_connect_with_ip(network, container, ip).is_err() {
+        network_connect(network, container)?;
+    }
+    match container_ip(container, network)? {
+        Some(now) if now == ip => Ok(()),
+        other => Err(ContainerError::Docker {
+            args: format!("network connect {network} {container}"),
+            reason: format!("reconnected with address {other:?}, it had {ip}"),
+        }),
+    }
+}
+
 /// The host's IPv4 address on `network` (its bridge's gateway), for networks with IPv6
 /// subnets too (kind's): the first IPAM gateway that is IPv4.
 pub fn network_ipv4_gateway(network: &str) -> Result<Ipv4Addr, ContainerError> {

@@ -597,8 +597,9 @@ async fn apply(
             if std::mem::take(&mut faults.paused) {
                 ctx.backend.unpause().await.map_err(kind_error)?;
             }
+            // In the order they were disconnected, so each gets its address back.
             for (node, ip) in std::mem::take(&mut faults.disconnected) {
-                docker::network_connect_with_ip(KIND_NETWORK, &node, ip).map_err(kind_error)?;
+                docker::reconnect_keeping_address(KIND_NETWORK, &node, ip).map_err(kind_error)?;
             }
             ctx.gateway.clear();
             ctx.gateway.listening().await;
