@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build the container tier's images locally, without a registry, cached by content key.
 #
-#   harness/images/build.sh [all|base|localstack|moto|shipper]...     (default: all)
+#   harness/images/build.sh [all|base|localstack|moto|shipper|writer]...     (default: all)
 #
 #   shipper-harness/base:<key>                  debootstrap'd Debian (minbase + CA certs), `docker import`ed
 #   shipper-harness/localstack:<ver>-<key>      pinned localstack-core (harness/images/pins/localstack.txt)
 #   shipper-harness/moto:<ver>-<key>            pinned moto[server] (harness/images/pins/moto.txt)
 #   shipper-harness/shipper:<key>               deploy/Dockerfile, the same one users build
+#   shipper-harness/writer:<key>                the harness binary as `harness write` (kind-tier pods)
 #
 # Each key is a hash of what goes into the image; an image whose tag exists is not rebuilt, and
 # the debootstrap'd rootfs tarball is kept under $CACHE/rootfs/ so a fresh Docker daemon does
@@ -173,9 +174,44 @@ build_shipper() {
     docker run --rm -e CLUSTER_NAME=smoke -e NODE_NAME=node-a -e AWS_REGION=us-east-1 "$image" check >/dev/null
 }
 
+build_writer() {
+    # The writer prints payload lines; its speed does not matter, so it is always the debug
+    # binary `cargo test --workspace` builds anyway, stripped of debug info in the image.
+    local t0=$SECONDS
+    say "writer: cargo build --locked --workspace --bin harness (debug, as the tests build it)"
+    (cd "$ROOT" && cargo build --quiet --locked --workspace --bin harness)
+    local target_dir
+    target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    local binary=$target_dir/debug/harness
+    say "writer: harness binary ready in $((SECONDS - t0))s"
+    local key image
+    key=$(cat <(echo "$BASE_KEY") "$IMAGES/writer/Dockerfile" "$binary" | key_of)
+    image=shipper-harness/writer:$key
+    WRITER_IMAGE=$image
+    if image_exists "$image"; then
+        say "writer: $image exists"
+        return
+    fi
+    local context
+    context=$(mktemp -d)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$context'" EXIT
+    strip --strip-debug -o "$context/harness" "$binary"
+    say "writer: docker build -f harness/images/writer/Dockerfile -> $image"
+    docker build --quiet -f "$IMAGES/writer/Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        -t "$image" "$context" >/dev/null
+    rm -rf "$context"
+    trap - EXIT
+    say "writer: smoke test: three lines on stdout"
+    local lines
+    lines=$(docker run --rm "$image" --run=smoke --pod=p --container=c --lines=3 --rate=1000 | wc -l)
+    [[ $lines -eq 3 ]] || { say "writer: expected 3 lines, got $lines"; exit 1; }
+}
+
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
-LOCALSTACK_IMAGE="" MOTO_IMAGE="" SHIPPER_IMAGE=""
+LOCALSTACK_IMAGE="" MOTO_IMAGE="" SHIPPER_IMAGE="" WRITER_IMAGE=""
 build_base
 for target in "${targets[@]}"; do
     case $target in
@@ -183,12 +219,14 @@ for target in "${targets[@]}"; do
             build_emulator localstack localstack-core
             build_emulator moto moto
             build_shipper
+            build_writer
             ;;
         base) ;;
         localstack) build_emulator localstack localstack-core ;;
         moto) build_emulator moto moto ;;
         shipper) build_shipper ;;
-        *) echo "unknown target '$target' (all|base|localstack|moto|shipper)" >&2; exit 2 ;;
+        writer) build_writer ;;
+        *) echo "unknown target '$target' (all|base|localstack|moto|shipper|writer)" >&2; exit 2 ;;
     esac
 done
 
@@ -199,6 +237,7 @@ if [[ -f $MANIFEST ]]; then
     : "${LOCALSTACK_IMAGE:=$(previous SHIPPER_HARNESS_LOCALSTACK_IMAGE)}"
     : "${MOTO_IMAGE:=$(previous SHIPPER_HARNESS_MOTO_IMAGE)}"
     : "${SHIPPER_IMAGE:=$(previous SHIPPER_HARNESS_SHIPPER_IMAGE)}"
+    : "${WRITER_IMAGE:=$(previous SHIPPER_HARNESS_WRITER_IMAGE)}"
 fi
 cat >"$MANIFEST.partial" <<EOF
 # Written by harness/images/build.sh; read by the harness's container tier (feature e2e).
@@ -206,6 +245,7 @@ SHIPPER_HARNESS_BASE_IMAGE=$BASE_IMAGE
 SHIPPER_HARNESS_LOCALSTACK_IMAGE=$LOCALSTACK_IMAGE
 SHIPPER_HARNESS_MOTO_IMAGE=$MOTO_IMAGE
 SHIPPER_HARNESS_SHIPPER_IMAGE=$SHIPPER_IMAGE
+SHIPPER_HARNESS_WRITER_IMAGE=$WRITER_IMAGE
 EOF
 mv "$MANIFEST.partial" "$MANIFEST"
 say "done in $((SECONDS - START))s; tags in $MANIFEST:"

@@ -12,6 +12,8 @@ pub mod cluster;
 #[cfg(feature = "e2e")]
 pub mod containers;
 pub mod gateway;
+pub mod kind_overlay;
+pub mod kind_pods;
 pub mod manifests;
 pub mod report;
 pub mod runner;
@@ -19,3 +21,4 @@ pub mod scenario;
 pub mod shipper_proc;
 pub mod simnode;
 pub mod standin;
+pub mod writer;

@@ -1,9 +1,10 @@
 //! `harness`: run outage scenarios against the real shipper and audit every line.
 //!
-//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N] [--cluster local|container]
+//!     harness run scenarios/<name>.toml [--backend moto|localstack|URL] [--seed N] [--cluster local|container|kind]
 //!     harness list [DIR]
 //!     harness up [--backend ...]
 //!     harness bench [--workload NAME]... [--quick] [--lines N] [--debug]
+//!     harness write --run R --pod P --container C --lines N [--rate R] [--sizes a,b] [--stream s]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,8 +35,9 @@ enum Command {
         /// Seed for random fault points.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Cluster tier: `local` (default) or `container` (needs the e2e feature, Docker and the
-        /// images of harness/images/build.sh); `kind` runs with `cargo test --features e2e`.
+        /// Cluster tier: `local` (default), `container` (needs the e2e feature, Docker and the
+        /// images of harness/images/build.sh) or `kind` (also needs kind, kubectl and kind's
+        /// node image).
         #[arg(long, default_value = "local")]
         cluster: String,
     },
@@ -52,6 +54,9 @@ enum Command {
         #[arg(long, default_value = "moto")]
         backend: String,
     },
+    /// Print one scenario container's lines at its rate, as a kind-tier pod does: the same
+    /// payloads, classes and streams the local tier's SimNode writes for it.
+    Write(harness::writer::WriterArgs),
     /// Measure the release-built shipper against the sink-mode gateway: throughput, CPU,
     /// memory, write amplification, latency, catch-up after an outage, idle CPU. Prints a
     /// table; writes JSON to target/harness/bench/ and compares with the previous run.
@@ -107,7 +112,7 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             #[cfg(feature = "e2e")]
-            if cluster == ClusterChoice::Container {
+            if matches!(cluster, ClusterChoice::Container | ClusterChoice::Kind) {
                 // testcontainers may need this process re-run through the Docker API shim.
                 let args: Vec<String> = std::env::args().skip(1).collect();
                 match harness::containers::api_shim::rerun_through_shim_if_needed(&args).await {
@@ -181,6 +186,20 @@ async fn main() -> ExitCode {
                     }
                     if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
                 }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Write(args) => {
+            let plan = match args.plan() {
+                Ok(plan) => plan,
+                Err(e) => return fail(&e),
+            };
+            match harness::writer::write_plan(
+                &plan,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ) {
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }

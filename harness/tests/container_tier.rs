@@ -89,3 +89,91 @@ async fn sigterm_during_outage() {
 async fn short_blackhole() {
     run("short_blackhole", "short-blackhole", BackendChoice::Moto).await;
 }
+
+/// The kind tier's writer image, run with `docker run` as a pod runs it: its stdout is
+/// byte for byte the plan the harness computes the pod's ledger from.
+#[test]
+fn writer_image_prints_the_plan() {
+    use harness::audit::Payload;
+    use harness::writer::WriterArgs;
+    let images = Images::locate().unwrap_or_else(|e| panic!("the container tier cannot run: {e}"));
+    let args = WriterArgs {
+        run: "rimage".into(),
+        pod: "web-0".into(),
+        container: "app".into(),
+        lines: 12,
+        rate: 500.0,
+        sizes: vec!["small".into(), "16KiB+1".into(), "invalid-utf8".into()],
+        stream: "stdout".into(),
+        first_seq: 100,
+    };
+    let plan = args.plan().expect("valid plan");
+    let output = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network=none", &images.writer])
+        .args(args.to_args())
+        .output()
+        .expect("docker run");
+    assert!(output.status.success(), "writer image failed: {}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&[u8]> = output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 12);
+    for (seq, raw) in plan.seqs().zip(lines) {
+        assert_eq!(raw, plan.line(seq).expect("line").bytes.as_slice(), "line {seq}");
+        assert!(Payload::verify(&Payload::expected_text(raw)).is_ok(), "line {seq}");
+    }
+}
+
+/// The kind tier's `network_disconnect` on a network like kind's (no user-configured IPv4
+/// subnet, where `docker network connect --ip` is refused): nodes reconnected in the order
+/// they were disconnected get their addresses back, which kind nodes need.
+#[test]
+fn reconnected_containers_keep_their_addresses() {
+    use harness::containers::docker::{self, Network};
+    let images = Images::locate().unwrap_or_else(|e| panic!("the container tier cannot run: {e}"));
+    let tag = format!("{:x}", std::process::id());
+    let network = Network::create(&format!("shipper-harness-reconnect-{tag}")).expect("network");
+    let names: Vec<String> = (0..2).map(|i| format!("shipper-harness-reconnect-{tag}-{i}")).collect();
+    struct Remove<'a>(&'a [String]);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            for name in self.0 {
+                let _ = docker::run(["rm", "-f", name.as_str()]);
+            }
+        }
+    }
+    let _remove = Remove(&names);
+    let mut addresses = Vec::new();
+    for name in &names {
+        // A writer that runs for minutes is a long-lived container like a node.
+        docker::run([
+            "run",
+            "-d",
+            "--name",
+            name.as_str(),
+            "--network",
+            network.name.as_str(),
+            images.writer.as_str(),
+            "--run=r",
+            "--pod=p",
+            "--container=c",
+            "--lines=100000",
+            "--rate=1",
+        ])
+        .expect("docker run");
+        addresses.push(docker::container_ip(name, &network.name).expect("inspect").expect("an address"));
+    }
+    for name in &names {
+        docker::network_disconnect(&network.name, name).expect("disconnect");
+        assert_eq!(docker::container_ip(name, &network.name).expect("inspect"), None);
+    }
+    for (name, ip) in names.iter().zip(&addresses) {
+        docker::reconnect_keeping_address(&network.name, name, *ip).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(docker::container_ip(name, &network.name).expect("inspect"), Some(*ip));
+    }
+    // Reconnected in the other order, the first would take the other's address: an error.
+    for name in &names {
+        docker::network_disconnect(&network.name, name).expect("disconnect");
+    }
+    let err = docker::reconnect_keeping_address(&network.name, &names[1], addresses[1])
+        .expect_err("the lowest free address is the other container's");
+    assert!(err.to_string().contains(&addresses[1].to_string()), "{err}");
+}

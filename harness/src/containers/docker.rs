@@ -76,6 +76,46 @@ pub fn network_connect(network: &str, container: &str) -> Result<(), ContainerEr
     run(["network", "connect", network, container]).map(drop)
 }
 
+/// `docker network connect --ip`: reattach with the address it had (a kind node's address
+/// is in its certificates and its kubelet's configuration).
+pub fn network_connect_with_ip(network: &str, container: &str, ip: Ipv4Addr) -> Result<(), ContainerError> {
+    run(["network", "connect", "--ip", &ip.to_string(), network, container]).map(drop)
+}
+
+/// Reattach `container` to `network` with the IPv4 address `ip` it had there: `--ip` where
+/// the network has a user-configured IPv4 subnet, else a plain connect, whose IPAM hands out
+/// the lowest free address (the same one when containers are reconnected in the order they
+/// were disconnected, as kind's networks need: a node's address is in its certificates). An
+/// address that changed anyway is an error, not a silently broken node.
+pub fn reconnect_keeping_address(network: &str, container: &str, ip: Ipv4Addr) -> Result<(), ContainerError> {
+    if network_connect_with_ip(network, container, ip).is_err() {
+        network_connect(network, container)?;
+    }
+    match container_ip(container, network)? {
+        Some(now) if now == ip => Ok(()),
+        other => Err(ContainerError::Docker {
+            args: format!("network connect {network} {container}"),
+            reason: format!("reconnected with address {other:?}, it had {ip}"),
+        }),
+    }
+}
+
+/// The host's IPv4 address on `network` (its bridge's gateway), for networks with IPv6
+/// subnets too (kind's): the first IPAM gateway that is IPv4.
+pub fn network_ipv4_gateway(network: &str) -> Result<Ipv4Addr, ContainerError> {
+    let text =
+        run(["network", "inspect", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}", network])?;
+    first_ipv4(&text).ok_or_else(|| ContainerError::Docker {
+        args: format!("network inspect {network}"),
+        reason: format!("no IPv4 gateway among {text:?}"),
+    })
+}
+
+/// The first IPv4 address among whitespace-separated words.
+fn first_ipv4(text: &str) -> Option<Ipv4Addr> {
+    text.split_whitespace().find_map(|word| word.parse().ok())
+}
+
 /// The IPv4 address of `container` on `network`, if it is attached and running.
 pub fn container_ip(container: &str, network: &str) -> Result<Option<Ipv4Addr>, ContainerError> {
     let format =
@@ -124,5 +164,11 @@ mod tests {
         assert_eq!(parse_api_version("v1.53"), Some((1, 53)));
         assert_eq!(parse_api_version("garbage"), None);
         assert!(parse_api_version("1.41").expect("v") < parse_api_version("1.53").expect("v"));
+    }
+
+    #[test]
+    fn the_ipv4_gateway_is_found_among_ipv6_ones() {
+        assert_eq!(first_ipv4("fc00:f853:ccd:e793::1 172.18.0.1 "), Some(Ipv4Addr::new(172, 18, 0, 1)));
+        assert_eq!(first_ipv4("fc00::1"), None);
     }
 }

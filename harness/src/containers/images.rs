@@ -16,10 +16,16 @@ pub struct Images {
     pub moto: String,
     /// The shipper, built from `deploy/Dockerfile`.
     pub shipper: String,
+    /// The kind tier's writer (`harness write`), `shipper-harness/writer:<key>`.
+    pub writer: String,
 }
 
-const VARS: [&str; 3] =
-    ["SHIPPER_HARNESS_LOCALSTACK_IMAGE", "SHIPPER_HARNESS_MOTO_IMAGE", "SHIPPER_HARNESS_SHIPPER_IMAGE"];
+const VARS: [&str; 4] = [
+    "SHIPPER_HARNESS_LOCALSTACK_IMAGE",
+    "SHIPPER_HARNESS_MOTO_IMAGE",
+    "SHIPPER_HARNESS_SHIPPER_IMAGE",
+    "SHIPPER_HARNESS_WRITER_IMAGE",
+];
 
 impl Images {
     /// The manifest file `build.sh` writes.
@@ -44,7 +50,7 @@ impl Images {
             ContainerError::Images(format!("{missing} is not set and not in {}", path.display()))
         })?;
         docker::check_available()?;
-        for image in [&images.localstack, &images.moto, &images.shipper] {
+        for image in [&images.localstack, &images.moto, &images.shipper, &images.writer] {
             if !docker::image_exists(image)? {
                 return Err(ContainerError::Images(format!(
                     "image {image} (named in {}) is not in the local Docker daemon",
@@ -73,7 +79,12 @@ impl Images {
                 .map(str::to_owned)
                 .ok_or_else(|| var.to_owned())
         };
-        Ok(Images { localstack: get(VARS[0])?, moto: get(VARS[1])?, shipper: get(VARS[2])? })
+        Ok(Images {
+            localstack: get(VARS[0])?,
+            moto: get(VARS[1])?,
+            shipper: get(VARS[2])?,
+            writer: get(VARS[3])?,
+        })
     }
 }
 
@@ -84,7 +95,8 @@ mod tests {
     const MANIFEST: &str = "# written by build.sh\nSHIPPER_HARNESS_BASE_IMAGE=shipper-harness/base:k\n\
         SHIPPER_HARNESS_LOCALSTACK_IMAGE=shipper-harness/localstack:4.13.1-a\n\
         SHIPPER_HARNESS_MOTO_IMAGE=shipper-harness/moto:5.2.5-b\n\
-        SHIPPER_HARNESS_SHIPPER_IMAGE=shipper-harness/shipper:c\n";
+        SHIPPER_HARNESS_SHIPPER_IMAGE=shipper-harness/shipper:c\n\
+        SHIPPER_HARNESS_WRITER_IMAGE=shipper-harness/writer:d\n";
 
     #[test]
     fn manifest_lines_name_the_images() {
@@ -92,6 +104,7 @@ mod tests {
         assert_eq!(images.localstack, "shipper-harness/localstack:4.13.1-a");
         assert_eq!(images.moto, "shipper-harness/moto:5.2.5-b");
         assert_eq!(images.shipper, "shipper-harness/shipper:c");
+        assert_eq!(images.writer, "shipper-harness/writer:d");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! emulator behind the fault gateway, the real shipper binary, the workload, the fault
 //! timeline, the drain gate and the audit.
 
+#[cfg(feature = "e2e")]
+pub mod kind;
+mod support;
 mod timeline;
 mod verdict;
 mod workload;
@@ -22,6 +25,7 @@ use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, free_port};
 use crate::simnode::SimNode;
 use crate::standin::{Availability, Standin, StandinApi, StandinOptions, pod_json};
 
+pub use support::{kind_refusal, kind_substitutions, single_node_refusal};
 pub use timeline::{Action, Step, plan};
 pub use workload::{Workload, WorkloadError};
 
@@ -98,6 +102,9 @@ pub enum RunError {
     /// The workload failed.
     #[error(transparent)]
     Workload(#[from] WorkloadError),
+    /// The tier cannot run this scenario as written (what and why).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 fn component<E: std::fmt::Display>(component: &'static str) -> impl Fn(E) -> RunError {
@@ -276,6 +283,31 @@ async fn start_env(
     Ok(Env { cluster, backend, gateway, standin, client, kubeconfig })
 }
 
+/// How long SIGTERM is waited for (`shipper.shutdown_grace`, default 5 s in scenarios).
+fn shutdown_grace(scenario: &Scenario) -> Duration {
+    scenario.shipper.shutdown_grace.map(|d| d.0).unwrap_or(Duration::from_secs(5))
+}
+
+/// The shipper's environment for the scenario's `[shipper]` settings (every tier).
+fn shipper_settings_env(scenario: &Scenario) -> BTreeMap<String, String> {
+    let s = &scenario.shipper;
+    let mut env = BTreeMap::new();
+    env.insert(
+        "SHIPPER_FLUSH_INTERVAL".into(),
+        fmt_dur(s.flush_interval.map(|d| d.0).unwrap_or(Duration::from_millis(200))),
+    );
+    env.insert(
+        "SHIPPER_METADATA_WAIT".into(),
+        fmt_dur(s.metadata_wait.map(|d| d.0).unwrap_or(Duration::from_secs(5))),
+    );
+    env.insert("SHIPPER_SHUTDOWN_GRACE".into(), fmt_dur(shutdown_grace(scenario)));
+    if let Some(max) = &s.spool_max_bytes {
+        env.insert("SHIPPER_SPOOL_MAX_BYTES".into(), max.clone());
+    }
+    env.extend(s.env.clone());
+    env
+}
+
 /// Run one scenario end to end and return its report (also written to disk).
 pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
     run_scenario_with(scenario, options, None).await
@@ -294,6 +326,23 @@ pub async fn run_scenario_with(
     options: &RunOptions,
     launch: Option<LaunchHook<'_>>,
 ) -> Result<Report, RunError> {
+    if options.cluster == ClusterChoice::Kind {
+        if launch.is_some() {
+            return Err(RunError::Unsupported(
+                "launch hooks run on the local tier only (on kind the DaemonSet launches the shipper)".into(),
+            ));
+        }
+        #[cfg(feature = "e2e")]
+        return kind::run_on_kind(scenario, options).await;
+        #[cfg(not(feature = "e2e"))]
+        return Err(RunError::Component {
+            component: "cluster",
+            reason: crate::cluster::ClusterError::NotCompiled.to_string(),
+        });
+    }
+    if let Some(reason) = single_node_refusal(scenario, options.cluster.name()) {
+        return Err(RunError::Unsupported(reason));
+    }
     let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&scenario.name));
     std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
@@ -324,22 +373,9 @@ pub async fn run_scenario_with(
         }
     }
 
-    let mut extra = BTreeMap::new();
     let s = &scenario.shipper;
-    extra.insert(
-        "SHIPPER_FLUSH_INTERVAL".into(),
-        fmt_dur(s.flush_interval.map(|d| d.0).unwrap_or(Duration::from_millis(200))),
-    );
-    extra.insert(
-        "SHIPPER_METADATA_WAIT".into(),
-        fmt_dur(s.metadata_wait.map(|d| d.0).unwrap_or(Duration::from_secs(5))),
-    );
-    let grace = s.shutdown_grace.map(|d| d.0).unwrap_or(Duration::from_secs(5));
-    extra.insert("SHIPPER_SHUTDOWN_GRACE".into(), fmt_dur(grace));
-    if let Some(max) = &s.spool_max_bytes {
-        extra.insert("SHIPPER_SPOOL_MAX_BYTES".into(), max.clone());
-    }
-    extra.extend(s.env.clone());
+    let grace = shutdown_grace(scenario);
+    let extra = shipper_settings_env(scenario);
     let shipper_env = ShipperEnv {
         cluster: CLUSTER.into(),
         node: node_name.clone(),
@@ -543,6 +579,7 @@ pub async fn run_scenario_with(
         peak_spool_bytes: peak_spool,
         metrics: last_metrics,
         gateway: serde_json::to_value(env.gateway.summary()).unwrap_or_default(),
+        hosts: std::iter::once(node_name.clone()).collect(),
     };
     let report = verdict::build_report(
         scenario,
@@ -617,6 +654,13 @@ async fn apply(
             if let Some(ns) = workload.namespace_of(pod) {
                 env.standin.set_labels(&ns, pod, labels.iter()).map_err(component("stand-in API"))?;
             }
+        }
+        Action::NodeJoin | Action::PodReschedule(_) => {
+            // Refused before the run starts (single_node_refusal); kept an error, not a no-op.
+            return Err(RunError::Unsupported(format!(
+                "{:?} needs several nodes (the kind tier)",
+                step.action
+            )));
         }
     }
     Ok(())

@@ -40,6 +40,10 @@ pub enum Action {
     PodDelete(String),
     /// Relabel a pod.
     PodRelabel(String, std::collections::BTreeMap<String, String>),
+    /// A held-back node joins the cluster (kind tier).
+    NodeJoin,
+    /// Move a pod to another node, continuing its sequence (kind tier).
+    PodReschedule(String),
 }
 
 /// The scenario's faults as an ordered list of steps; random points come from `seed`.
@@ -87,6 +91,8 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             FaultKind::PodRelabel => {
                 steps.push(Step { at, action: Action::PodRelabel(pod, f.labels.clone().unwrap_or_default()) })
             }
+            FaultKind::NodeJoin => steps.push(Step { at, action: Action::NodeJoin }),
+            FaultKind::PodReschedule => steps.push(Step { at, action: Action::PodReschedule(pod) }),
         }
     }
     steps.sort_by_key(|s| s.at);

@@ -4,30 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::audit::{Charset, Ledger, LineClass, Payload, SizeClass};
+use crate::audit::Ledger;
 use crate::scenario::{ContainerSpec, NodeSettings, PodSpec};
-use crate::simnode::{ContainerLog, LogFormat, SimNode, SimNodeError, Stream};
-
-/// The scenario's names for line classes (`sizes = [...]`).
-pub fn line_class(name: &str) -> Result<LineClass, String> {
-    let ascii = LineClass::ascii;
-    Ok(match name {
-        "small" => ascii(SizeClass::Minimal),
-        "100B" => ascii(SizeClass::B100),
-        "16KiB-1" => ascii(SizeClass::K16Minus1),
-        "16KiB" => ascii(SizeClass::K16),
-        "16KiB+1" => ascii(SizeClass::K16Plus1),
-        "256KiB" => ascii(SizeClass::K256),
-        "1MiB+" => ascii(SizeClass::OverMiB),
-        "unicode" => LineClass { size: SizeClass::B100, charset: Charset::Unicode },
-        "invalid-utf8" => LineClass { size: SizeClass::B100, charset: Charset::InvalidUtf8 },
-        other => {
-            return Err(format!(
-                "unknown size class {other:?}; use small, 100B, 16KiB-1, 16KiB, 16KiB+1, 256KiB, 1MiB+, unicode or invalid-utf8"
-            ));
-        }
-    })
-}
+use crate::simnode::{ContainerLog, LogFormat, SimNode, SimNodeError};
+use crate::writer::LinePlan;
 
 /// One container's writer.
 #[derive(Debug)]
@@ -36,7 +16,7 @@ struct Writer {
     pod: String,
     uid: String,
     spec: ContainerSpec,
-    classes: Vec<LineClass>,
+    plan: LinePlan,
     log: Option<ContainerLog>,
     start: Duration,
     written: u64,
@@ -47,16 +27,7 @@ impl Writer {
         if t < self.start {
             return 0;
         }
-        let due = ((t - self.start).as_secs_f64() * self.spec.rate).floor() as u64 + 1;
-        due.min(self.spec.lines)
-    }
-
-    fn stream(&self, seq: u64) -> Stream {
-        match self.spec.stream.as_str() {
-            "stderr" => Stream::Stderr,
-            "both" if seq % 2 == 1 => Stream::Stderr,
-            _ => Stream::Stdout,
-        }
+        self.plan.due(t - self.start)
     }
 }
 
@@ -96,17 +67,11 @@ impl Workload {
     /// Add a pod's containers; they start writing at `pod.start`.
     pub fn add_pod(&mut self, pod: &PodSpec, uid: &str) -> Result<(), WorkloadError> {
         for c in &pod.containers {
-            let classes =
-                c.sizes.iter().map(|s| line_class(s)).collect::<Result<Vec<_>, _>>().map_err(|reason| {
-                    WorkloadError::Spec { pod: pod.name.clone(), container: c.name.clone(), reason }
-                })?;
-            if classes.is_empty() {
-                return Err(WorkloadError::Spec {
-                    pod: pod.name.clone(),
-                    container: c.name.clone(),
-                    reason: "`sizes` is empty".into(),
-                });
-            }
+            let plan = LinePlan::new(&self.run, &pod.name, c).map_err(|e| WorkloadError::Spec {
+                pod: e.pod,
+                container: e.container,
+                reason: e.reason,
+            })?;
             if !matches!(c.format.as_str(), "cri" | "docker") {
                 return Err(WorkloadError::Spec {
                     pod: pod.name.clone(),
@@ -119,7 +84,7 @@ impl Workload {
                 pod: pod.name.clone(),
                 uid: uid.to_owned(),
                 spec: c.clone(),
-                classes,
+                plan,
                 log: None,
                 start: pod.start.0,
                 written: 0,
@@ -147,25 +112,21 @@ impl Workload {
                 )?);
             }
             while w.written < due {
-                let seq = w.written;
-                let class = w.classes[(seq as usize) % w.classes.len()];
-                let bytes = Payload::line(&self.run, &w.pod, &w.spec.name, seq, class).map_err(|e| {
-                    WorkloadError::Spec {
-                        pod: w.pod.clone(),
-                        container: w.spec.name.clone(),
-                        reason: format!("{e:?}"),
-                    }
+                let seq = w.plan.first_seq + w.written;
+                let line = w.plan.line(seq).map_err(|e| WorkloadError::Spec {
+                    pod: w.pod.clone(),
+                    container: w.spec.name.clone(),
+                    reason: e.to_string(),
                 })?;
-                let stream = w.stream(seq);
                 let stamped = match w.spec.age {
                     Some(age) => SystemTime::now() - age.0,
                     None => {
-                        ledger.record_payload(&w.pod, &w.spec.name, seq, class);
+                        ledger.record_payload(&w.pod, &w.spec.name, seq, line.class);
                         SystemTime::now()
                     }
                 };
                 if let Some(log) = w.log.as_mut() {
-                    log.write_line_at(stream, &bytes, stamped)?;
+                    log.write_line_at(line.stream, &line.bytes, stamped)?;
                 }
                 w.written += 1;
                 n += 1;
@@ -215,7 +176,7 @@ impl Workload {
     pub fn delete(&mut self, pod: &str) -> Result<(), WorkloadError> {
         let mut namespace_uid = None;
         for w in self.writers.iter_mut().filter(|w| w.pod == pod) {
-            w.spec.lines = w.written;
+            w.plan.lines = w.written;
             namespace_uid = Some((w.namespace.clone(), w.uid.clone()));
             w.log = None;
         }
@@ -232,7 +193,7 @@ impl Workload {
 
     /// Every writer has written all its lines.
     pub fn done(&self) -> bool {
-        self.writers.iter().all(|w| w.written >= w.spec.lines)
+        self.writers.iter().all(|w| w.written >= w.plan.lines)
     }
 
     /// Lines written so far.
@@ -247,6 +208,6 @@ impl Workload {
 
     /// Lines the workload will have written when done.
     pub fn planned(&self) -> u64 {
-        self.writers.iter().map(|w| w.spec.lines).sum()
+        self.writers.iter().map(|w| w.plan.lines).sum()
     }
 }

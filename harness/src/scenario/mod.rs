@@ -21,6 +21,11 @@
 //! drain_timeout = "60s"
 //! ```
 //!
+//! Node scaling (kind tier only, `scenarios/kind/`): fault `node_join` (a held-back worker
+//! joins at `at`; at most one) and `pod_reschedule` with `pod` (the pod's lines due by `at`
+//! are written on its node; a pod of the same name writes the rest, numbered on, on another
+//! node). The local and container tiers refuse scenarios with them.
+//!
 //! Unknown keys are errors everywhere. Expected names are written out by hand: the harness
 //! never computes them with the shipper's routing code.
 
@@ -128,6 +133,25 @@ impl Scenario {
             {
                 return Err(format!("fault {:?} at {:?} names unknown pod {target:?}", f.kind, f.at));
             }
+        }
+        for f in &self.faults {
+            if matches!(f.kind, FaultKind::PodReschedule | FaultKind::PodDelete | FaultKind::PodRelabel)
+                && f.target_pod().is_none()
+            {
+                return Err(format!("fault {:?} at {:?} needs `pod`", f.kind, f.at));
+            }
+            if f.kind == FaultKind::PodReschedule
+                && let Some(pod) = pods.iter().find(|p| Some(p.name.as_str()) == f.target_pod())
+                && f.at.0 <= pod.start.0
+            {
+                return Err(format!(
+                    "pod_reschedule at {:?}: pod {} starts only at {:?}",
+                    f.at.0, pod.name, pod.start.0
+                ));
+            }
+        }
+        if self.faults.iter().filter(|f| f.kind == FaultKind::NodeJoin).count() > 1 {
+            return Err("at most one `node_join`: the multi-node kind config holds one worker back".into());
         }
         for d in &self.expect.delivered_by {
             if let Some(g) = d.groups.iter().find(|g| !self.expect.groups.contains_key(*g)) {

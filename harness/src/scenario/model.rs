@@ -232,6 +232,22 @@ pub enum FaultKind {
     PodDelete,
     /// Replace `pod`'s labels with `labels`.
     PodRelabel,
+    /// Kind tier, node scaling: a worker node joins the cluster at `at` (the DaemonSet must
+    /// start a shipper on it). The multi-node kind config holds its last worker back until
+    /// then. Local and container tiers (one node) refuse the scenario.
+    NodeJoin,
+    /// Kind tier, node scaling: `pod` moves to another node at `at`. The lines due by then
+    /// are its first incarnation's; that pod is deleted once it wrote them, and a pod of the
+    /// same name continues the sequence on another node (the joined one, if any). Local and
+    /// container tiers (one node) refuse the scenario.
+    PodReschedule,
+}
+
+impl FaultKind {
+    /// The fault needs a cluster of more than one node (only the kind tier has one).
+    pub fn needs_several_nodes(self) -> bool {
+        matches!(self, FaultKind::NodeJoin | FaultKind::PodReschedule)
+    }
 }
 
 /// One fault on the timeline.

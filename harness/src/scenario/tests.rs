@@ -60,16 +60,43 @@ fn inconsistent_scenarios_are_rejected() {
 
 #[test]
 fn every_scenario_file_in_the_repo_is_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("scenarios/ exists") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            n += 1;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    // scenarios/kind/: scenarios only the kind tier runs (several nodes).
+    for dir in [root.clone(), root.join("kind")] {
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("scenario dir exists") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
         }
+        assert!(n > 0, "no scenario files found in {}", dir.display());
     }
-    assert!(n > 0, "no scenario files found in {}", dir.display());
+}
+
+#[test]
+fn node_scaling_faults_parse_and_are_validated() {
+    let text = format!(
+        "{MINIMAL}\n[[faults]]\nat = \"2s\"\nkind = \"node_join\"\n[[faults]]\nat = \"3s\"\nkind = \"pod_reschedule\"\npod = \"p\"\n"
+    );
+    let s = Scenario::parse(&text).expect("valid");
+    assert_eq!(s.faults[0].kind, FaultKind::NodeJoin);
+    assert_eq!(s.faults[1].kind, FaultKind::PodReschedule);
+    assert!(s.faults.iter().all(|f| f.kind.needs_several_nodes()));
+    assert!(!FaultKind::PodDelete.needs_several_nodes());
+
+    let no_pod = format!("{MINIMAL}\n[[faults]]\nat = \"3s\"\nkind = \"pod_reschedule\"\n");
+    let err = Scenario::parse(&no_pod).expect_err("pod_reschedule needs a pod");
+    assert!(err.to_string().contains("needs `pod`"), "{err}");
+    let unknown = format!("{MINIMAL}\n[[faults]]\nat = \"3s\"\nkind = \"pod_reschedule\"\npod = \"q\"\n");
+    assert!(matches!(Scenario::parse(&unknown), Err(ScenarioError::Invalid { .. })));
+    let early = text.replace("containers = [", "start = \"5s\"\ncontainers = [");
+    let err = Scenario::parse(&early).expect_err("moved before it starts");
+    assert!(err.to_string().contains("starts only at"), "{err}");
+    let twice = format!("{text}\n[[faults]]\nat = \"4s\"\nkind = \"node_join\"\n");
+    let err = Scenario::parse(&twice).expect_err("one held-back worker");
+    assert!(err.to_string().contains("at most one `node_join`"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,304 @@
+//! The kind tier's cluster provider (skeleton; it cannot run on machines without a registry,
+//! since kind's node image must be pulled). What it does, with the `kind` and `kubectl` CLIs:
+//! create (or reuse) a cluster from a `kind-config/` file, `kind load docker-image` the
+//! locally built shipper image, `kubectl apply -k deploy/overlays/kind-e2e`, wait for the
+//! DaemonSet, create and delete the scenario's pods, restart a node (`docker restart` of its
+//! container), and delete the cluster it created when dropped, also when a test panics.
+//!
+//! The scenario's pods, as typed objects running the writer image, come from
+//! [`crate::kind_pods`] (not behind `e2e`: their rendering is snapshot-tested offline).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::ContainerError;
+
+/// A kind cluster; deleted on drop when this process created it (unless
+/// [`KEEP_CLUSTERS_VAR`] is set).
+#[derive(Debug)]
+pub struct KindCluster {
+    name: String,
+    kubeconfig: PathBuf,
+    created: bool,
+}
+
+fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String, ContainerError> {
+    let shown = format!("{program} {}", args.join(" "));
+    let failed = |reason: String| ContainerError::Command { command: shown.clone(), reason };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot run {program}: {e} (is it installed?)")))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).map_err(|e| failed(e.to_string()))?;
+    }
+    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        return Err(failed(format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `kind` and `kubectl` are installed (the error says which is missing).
+pub fn check_tools() -> Result<(), ContainerError> {
+    run("kind", &["version"], None)?;
+    run("kubectl", &["version", "--client"], None)?;
+    Ok(())
+}
+
+impl KindCluster {
+    /// Reuse cluster `name` if it exists, else create it from `config`; its kubeconfig is
+    /// written to `kubeconfig`.
+    pub fn create_or_reuse(
+        name: &str,
+        config: &Path,
+        kubeconfig: &Path,
+    ) -> Result<KindCluster, ContainerError> {
+        check_tools()?;
+        let existing = run("kind", &["get", "clusters"], None)?;
+        let kubeconfig_arg = kubeconfig.display().to_string();
+        let created = !existing.lines().any(|l| l.trim() == name);
+        if created {
+            let config_arg = config.display().to_string();
+            run(
+                "kind",
+                &[
+                    "create",
+                    "cluster",
+                    "--name",
+                    name,
+                    "--config",
+                    &config_arg,
+                    "--kubeconfig",
+                    &kubeconfig_arg,
+                    "--wait",
+                    "120s",
+                ],
+                None,
+            )?;
+        } else {
+            let text = run("kind", &["get", "kubeconfig", "--name", name], None)?;
+            std::fs::write(kubeconfig, text)
+                .map_err(|source| ContainerError::Io { op: format!("write {kubeconfig_arg}"), source })?;
+        }
+        Ok(KindCluster { name: name.to_owned(), kubeconfig: kubeconfig.to_owned(), created })
+    }
+
+    /// The docker network kind's nodes are on (attach the backend container to it).
+    pub fn network(&self) -> &'static str {
+        "kind"
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<String, ContainerError> {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        run("kubectl", &all, stdin)
+    }
+
+    /// `kind load docker-image` (the image never goes through a registry).
+    pub fn load_image(&self, image: &str) -> Result<(), ContainerError> {
+        run("kind", &["load", "docker-image", image, "--name", &self.name], None).map(drop)
+    }
+
+    /// `kubectl apply -k <dir>` (e.g. deploy/overlays/kind-e2e).
+    pub fn apply_kustomization(&self, dir: &Path) -> Result<(), ContainerError> {
+        let dir = dir.display().to_string();
+        self.kubectl(&["apply", "-k", &dir], None).map(drop)
+    }
+
+    /// Wait until DaemonSet `namespace/name` is rolled out on every node.
+    pub fn wait_daemonset(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(), ContainerError> {
+        let target = format!("daemonset/{name}");
+        let timeout = format!("--timeout={}s", timeout.as_secs());
+        self.kubectl(&["rollout", "status", "-n", namespace, &target, &timeout], None).map(drop)
+    }
+
+    /// Create or update an object (e.g. a scenario pod) from its JSON.
+    pub fn apply_json(&self, object: &serde_json::Value) -> Result<(), ContainerError> {
+        self.kubectl(&["apply", "-f", "-"], Some(object.to_string().as_bytes())).map(drop)
+    }
+
+    /// Delete pod `namespace/name` at once (the shipper pod for a kill; a scenario pod).
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ContainerError> {
+        self.kubectl(
+            &["delete", "pod", "-n", namespace, name, "--grace-period=0", "--force", "--wait=false"],
+            None,
+        )
+        .map(drop)
+    }
+
+    /// Restart a node: `docker restart` of its container (kind node names are container names).
+    pub fn restart_node(&self, node: &str) -> Result<(), ContainerError> {
+        super::docker::run(["restart", node]).map(drop)
+    }
+
+    /// The cluster's node names (= their container names), sorted.
+    pub fn nodes(&self) -> Result<Vec<String>, ContainerError> {
+        let text = self.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"], None)?;
+        let mut nodes: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// The node containers kind made for this cluster, whether registered or not, sorted.
+    pub fn node_containers(&self) -> Result<Vec<String>, ContainerError> {
+        let text = run("kind", &["get", "nodes", "--name", &self.name], None)?;
+        let mut nodes: Vec<String> =
+            text.lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// Take a worker out of the cluster: stop its container, then delete its Node object (so
+    /// the DaemonSet has no pod for it). [`KindCluster::join_node`] brings it back.
+    pub fn hold_back_node(&self, node: &str) -> Result<(), ContainerError> {
+        super::docker::run(["stop", node])?;
+        self.kubectl(&["delete", "node", node, "--ignore-not-found", "--wait=true"], None).map(drop)
+    }
+
+    /// Start a held-back worker: its kubelet registers the node again; wait until it is Ready.
+    pub fn join_node(&self, node: &str, timeout: Duration) -> Result<(), ContainerError> {
+        super::docker::run(["start", node])?;
+        let deadline = std::time::Instant::now() + timeout;
+        let target = format!("node/{node}");
+        let wait = format!("--timeout={}s", timeout.as_secs().max(1));
+        // `kubectl wait` fails at once while the Node object does not exist yet.
+        loop {
+            match self.kubectl(&["wait", "--for=condition=Ready", &target, &wait], None) {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    }
+
+    /// `kubectl apply -f -` of a YAML document.
+    pub fn apply_yaml(&self, yaml: &str) -> Result<(), ContainerError> {
+        self.kubectl(&["apply", "-f", "-"], Some(yaml.as_bytes())).map(drop)
+    }
+
+    /// Delete namespace `name` if it exists, waiting until it is gone.
+    pub fn delete_namespace(&self, name: &str) -> Result<(), ContainerError> {
+        self.kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=true"], None).map(drop)
+    }
+
+    /// Whether namespace `name` exists.
+    pub fn namespace_exists(&self, name: &str) -> Result<bool, ContainerError> {
+        let found = self.kubectl(&["get", "namespace", name, "--ignore-not-found", "-o", "name"], None)?;
+        Ok(!found.is_empty())
+    }
+
+    /// Delete every pod labelled `label=value` in every namespace, without waiting.
+    pub fn delete_pods_labelled(&self, label: &str, value: &str) -> Result<(), ContainerError> {
+        let selector = format!("{label}={value}");
+        self.kubectl(&["delete", "pods", "--all-namespaces", "-l", &selector, "--wait=false"], None).map(drop)
+    }
+
+    /// Delete every namespace labelled `label=value`, without waiting.
+    pub fn delete_namespaces_labelled(&self, label: &str, value: &str) -> Result<(), ContainerError> {
+        let selector = format!("{label}={value}");
+        self.kubectl(&["delete", "namespace", "-l", &selector, "--wait=false"], None).map(drop)
+    }
+
+    /// Delete pod `namespace/name` and wait until it is gone (a pod moving to another node
+    /// keeps its name).
+    pub fn delete_pod_and_wait(&self, namespace: &str, name: &str) -> Result<(), ContainerError> {
+        self.kubectl(&["delete", "pod", "-n", namespace, name, "--ignore-not-found", "--wait=true"], None)
+            .map(drop)
+    }
+
+    /// `namespace/name → phase` of every pod labelled `label=value`.
+    pub fn pod_phases(&self, label: &str, value: &str) -> Result<BTreeMap<String, String>, ContainerError> {
+        let selector = format!("{label}={value}");
+        let template =
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase}{\"\\n\"}{end}";
+        let text = self.kubectl(&["get", "pods", "-A", "-l", &selector, "-o", template], None)?;
+        Ok(parse_pairs(&text))
+    }
+
+    /// `pod → node` of every pod in `namespace` (e.g. the shipper's).
+    pub fn pod_nodes(&self, namespace: &str) -> Result<BTreeMap<String, String>, ContainerError> {
+        let template = "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}";
+        let text = self.kubectl(&["get", "pods", "-n", namespace, "-o", template], None)?;
+        Ok(parse_pairs(&text))
+    }
+
+    /// Replace the labels of pod `namespace/name` with `labels` (every other label but the
+    /// ones in `keep` is removed).
+    pub fn relabel_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        keep: &[&str],
+    ) -> Result<(), ContainerError> {
+        let target = format!("pod/{name}");
+        let current =
+            self.kubectl(&["get", "-n", namespace, &target, "-o", "jsonpath={.metadata.labels}"], None)?;
+        let current: BTreeMap<String, String> = serde_json::from_str(&current).unwrap_or_default();
+        let mut args: Vec<String> =
+            vec!["label".into(), "-n".into(), namespace.into(), target, "--overwrite".into()];
+        args.extend(
+            current
+                .keys()
+                .filter(|k| !labels.contains_key(*k) && !keep.contains(&k.as_str()))
+                .map(|k| format!("{k}-")),
+        );
+        args.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kubectl(&args, None).map(drop)
+    }
+
+    /// Prometheus text of pod `namespace/pod`'s `port` `/metrics`, through the API server's
+    /// pod proxy (no port-forward, no route from the host to pod IPs needed).
+    pub fn pod_metrics(&self, namespace: &str, pod: &str, port: u16) -> Result<String, ContainerError> {
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics");
+        self.kubectl(&["get", "--raw", &path], None)
+    }
+}
+
+/// `key value` lines into a map.
+fn parse_pairs(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Set (non-empty) to keep the clusters a run created: later runs reuse them, and CI can
+/// export their logs after a failure.
+pub const KEEP_CLUSTERS_VAR: &str = "SHIPPER_HARNESS_KEEP_KIND";
+
+impl Drop for KindCluster {
+    fn drop(&mut self) {
+        let keep = std::env::var_os(KEEP_CLUSTERS_VAR).is_some_and(|v| !v.is_empty());
+        if self.created && !keep {
+            let _ = run("kind", &["delete", "cluster", "--name", &self.name], None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonpath_lines_parse_into_pairs() {
+        let text = "shop/web-0 Running\nshop/web-1 Succeeded\n\n";
+        let pairs = parse_pairs(text);
+        assert_eq!(pairs.get("shop/web-1").map(String::as_str), Some("Succeeded"));
+        assert_eq!(pairs.len(), 2);
+    }
+}

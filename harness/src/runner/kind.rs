@@ -1,0 +1,757 @@
+//! The kind tier's scenario runner (feature `e2e`): the same scenario file, gateway, fault
+//! timeline, audit and report as the other tiers, with a real cluster underneath.
+//!
+//! - the cluster: kind from `kind-config/` (multi-node when the scenario scales nodes), the
+//!   shipper image and the writer image `kind load`ed, `deploy/overlays/kind-e2e` applied
+//!   under a generated overlay with the run's settings ([`crate::kind_overlay`]: endpoint,
+//!   cluster name, the scenario pods' files only), spool state of earlier runs on a reused
+//!   cluster removed first;
+//! - the backend: LocalStack or moto through testcontainers on the `kind` network, behind the
+//!   harness gateway, which listens on the host's address on that network (graded faults);
+//! - the workload: each scenario pod a real pod whose containers run `harness write` with
+//!   their [`LinePlan`]: the ledger is computed from the plans, nothing is read from the pods;
+//! - faults: gateway faults, `docker pause` of the backend, `docker network disconnect` of
+//!   the nodes, deletion of the shipper pods (kill), pod relabelling, a held-back worker
+//!   joining and pods moving to another node. What kind cannot apply is refused up front
+//!   ([`super::support::kind_refusal`]).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{
+    Action, BackendChoice, RunError, RunOptions, accepted_per_group, component, delivered_by_checks,
+    delivered_events, gateway_fault, plan, report_dir, shipper_settings_env, timeline, verdict,
+};
+use crate::audit::{self, Ledger};
+use crate::backend::{Backend, BackendKind};
+use crate::containers::kind::KindCluster;
+use crate::containers::{BackendContainer, ContainerError, Emulator, Images, docker};
+use crate::gateway::{Gateway, GatewayHandle, GatewayOptions};
+use crate::kind_overlay::{scenario_log_paths, write_run_overlay};
+use crate::kind_pods::{RUN_LABEL, namespace_object, pod_object, to_yaml};
+use crate::report::{Check, Report, Sample};
+use crate::scenario::{FaultKind, PodSpec, Scenario};
+use crate::shipper_proc::parse_prometheus;
+use crate::writer::LinePlan;
+
+/// The docker network kind puts its nodes on.
+const KIND_NETWORK: &str = "kind";
+/// Where the overlay deploys the shipper.
+const SHIPPER_NAMESPACE: &str = "shipper";
+/// The DaemonSet's name (deploy/base).
+const SHIPPER_DAEMONSET: &str = "shipper";
+/// The shipper's metrics port (deploy/base, `SHIPPER_LISTEN`).
+const SHIPPER_METRICS_PORT: u16 = 2021;
+/// The tag deploy/overlays/kind-e2e deploys (`imagePullPolicy: Never`).
+const SHIPPER_TAG: &str = "shipper:e2e";
+/// The hostPath of the shipper's spool and checkpoints (deploy/base).
+const SHIPPER_STATE_DIR: &str = "/var/lib/shipper";
+/// How long a rollout, a node join or a writer pod may take beyond its own lines.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn kind_error(e: ContainerError) -> RunError {
+    RunError::Component { component: "kind", reason: e.to_string() }
+}
+
+/// The repository root (kind-config/, deploy/).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Which kind config and cluster name a scenario needs.
+pub fn kind_config(scenario: &Scenario) -> (&'static str, &'static str) {
+    if scenario.faults.iter().any(|f| f.kind.needs_several_nodes()) {
+        ("shipper-e2e-multi", "kind-config/multi-node.yaml")
+    } else {
+        ("shipper-e2e", "kind-config/single-node.yaml")
+    }
+}
+
+/// One scenario pod on kind: its incarnations (one, or one per `pod_reschedule` plus one),
+/// each a set of container plans continuing the previous one's sequence numbers.
+#[derive(Debug)]
+struct KindPod {
+    spec: PodSpec,
+    incarnations: VecDeque<Vec<LinePlan>>,
+    state: PodState,
+    /// Nodes it ran on, in order.
+    nodes: Vec<String>,
+    /// When its current incarnation was created.
+    created_at: Duration,
+    /// Lines of the incarnations already finished.
+    finished_lines: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PodState {
+    /// Not created yet (its `start` has not come).
+    Pending,
+    /// An incarnation runs.
+    Running,
+    /// Moving: waiting for the current incarnation to finish, then the next starts elsewhere.
+    Moving,
+    /// Every line written (and the pod deleted if it has a `lifetime`).
+    Done,
+}
+
+/// The pods' line plans, split at each `pod_reschedule` of theirs.
+fn kind_pods(scenario: &Scenario, run: &str) -> Result<Vec<KindPod>, RunError> {
+    let mut pods = Vec::new();
+    for spec in scenario.expanded_pods() {
+        let whole: Vec<LinePlan> = spec
+            .containers
+            .iter()
+            .map(|c| LinePlan::new(run, &spec.name, c))
+            .collect::<Result<_, _>>()
+            .map_err(component("workload"))?;
+        let mut moves: Vec<Duration> = scenario
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::PodReschedule && f.pod.as_deref() == Some(spec.name.as_str()))
+            .map(|f| f.at.0.saturating_sub(spec.start.0))
+            .collect();
+        moves.sort();
+        let mut incarnations = VecDeque::new();
+        let mut rest = whole;
+        let mut since = Duration::ZERO;
+        for at in moves {
+            let (now, later): (Vec<_>, Vec<_>) =
+                rest.iter().map(|p| p.split_at(at.saturating_sub(since))).unzip();
+            incarnations.push_back(now);
+            rest = later;
+            since = at;
+        }
+        incarnations.push_back(rest);
+        pods.push(KindPod {
+            spec,
+            incarnations,
+            state: PodState::Pending,
+            nodes: Vec::new(),
+            created_at: Duration::ZERO,
+            finished_lines: 0,
+        });
+    }
+    Ok(pods)
+}
+
+/// A worker held out of the cluster until `node_join`; started again on drop if it never
+/// joined (a panicking test leaves a reusable cluster).
+struct HeldBackNode<'a> {
+    cluster: &'a KindCluster,
+    node: Option<String>,
+    joined: bool,
+}
+
+impl Drop for HeldBackNode<'_> {
+    fn drop(&mut self) {
+        if let (Some(node), false) = (&self.node, self.joined) {
+            let _ = docker::run(["start", node.as_str()]);
+        }
+    }
+}
+
+/// The run's pods and the namespaces it created, deleted on drop.
+struct RunObjects<'a> {
+    cluster: &'a KindCluster,
+    run: String,
+}
+
+impl Drop for RunObjects<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.delete_pods_labelled(RUN_LABEL, &self.run);
+        let _ = self.cluster.delete_namespaces_labelled(RUN_LABEL, &self.run);
+    }
+}
+
+/// Kind nodes detached from their network by a `network_disconnect`, with their addresses.
+#[derive(Debug, Default)]
+struct DockerFaults {
+    paused: bool,
+    disconnected: Vec<(String, Ipv4Addr)>,
+}
+
+/// The shipper pods' metrics, summed, and every shipper pod seen.
+#[derive(Debug, Default)]
+struct ShipperPods {
+    seen: BTreeSet<String>,
+    metrics: BTreeMap<String, f64>,
+    peak_spool: u64,
+}
+
+impl ShipperPods {
+    fn scrape(&mut self, cluster: &KindCluster) -> Result<BTreeMap<String, String>, ContainerError> {
+        let pods = cluster.pod_nodes(SHIPPER_NAMESPACE)?;
+        let mut total: BTreeMap<String, f64> = BTreeMap::new();
+        let mut complete = true;
+        for pod in pods.keys() {
+            self.seen.insert(pod.clone());
+            match cluster.pod_metrics(SHIPPER_NAMESPACE, pod, SHIPPER_METRICS_PORT) {
+                Ok(text) => {
+                    for (name, value) in parse_prometheus(&text) {
+                        *total.entry(name).or_default() += value;
+                    }
+                }
+                Err(_) => complete = false,
+            }
+        }
+        if complete && !pods.is_empty() {
+            self.peak_spool =
+                self.peak_spool.max(total.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
+            self.metrics = total;
+        }
+        Ok(pods)
+    }
+}
+
+/// Run `scenario` on kind. Refused up front when it holds what kind cannot apply.
+pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    if let Some(reason) = super::support::kind_refusal(scenario) {
+        return Err(RunError::Unsupported(reason));
+    }
+    let emulator = match &options.backend {
+        BackendChoice::LocalStack => Emulator::LocalStack,
+        BackendChoice::Moto => Emulator::Moto,
+        BackendChoice::Url(url) => {
+            return Err(RunError::Unsupported(format!(
+                "the kind tier runs its own backend container on the kind network: use --backend \
+                 localstack or moto, not {url}"
+            )));
+        }
+    };
+    let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&format!("{}@kind", scenario.name)));
+    std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
+    let images = Images::locate().map_err(component("images"))?;
+    let work = tempfile::tempdir().map_err(component("temp dir"))?;
+    let root = repo_root();
+    let (cluster_name, config) = kind_config(scenario);
+    let cluster =
+        KindCluster::create_or_reuse(cluster_name, &root.join(config), &work.path().join("kubeconfig"))
+            .map_err(kind_error)?;
+    let nonce = super::now_nanos();
+    let tag = crate::cluster::run_tag(&scenario.name, nonce);
+    let run = format!("k{:x}", options.seed ^ nonce);
+    let node_containers = cluster.node_containers().map_err(kind_error)?;
+
+    // A fresh shipper: no DaemonSet, and no spool or checkpoints of an earlier run on a
+    // reused cluster (they would deliver another run's lines to this backend).
+    cluster.delete_namespace(SHIPPER_NAMESPACE).map_err(kind_error)?;
+    for node in &node_containers {
+        let _ = docker::run(["start", node.as_str()]);
+        docker::run(["exec", node.as_str(), "rm", "-rf", SHIPPER_STATE_DIR]).map_err(kind_error)?;
+    }
+    docker::run(["tag", images.shipper.as_str(), SHIPPER_TAG]).map_err(kind_error)?;
+    cluster.load_image(SHIPPER_TAG).map_err(kind_error)?;
+    cluster.load_image(&images.writer).map_err(kind_error)?;
+    let joining = scenario.faults.iter().any(|f| f.kind == FaultKind::NodeJoin);
+    let mut held_back = HeldBackNode {
+        cluster: &cluster,
+        node: if joining { node_containers.iter().rfind(|n| n.contains("worker")).cloned() } else { None },
+        joined: false,
+    };
+    if joining && held_back.node.is_none() {
+        return Err(RunError::Unsupported(format!(
+            "node_join needs a worker to hold back; {config} has none"
+        )));
+    }
+    if let Some(node) = &held_back.node {
+        held_back.cluster.hold_back_node(node).map_err(kind_error)?;
+    }
+
+    // The backend on the kind network, behind the gateway on the host's address there.
+    let backend_container = BackendContainer::start(
+        emulator,
+        emulator.image(&images),
+        Some(KIND_NETWORK),
+        &format!("shipper-harness-{tag}-{}", emulator.name()),
+    )
+    .await
+    .map_err(component("backend"))?;
+    let backend = Backend::start(BackendKind::Url(backend_container.host_endpoint()))
+        .await
+        .map_err(component("backend"))?;
+    let upstream = reqwest::Url::parse(&backend.endpoint).map_err(component("backend"))?;
+    let host_ip = docker::network_ipv4_gateway(KIND_NETWORK).map_err(kind_error)?;
+    let gateway = Gateway::start(GatewayOptions {
+        upstream: Some(upstream),
+        seed: options.seed,
+        listen: SocketAddr::new(IpAddr::V4(host_ip), 0),
+        ..GatewayOptions::default()
+    })
+    .await
+    .map_err(component("gateway"))?;
+    let client = backend.client();
+
+    // The DaemonSet as users deploy it (kind-e2e), its first pods already with the run's
+    // settings: the scenario's, the gateway as endpoint, `local` as the cluster name (the
+    // scenario files' groups), and the scenario pods' files as the only ones to tail.
+    let mut env = shipper_settings_env(scenario);
+    env.insert("CLUSTER_NAME".into(), super::CLUSTER.into());
+    env.insert("AWS_ENDPOINT_URL".into(), gateway.url().as_str().trim_end_matches('/').to_owned());
+    env.insert("SHIPPER_LOG_PATHS".into(), scenario_log_paths(&scenario.expanded_pods()));
+    // Both absolute and canonical: the overlay names kind-e2e by a relative path.
+    let overlay = work.path().join("overlay");
+    std::fs::create_dir_all(&overlay).map_err(component("deploy"))?;
+    let overlay = overlay.canonicalize().map_err(component("deploy"))?;
+    let kind_e2e = root.join("deploy/overlays/kind-e2e").canonicalize().map_err(component("deploy"))?;
+    write_run_overlay(&overlay, &kind_e2e, &env).map_err(component("deploy"))?;
+    cluster.apply_kustomization(&overlay).map_err(kind_error)?;
+    cluster.wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT).map_err(kind_error)?;
+
+    // Namespaces the cluster lacks are created with the run's label and deleted with it;
+    // existing ones (kube-system) are left alone, only the run's pods go from them.
+    let namespaces: BTreeSet<String> = scenario.expanded_pods().into_iter().map(|p| p.namespace).collect();
+    let _run_objects = RunObjects { cluster: &cluster, run: run.clone() };
+    for ns in &namespaces {
+        if !cluster.namespace_exists(ns).map_err(kind_error)? {
+            let yaml = to_yaml(&namespace_object(ns, &run)).map_err(component("namespace"))?;
+            cluster.apply_yaml(&yaml).map_err(kind_error)?;
+        }
+    }
+
+    let mut pods = kind_pods(scenario, &run)?;
+    let mut ledger = Ledger::new(run.clone());
+    let steps = plan(scenario, options.seed);
+    let faults_over = timeline::last_fault_end(scenario);
+    let writing_ends = pods
+        .iter()
+        .flat_map(|p| {
+            p.spec.containers.iter().map(move |c| {
+                p.spec.start.0
+                    + p.spec.lifetime.map(|l| l.0).unwrap_or_default()
+                    + Duration::from_secs_f64(c.lines as f64 / c.rate)
+            })
+        })
+        .max()
+        .unwrap_or_default();
+    let give_up = faults_over.max(writing_ends) + CLUSTER_TIMEOUT;
+    let mut next_step = 0;
+    let mut faults = DockerFaults::default();
+    let mut shippers = ShipperPods::default();
+    let mut checks = Vec::new();
+    let mut samples = Vec::new();
+    let mut delivered_by: Vec<Option<BTreeMap<String, u64>>> = vec![None; scenario.expect.delivered_by.len()];
+    let mut nodes = cluster.nodes().map_err(kind_error)?;
+    let t0 = Instant::now();
+    let mut last_poll = Duration::ZERO;
+    let mut last_progress = Duration::ZERO;
+
+    loop {
+        let t = t0.elapsed();
+        while next_step < steps.len() && steps[next_step].at <= t {
+            let action = steps[next_step].action.clone();
+            next_step += 1;
+            let ctx = FaultContext { cluster: &cluster, backend: &backend_container, gateway: &gateway };
+            apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
+        }
+        for pod in pods.iter_mut().filter(|p| p.state == PodState::Pending && p.spec.start.0 <= t) {
+            let node = first_node(&nodes).ok_or_else(|| RunError::Component {
+                component: "kind",
+                reason: "the cluster has no node".into(),
+            })?;
+            match create_incarnation(&cluster, pod, &run, &images.writer, &node, t) {
+                // Every line of every incarnation goes into the ledger once the pod exists.
+                Ok(()) => pod.incarnations.iter().flatten().for_each(|plan| plan.record_all(&mut ledger)),
+                // No API while the nodes are disconnected: create it once they are back.
+                Err(_) if !faults.disconnected.is_empty() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (snapshot, due) in delivered_by.iter_mut().zip(&scenario.expect.delivered_by) {
+            if snapshot.is_none() && t >= due.at.0 {
+                *snapshot = Some(accepted_per_group(&gateway));
+            }
+        }
+        if t - last_poll >= Duration::from_millis(500) {
+            last_poll = t;
+            // The API is unreachable from the host while the nodes are disconnected: poll
+            // again later rather than fail.
+            if let Ok(now) = cluster.nodes() {
+                nodes = now;
+            }
+            if let Ok(phases) = cluster.pod_phases(RUN_LABEL, &run) {
+                advance_pods(&cluster, &mut pods, &phases, &nodes, &run, &images.writer, t)?;
+            }
+            let written = pods.iter().map(|p| p.written_by(t)).sum();
+            samples.push(Sample { t: t.as_secs_f64(), written, delivered: delivered_events(&gateway) });
+            let _ = shippers.scrape(&cluster);
+            if options.progress && t - last_progress >= Duration::from_secs(1) {
+                last_progress = t;
+                println!(
+                    "[{:6.1}s] {} on kind: written ~{written}/{} delivered {}",
+                    t.as_secs_f64(),
+                    scenario.name,
+                    scenario.total_lines(),
+                    delivered_events(&gateway)
+                );
+            }
+        }
+        if next_step >= steps.len() && t >= faults_over && pods.iter().all(|p| p.state == PodState::Done) {
+            break;
+        }
+        if t > give_up {
+            let states: Vec<String> = pods
+                .iter()
+                .filter(|p| p.state != PodState::Done)
+                .map(|p| format!("{}/{} {:?}", p.spec.namespace, p.spec.name, p.state))
+                .collect();
+            return Err(RunError::Component {
+                component: "kind",
+                reason: format!("pods did not finish writing within {give_up:?}: {}", states.join(", ")),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let quiet_since = t0.elapsed();
+
+    // Drain gate, as on the other tiers.
+    let deadline = Instant::now() + scenario.expect.drain_timeout.0;
+    let expected_lines = ledger.len() as u64;
+    let mut drained_at = None;
+    let delivered = loop {
+        let t = t0.elapsed();
+        let accepted = delivered_events(&gateway);
+        samples.push(Sample { t: t.as_secs_f64(), written: expected_lines, delivered: accepted });
+        if accepted >= expected_lines {
+            let delivered = audit::read_all(&client).await.map_err(component("audit"))?;
+            if audit::verdict(&ledger, &delivered).missing_count() == 0 {
+                drained_at = Some(t);
+                break delivered;
+            }
+        }
+        if Instant::now() >= deadline {
+            break audit::read_all(&client).await.map_err(component("audit"))?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
+    let nodes: BTreeSet<String> = cluster.nodes().map_err(kind_error)?.into_iter().collect();
+    checks.push(daemonset_check(&nodes, &shipper_nodes));
+    checks.extend(reschedule_checks(scenario, &pods));
+    checks.extend(delivered_by_checks(scenario, &delivered_by, &ledger));
+    let substituted = super::support::kind_substitutions(scenario);
+    if !substituted.is_empty() {
+        checks.push(Check { name: "run as written".into(), ok: true, detail: substituted.join("; ") });
+    }
+
+    let view = kind_view(scenario, &images.writer);
+    let verdict = audit::verdict(&ledger, &delivered);
+    let measured = verdict::Measured {
+        lines_written: expected_lines,
+        checks,
+        samples,
+        faults: timeline::windows(scenario),
+        quiet_since,
+        drained_at,
+        starts: shippers.seen.len() as u32,
+        peak_rss_kib: 0,
+        peak_spool_bytes: shippers.peak_spool,
+        metrics: shippers.metrics,
+        gateway: serde_json::to_value(gateway.summary()).unwrap_or_default(),
+        hosts: nodes,
+    };
+    let backend_name = options.backend.name();
+    let report =
+        verdict::build_report(&view, "kind", &backend_name, options.seed, &verdict, &delivered, measured);
+    report.write(&out_dir).map_err(component("report"))?;
+    Ok(report)
+}
+
+impl KindPod {
+    /// Lines its writers should have printed by `t` (the chart's "written" curve).
+    fn written_by(&self, t: Duration) -> u64 {
+        let current: u64 = match self.state {
+            PodState::Pending | PodState::Done => 0,
+            PodState::Running | PodState::Moving => self
+                .incarnations
+                .front()
+                .map(|plans| plans.iter().map(|p| p.due(t.saturating_sub(self.created_at))).sum())
+                .unwrap_or(0),
+        };
+        self.finished_lines + current
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.spec.namespace, self.spec.name)
+    }
+}
+
+/// The first node scenario pods go to: the first worker, or the only node.
+fn first_node(nodes: &[String]) -> Option<String> {
+    nodes.iter().find(|n| n.contains("worker")).or_else(|| nodes.first()).cloned()
+}
+
+/// Another node for a pod that ran on `current`: the last-named worker that is not it (a
+/// joined worker sorts last), else any other node.
+fn other_node(nodes: &[String], current: &str) -> Option<String> {
+    let others: Vec<&String> = nodes.iter().filter(|n| n.as_str() != current).collect();
+    others.iter().rfind(|n| n.contains("worker")).or_else(|| others.last()).map(|n| (*n).clone())
+}
+
+fn create_incarnation(
+    cluster: &KindCluster,
+    pod: &mut KindPod,
+    run: &str,
+    writer_image: &str,
+    node: &str,
+    t: Duration,
+) -> Result<(), RunError> {
+    let plans = pod.incarnations.front().cloned().unwrap_or_default();
+    let object = pod_object(&pod.spec, &plans, run, writer_image, node);
+    let yaml = to_yaml(&object).map_err(component("pod"))?;
+    cluster.apply_yaml(&yaml).map_err(kind_error)?;
+    pod.state = PodState::Running;
+    pod.created_at = t;
+    pod.nodes.push(node.to_owned());
+    Ok(())
+}
+
+/// Pods whose writers are done: a moving pod starts its next incarnation elsewhere, a pod
+/// whose `lifetime` is over is deleted, the others are done. A failed writer ends the run.
+fn advance_pods(
+    cluster: &KindCluster,
+    pods: &mut [KindPod],
+    phases: &BTreeMap<String, String>,
+    nodes: &[String],
+    run: &str,
+    writer_image: &str,
+    t: Duration,
+) -> Result<(), RunError> {
+    for pod in pods.iter_mut().filter(|p| matches!(p.state, PodState::Running | PodState::Moving)) {
+        let key = pod.key();
+        match phases.get(&key).map(String::as_str) {
+            Some("Failed") => {
+                return Err(RunError::Component {
+                    component: "kind",
+                    reason: format!(
+                        "writer pod {key} failed (kubectl -n {} describe pod {})",
+                        pod.spec.namespace, pod.spec.name
+                    ),
+                });
+            }
+            Some("Succeeded") => {}
+            _ => continue,
+        }
+        let lifetime_over = pod.spec.lifetime.is_none_or(|l| t >= pod.spec.start.0 + l.0);
+        let more = pod.incarnations.len() > 1;
+        if pod.state == PodState::Running && (more || !lifetime_over) {
+            continue;
+        }
+        if let Some(done) = pod.incarnations.pop_front() {
+            pod.finished_lines += done.iter().map(|p| p.lines).sum::<u64>();
+        }
+        if pod.state == PodState::Moving && !pod.incarnations.is_empty() {
+            cluster.delete_pod_and_wait(&pod.spec.namespace, &pod.spec.name).map_err(kind_error)?;
+            let current = pod.nodes.last().cloned().unwrap_or_default();
+            let node = other_node(nodes, &current).ok_or_else(|| RunError::Component {
+                component: "kind",
+                reason: format!("pod {key} cannot move: no node besides {current}"),
+            })?;
+            create_incarnation(cluster, pod, run, writer_image, &node, t)?;
+            // Further moves wait for their own `pod_reschedule`.
+            pod.state = PodState::Running;
+        } else {
+            if pod.spec.lifetime.is_some() {
+                cluster.delete_pod(&pod.spec.namespace, &pod.spec.name).map_err(kind_error)?;
+            }
+            pod.state = PodState::Done;
+        }
+    }
+    Ok(())
+}
+
+struct FaultContext<'a> {
+    cluster: &'a KindCluster,
+    backend: &'a BackendContainer,
+    gateway: &'a GatewayHandle,
+}
+
+async fn apply(
+    ctx: &FaultContext<'_>,
+    action: &Action,
+    faults: &mut DockerFaults,
+    pods: &mut [KindPod],
+    held_back: &mut HeldBackNode<'_>,
+) -> Result<(), RunError> {
+    match action {
+        Action::GatewayStart(f) => match f.kind {
+            FaultKind::BackendPause => {
+                ctx.backend.pause().await.map_err(kind_error)?;
+                faults.paused = true;
+            }
+            FaultKind::NetworkDisconnect => {
+                for node in ctx.cluster.nodes().map_err(kind_error)? {
+                    let ip = docker::container_ip(&node, KIND_NETWORK).map_err(kind_error)?;
+                    docker::network_disconnect(KIND_NETWORK, &node).map_err(kind_error)?;
+                    if let Some(ip) = ip {
+                        faults.disconnected.push((node, ip));
+                    }
+                }
+            }
+            _ => {
+                ctx.gateway.inject(gateway_fault(f)).map_err(component("gateway"))?;
+            }
+        },
+        Action::GatewayEnd => {
+            if std::mem::take(&mut faults.paused) {
+                ctx.backend.unpause().await.map_err(kind_error)?;
+            }
+            // In the order they were disconnected, so each gets its address back.
+            for (node, ip) in std::mem::take(&mut faults.disconnected) {
+                docker::reconnect_keeping_address(KIND_NETWORK, &node, ip).map_err(kind_error)?;
+            }
+            ctx.gateway.clear();
+            ctx.gateway.listening().await;
+        }
+        Action::Kill(_) => {
+            // The DaemonSet starts a new shipper pod; its state is on the node's hostPath.
+            for pod in ctx.cluster.pod_nodes(SHIPPER_NAMESPACE).map_err(kind_error)?.keys() {
+                ctx.cluster.delete_pod(SHIPPER_NAMESPACE, pod).map_err(kind_error)?;
+            }
+        }
+        Action::PodRelabel(name, labels) => {
+            for pod in pods.iter().filter(|p| &p.spec.name == name) {
+                ctx.cluster
+                    .relabel_pod(&pod.spec.namespace, name, labels, &[RUN_LABEL])
+                    .map_err(kind_error)?;
+            }
+        }
+        Action::NodeJoin => {
+            let node = held_back
+                .node
+                .clone()
+                .ok_or_else(|| RunError::Unsupported("node_join: no worker held back".into()))?;
+            ctx.cluster.join_node(&node, CLUSTER_TIMEOUT).map_err(kind_error)?;
+            held_back.joined = true;
+            ctx.cluster
+                .wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT)
+                .map_err(kind_error)?;
+        }
+        Action::PodReschedule(name) => {
+            for pod in pods.iter_mut().filter(|p| &p.spec.name == name && p.state == PodState::Running) {
+                pod.state = PodState::Moving;
+            }
+        }
+        other => {
+            return Err(RunError::Unsupported(format!("the kind tier cannot apply {other:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// The DaemonSet followed every node: one shipper pod on each.
+fn daemonset_check(nodes: &BTreeSet<String>, shipper_pods: &BTreeMap<String, String>) -> Check {
+    let covered: BTreeSet<String> = shipper_pods.values().cloned().collect();
+    Check {
+        name: "a shipper on every node".into(),
+        ok: &covered == nodes,
+        detail: format!("nodes {nodes:?}, shipper pods on {covered:?}"),
+    }
+}
+
+/// Every rescheduled pod ran on as many distinct nodes as it had incarnations.
+fn reschedule_checks(scenario: &Scenario, pods: &[KindPod]) -> Vec<Check> {
+    let moved: BTreeSet<&str> = scenario
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::PodReschedule)
+        .filter_map(|f| f.pod.as_deref())
+        .collect();
+    pods.iter()
+        .filter(|p| moved.contains(p.spec.name.as_str()))
+        .map(|p| {
+            let distinct: BTreeSet<&String> = p.nodes.iter().collect();
+            Check {
+                name: format!("{} moved between nodes", p.spec.name),
+                ok: p.nodes.len() > 1 && distinct.len() > 1,
+                detail: format!("ran on {:?}", p.nodes),
+            }
+        })
+        .collect()
+}
+
+/// The scenario as the report checks it on kind: every container's image is the writer image
+/// (what the pods really run, so what the shipper reports in `container_image`).
+pub fn kind_view(scenario: &Scenario, writer_image: &str) -> Scenario {
+    let mut view = scenario.clone();
+    for pod in &mut view.pods {
+        for c in &mut pod.containers {
+            c.image = writer_image.to_owned();
+        }
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario() -> Scenario {
+        Scenario::parse(
+            r#"
+name = "k"
+why = "w"
+[[pods]]
+namespace = "shop"
+name = "web-0"
+containers = [{ name = "nginx", lines = 100, rate = 10 }]
+[[faults]]
+at = "2s"
+kind = "node_join"
+[[faults]]
+at = "3s"
+kind = "pod_reschedule"
+pod = "web-0"
+[[faults]]
+at = "6s"
+kind = "pod_reschedule"
+pod = "web-0"
+[expect]
+groups = { g = ["web-0_nginx"] }
+"#,
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn rescheduled_pods_split_their_lines_into_incarnations() {
+        let s = scenario();
+        assert_eq!(kind_config(&s).1, "kind-config/multi-node.yaml");
+        let pods = kind_pods(&s, "r1").expect("pods");
+        let seqs: Vec<_> = pods[0].incarnations.iter().map(|plans| plans[0].seqs()).collect();
+        // 10 lines/s, the first at 0 s: 31 lines are due by 3 s (the last at exactly 3 s), 31
+        // more in the 3 s after, the rest on the last node.
+        assert_eq!(seqs, [0..31, 31..62, 62..100]);
+    }
+
+    #[test]
+    fn pods_move_to_another_worker_preferring_the_joined_one() {
+        let nodes: Vec<String> =
+            ["m-control-plane", "m-worker", "m-worker2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(first_node(&nodes).as_deref(), Some("m-worker"));
+        assert_eq!(other_node(&nodes, "m-worker").as_deref(), Some("m-worker2"));
+        assert_eq!(other_node(&nodes, "m-worker2").as_deref(), Some("m-worker"));
+        let single = vec!["s-control-plane".to_owned()];
+        assert_eq!(first_node(&single).as_deref(), Some("s-control-plane"));
+        assert_eq!(other_node(&single, "s-control-plane"), None);
+    }
+
+    #[test]
+    fn the_daemonset_check_wants_a_shipper_on_every_node() {
+        let nodes: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let one = BTreeMap::from([("shipper-x".to_owned(), "a".to_owned())]);
+        assert!(!daemonset_check(&nodes, &one).ok);
+        let both = BTreeMap::from([
+            ("shipper-x".to_owned(), "a".to_owned()),
+            ("shipper-y".to_owned(), "b".to_owned()),
+        ]);
+        assert!(daemonset_check(&nodes, &both).ok);
+    }
+
+    #[test]
+    fn the_report_expects_the_writer_image() {
+        let view = kind_view(&scenario(), "shipper-harness/writer:abc");
+        assert_eq!(view.pods[0].containers[0].image, "shipper-harness/writer:abc");
+    }
+}

@@ -1,0 +1,270 @@
+//! The line plan of one scenario container: which line (payload, class, stream) has which
+//! sequence number, and when it is due. The local tier's SimNode writes from it, the kind
+//! tier's writer pods print from it, and both record the ledger from it.
+
+use std::time::Duration;
+
+use crate::audit::{Charset, InvalidField, Ledger, LineClass, Payload, SizeClass};
+use crate::scenario::ContainerSpec;
+use crate::simnode::Stream;
+
+/// The scenario's names for line classes (`sizes = [...]`).
+pub fn line_class(name: &str) -> Result<LineClass, String> {
+    let ascii = LineClass::ascii;
+    Ok(match name {
+        "small" => ascii(SizeClass::Minimal),
+        "100B" => ascii(SizeClass::B100),
+        "16KiB-1" => ascii(SizeClass::K16Minus1),
+        "16KiB" => ascii(SizeClass::K16),
+        "16KiB+1" => ascii(SizeClass::K16Plus1),
+        "256KiB" => ascii(SizeClass::K256),
+        "1MiB+" => ascii(SizeClass::OverMiB),
+        "unicode" => LineClass { size: SizeClass::B100, charset: Charset::Unicode },
+        "invalid-utf8" => LineClass { size: SizeClass::B100, charset: Charset::InvalidUtf8 },
+        other => {
+            return Err(format!(
+                "unknown size class {other:?}; use small, 100B, 16KiB-1, 16KiB, 16KiB+1, 256KiB, 1MiB+, unicode or invalid-utf8"
+            ));
+        }
+    })
+}
+
+/// Which stream a container's lines go to (`stream = ...` in a scenario).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamChoice {
+    /// Every line on stdout.
+    Stdout,
+    /// Every line on stderr.
+    Stderr,
+    /// Even sequence numbers on stdout, odd ones on stderr.
+    Alternate,
+}
+
+impl StreamChoice {
+    /// `stdout`, `stderr` or `both`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "stdout" => Ok(StreamChoice::Stdout),
+            "stderr" => Ok(StreamChoice::Stderr),
+            "both" => Ok(StreamChoice::Alternate),
+            other => Err(format!("stream {other:?}: use \"stdout\", \"stderr\" or \"both\"")),
+        }
+    }
+
+    /// The scenario's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamChoice::Stdout => "stdout",
+            StreamChoice::Stderr => "stderr",
+            StreamChoice::Alternate => "both",
+        }
+    }
+
+    /// The stream of line `seq`.
+    pub fn of(self, seq: u64) -> Stream {
+        match self {
+            StreamChoice::Stderr => Stream::Stderr,
+            StreamChoice::Alternate if seq % 2 == 1 => Stream::Stderr,
+            _ => Stream::Stdout,
+        }
+    }
+}
+
+/// A container whose lines cannot be planned as its scenario says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("container {container} of pod {pod}: {reason}")]
+pub struct PlanError {
+    /// Pod.
+    pub pod: String,
+    /// Container.
+    pub container: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLine {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its class.
+    pub class: LineClass,
+    /// Where the container writes it.
+    pub stream: Stream,
+    /// The raw bytes, without the newline.
+    pub bytes: Vec<u8>,
+}
+
+/// Every line one container writes: `lines` payloads numbered from `first_seq`, classes
+/// cycled by sequence number, `rate` lines per second from the container's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinePlan {
+    /// Run id in every payload (lines of other runs are spurious).
+    pub run: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// Line classes, cycled by sequence number.
+    pub classes: Vec<LineClass>,
+    /// Stream of each line.
+    pub streams: StreamChoice,
+    /// Sequence number of the first line (a rescheduled pod continues its predecessor's).
+    pub first_seq: u64,
+    /// Lines to write.
+    pub lines: u64,
+    /// Lines per second.
+    pub rate: f64,
+}
+
+impl LinePlan {
+    /// The plan of `spec`, a container of pod `pod`, in run `run`.
+    pub fn new(run: &str, pod: &str, spec: &ContainerSpec) -> Result<LinePlan, PlanError> {
+        let failed = |reason: String| PlanError { pod: pod.to_owned(), container: spec.name.clone(), reason };
+        let classes =
+            spec.sizes.iter().map(|s| line_class(s)).collect::<Result<Vec<_>, _>>().map_err(failed)?;
+        let plan = LinePlan {
+            run: run.to_owned(),
+            pod: pod.to_owned(),
+            container: spec.name.clone(),
+            classes,
+            streams: StreamChoice::parse(&spec.stream).map_err(failed)?,
+            first_seq: 0,
+            lines: spec.lines,
+            rate: spec.rate,
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Check what [`LinePlan::line`] and [`LinePlan::due`] rely on.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let failed = |reason: &str| {
+            Err(PlanError { pod: self.pod.clone(), container: self.container.clone(), reason: reason.into() })
+        };
+        if self.classes.is_empty() {
+            return failed("`sizes` is empty");
+        }
+        if !(self.rate > 0.0 && self.rate.is_finite()) {
+            return failed("rate must be a positive number of lines per second");
+        }
+        if let Err(e) = Payload::line(&self.run, &self.pod, &self.container, self.first_seq, self.classes[0])
+        {
+            return failed(&e.to_string());
+        }
+        Ok(())
+    }
+
+    /// The sequence numbers of the plan.
+    pub fn seqs(&self) -> std::ops::Range<u64> {
+        self.first_seq..self.first_seq + self.lines
+    }
+
+    /// The class of line `seq`.
+    pub fn class(&self, seq: u64) -> LineClass {
+        self.classes[(seq % self.classes.len() as u64) as usize]
+    }
+
+    /// Line `seq`: its payload bytes, class and stream.
+    pub fn line(&self, seq: u64) -> Result<PlannedLine, InvalidField> {
+        let class = self.class(seq);
+        let bytes = Payload::line(&self.run, &self.pod, &self.container, seq, class)?;
+        Ok(PlannedLine { seq, class, stream: self.streams.of(seq), bytes })
+    }
+
+    /// How many lines are due `elapsed` after the container started: the first at once,
+    /// the n-th (from 0) at `n / rate`.
+    pub fn due(&self, elapsed: Duration) -> u64 {
+        let due = (elapsed.as_secs_f64() * self.rate).floor() as u64 + 1;
+        due.min(self.lines)
+    }
+
+    /// When the n-th line (from 0) is due, from the container's start.
+    pub fn due_at(&self, n: u64) -> Duration {
+        Duration::from_secs_f64(n as f64 / self.rate)
+    }
+
+    /// How long writing every line takes (the last one is due at `(lines - 1) / rate`).
+    pub fn duration(&self) -> Duration {
+        self.due_at(self.lines.saturating_sub(1))
+    }
+
+    /// Record every line of the plan in `ledger`, as written.
+    pub fn record_all(&self, ledger: &mut Ledger) {
+        for seq in self.seqs() {
+            ledger.record_payload(&self.pod, &self.container, seq, self.class(seq));
+        }
+    }
+
+    /// The part of the plan due within `elapsed` of the start, and the rest, numbered on:
+    /// a pod moved to another node writes the rest where its predecessor stopped.
+    pub fn split_at(&self, elapsed: Duration) -> (LinePlan, LinePlan) {
+        let before = self.due(elapsed);
+        let first = LinePlan { lines: before, ..self.clone() };
+        let rest =
+            LinePlan { first_seq: self.first_seq + before, lines: self.lines - before, ..self.clone() };
+        (first, rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(sizes: &[&str], stream: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: "app".into(),
+            image: "i".into(),
+            lines: 10,
+            rate: 4.0,
+            sizes: sizes.iter().map(|s| s.to_string()).collect(),
+            stream: stream.into(),
+            format: "cri".into(),
+            age: None,
+        }
+    }
+
+    #[test]
+    fn classes_cycle_and_streams_alternate() {
+        let plan = LinePlan::new("r1", "web-0", &spec(&["small", "unicode"], "both")).expect("valid");
+        let line = plan.line(3).expect("line");
+        assert_eq!(line.class, line_class("unicode").expect("class"));
+        assert_eq!(line.stream, Stream::Stderr);
+        assert_eq!(plan.line(4).expect("line").stream, Stream::Stdout);
+        assert_eq!(line.bytes, Payload::line("r1", "web-0", "app", 3, line.class).expect("payload"));
+    }
+
+    #[test]
+    fn lines_fall_due_at_the_rate() {
+        let plan = LinePlan::new("r1", "web-0", &spec(&["small"], "stdout")).expect("valid");
+        assert_eq!(plan.due(Duration::ZERO), 1);
+        assert_eq!(plan.due(Duration::from_millis(499)), 2);
+        assert_eq!(plan.due(Duration::from_millis(500)), 3);
+        assert_eq!(plan.due(Duration::from_secs(60)), 10);
+        assert_eq!(plan.due_at(2), Duration::from_millis(500));
+        assert_eq!(plan.duration(), Duration::from_millis(2250));
+    }
+
+    #[test]
+    fn a_split_plan_continues_the_sequence() {
+        let plan = LinePlan::new("r1", "web-0", &spec(&["small"], "stdout")).expect("valid");
+        let (first, rest) = plan.split_at(Duration::from_millis(600));
+        assert_eq!(first.seqs(), 0..3);
+        assert_eq!(rest.seqs(), 3..10);
+        let mut whole = Ledger::new("r1");
+        plan.record_all(&mut whole);
+        let mut halves = Ledger::new("r1");
+        first.record_all(&mut halves);
+        rest.record_all(&mut halves);
+        assert_eq!(whole.counts(), halves.counts());
+    }
+
+    #[test]
+    fn bad_specs_are_named() {
+        let err = LinePlan::new("r1", "web-0", &spec(&["huge"], "stdout")).expect_err("unknown class");
+        assert!(err.to_string().contains("huge"), "{err}");
+        assert!(LinePlan::new("r1", "web-0", &spec(&[], "stdout")).is_err());
+        assert!(LinePlan::new("r1", "web-0", &spec(&["small"], "sideways")).is_err());
+        assert!(LinePlan::new("r 1", "web-0", &spec(&["small"], "stdout")).is_err());
+    }
+}
