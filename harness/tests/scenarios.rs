@@ -81,6 +81,7 @@ scenarios! {
     restart_during_rotation => "restart-during-rotation",
     network_disconnect => "network-disconnect",
     backend_pause => "backend-pause",
+    node_restart => "node-restart",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

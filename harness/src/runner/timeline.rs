@@ -44,6 +44,9 @@ pub enum Action {
     NodeJoin,
     /// Move a pod to another node, continuing its sequence (kind tier).
     PodReschedule(String),
+    /// Crash the node; it is back after the delay (kind tier). The local and container
+    /// tiers SIGKILL the shipper and restart it after the delay, as for [`Action::Kill`].
+    NodeRestart(Duration),
 }
 
 /// The scenario's faults as an ordered list of steps; random points come from `seed`.
@@ -93,6 +96,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             }
             FaultKind::NodeJoin => steps.push(Step { at, action: Action::NodeJoin }),
             FaultKind::PodReschedule => steps.push(Step { at, action: Action::PodReschedule(pod) }),
+            FaultKind::NodeRestart => steps.push(Step { at, action: Action::NodeRestart(restart) }),
         }
     }
     steps.sort_by_key(|s| s.at);

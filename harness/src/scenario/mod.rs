@@ -26,6 +26,15 @@
 //! are written on its node; a pod of the same name writes the rest, numbered on, on another
 //! node). The local and container tiers refuse scenarios with them.
 //!
+//! Node restart (every tier): fault `node_restart` crashes the scenario's node at `at` (no
+//! `pod`, no `for`; `restart_after` is how long it stays down, default at once). The ledger
+//! rule: every pod that starts before `at` must have its last line due (`start + (lines - 1) /
+//! rate`, `stagger` included) at least [`NODE_RESTART_MARGIN`] before `at`, so only the
+//! shipper and the files already on disk go through the restart; pods starting later are
+//! created once the node is back. Not combined with node scaling (which node would it be?).
+//! The kind tier kills and starts the node's container; the local and container tiers have
+//! no node to restart and SIGKILL the shipper, then start it again on the same state.
+//!
 //! Unknown keys are errors everywhere. Expected names are written out by hand: the harness
 //! never computes them with the shipper's routing code.
 
@@ -150,6 +159,9 @@ impl Scenario {
                 ));
             }
         }
+        for f in self.faults.iter().filter(|f| f.kind == FaultKind::NodeRestart) {
+            node_restart_allowed(f, &pods, &self.faults)?;
+        }
         if self.faults.iter().filter(|f| f.kind == FaultKind::NodeJoin).count() > 1 {
             return Err("at most one `node_join`: the multi-node kind config holds one worker back".into());
         }
@@ -211,6 +223,43 @@ impl Scenario {
             })
             .collect()
     }
+}
+
+/// Why `node_restart` fault `f` cannot be applied with an exact ledger, if it cannot.
+fn node_restart_allowed(f: &Fault, pods: &[PodSpec], faults: &[Fault]) -> Result<(), String> {
+    let at = f.at.0;
+    if f.pod.is_some() {
+        return Err(format!("node_restart at {at:?} restarts the node; it takes no `pod`"));
+    }
+    if f.duration.is_some() {
+        return Err(format!(
+            "node_restart at {at:?} is instant; `restart_after` says how long the node stays down, not `for`"
+        ));
+    }
+    if let Some(scaling) = faults.iter().find(|g| g.kind.needs_several_nodes()) {
+        return Err(format!(
+            "node_restart at {at:?} restarts the scenario's one node; it cannot be combined with {:?} at {:?}",
+            scaling.kind, scaling.at.0
+        ));
+    }
+    // A pod starting at `at` or later is created after the restart step (both runners apply
+    // a tick's faults before creating its pods; the kind runner returns once the node is back).
+    for pod in pods.iter().filter(|p| p.start.0 < at) {
+        for c in &pod.containers {
+            // The same arithmetic as the line plan's due times: the n-th line (from 0) is due
+            // at start + n / rate.
+            let last_due = pod.start.0 + Duration::from_secs_f64(c.lines.saturating_sub(1) as f64 / c.rate);
+            if last_due + NODE_RESTART_MARGIN > at {
+                return Err(format!(
+                    "node_restart at {at:?}: pod {}/{} container {} is still writing (its last line is \
+                     due at {last_due:?}; a restart needs every writer on the node done {NODE_RESTART_MARGIN:?} \
+                     before, else the ledger of a writer killed mid-write is unknown)",
+                    pod.namespace, pod.name, c.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

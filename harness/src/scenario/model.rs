@@ -241,7 +241,23 @@ pub enum FaultKind {
     /// same name continues the sequence on another node (the joined one, if any). Local and
     /// container tiers (one node) refuse the scenario.
     PodReschedule,
+    /// A crash of the scenario's node at `at`: every process on it dies at once (kubelet,
+    /// the runtime, every container, the shipper's included) and it boots again
+    /// `restart_after` later (default at once). The shipper's spool and checkpoints are on
+    /// the node's disk and must carry it through. Refused while a scenario pod on the node
+    /// would still be writing (see [`NODE_RESTART_MARGIN`]), so the ledger stays exact.
+    /// Kind tier: `docker kill` + `docker start` of the node's container; the local and
+    /// container tiers (no node to restart, writers already done) SIGKILL the shipper and
+    /// start it again with the same state, like `shipper_kill`.
+    NodeRestart,
 }
+
+/// `node_restart`: every scenario pod that starts before the restart must have its last line
+/// due at least this long before it. The writers are then done and their files on disk when
+/// the node dies (a writer killed mid-write and restarted by kubelet would print an unknown
+/// part of its lines again); the kind tier also waits for each writer pod to have exited
+/// before it restarts the node, so a slow pod start delays the restart, never the ledger.
+pub const NODE_RESTART_MARGIN: Duration = Duration::from_secs(1);
 
 impl FaultKind {
     /// The fault needs a cluster of more than one node (only the kind tier has one).
@@ -272,7 +288,7 @@ pub struct Fault {
     pub latency: Option<Dur>,
     /// `bandwidth`.
     pub bytes_per_sec: Option<u64>,
-    /// Shipper faults: delay before the restart.
+    /// Shipper faults: delay before the restart; `node_restart`: how long the node is down.
     pub restart_after: Option<Dur>,
     /// `shipper_kill_random`: how many kills.
     pub count: Option<u32>,

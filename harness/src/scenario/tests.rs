@@ -111,3 +111,51 @@ fn replicas_expand_pods_and_expected_streams() {
     let layout = s.expected_layout();
     assert_eq!(layout["g"].iter().cloned().collect::<Vec<_>>(), ["w-0_c", "w-1_c", "w-2_c"]);
 }
+
+/// `MINIMAL`'s pod writes 10 lines at 200/s: its last line is due at 45 ms.
+fn with_restart(fault: &str) -> String {
+    format!("{MINIMAL}\n[[faults]]\nkind = \"node_restart\"\n{fault}\n")
+}
+
+#[test]
+fn node_restart_after_the_writers_are_done_is_accepted() {
+    let s = Scenario::parse(&with_restart("at = \"2s\"\nrestart_after = \"500ms\"")).expect("valid");
+    assert_eq!(s.faults[0].kind, FaultKind::NodeRestart);
+    assert_eq!(s.faults[0].restart_after.map(|d| d.0), Some(Duration::from_millis(500)));
+    assert!(!FaultKind::NodeRestart.needs_several_nodes());
+    // Exactly the margin after the last due line (45 ms + 1 s) is enough.
+    Scenario::parse(&with_restart("at = \"1045ms\"")).expect("restart right at the margin");
+    // A pod starting after the restart is created once the node is back: no constraint.
+    let later = with_restart("at = \"2s\"").replace("containers = [", "start = \"2s\"\ncontainers = [");
+    Scenario::parse(&later).expect("a pod starting at the restart writes after it");
+}
+
+#[test]
+fn node_restart_while_a_writer_is_still_writing_is_refused() {
+    let err = Scenario::parse(&with_restart("at = \"1s\"")).expect_err("within the margin");
+    assert!(matches!(err, ScenarioError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("ns/p container c is still writing"), "{err}");
+    // Replicas started by `stagger` are checked one by one: w-2 starts at 2 s and is due
+    // until 2.045 s, too close to a restart at 3 s; w-0 and w-1 alone would be fine.
+    let staggered = with_restart("at = \"3s\"")
+        .replace("name = \"p\"", "name = \"w-{i}\"\nreplicas = 3\nstagger = \"1s\"")
+        .replace("[\"p_c\"]", "[\"w-{i}_c\"]");
+    let err = Scenario::parse(&staggered).expect_err("the last replica is still writing");
+    assert!(err.to_string().contains("ns/w-2 container c"), "{err}");
+    Scenario::parse(&staggered.replace("at = \"3s\"", "at = \"3100ms\"")).expect("all done by then");
+    // The rate counts: 10 lines at 2/s are due until 4.5 s.
+    let slow = with_restart("at = \"5s\"").replace("lines = 10", "lines = 10, rate = 2");
+    assert!(Scenario::parse(&slow).is_err());
+    Scenario::parse(&slow.replace("at = \"5s\"", "at = \"5500ms\"")).expect("done by then");
+}
+
+#[test]
+fn node_restart_takes_no_pod_nor_window_and_one_node_only() {
+    let err = Scenario::parse(&with_restart("at = \"2s\"\npod = \"p\"")).expect_err("no pod");
+    assert!(err.to_string().contains("takes no `pod`"), "{err}");
+    let err = Scenario::parse(&with_restart("at = \"2s\"\nfor = \"3s\"")).expect_err("no window");
+    assert!(err.to_string().contains("`restart_after`"), "{err}");
+    let scaling = format!("{}\n[[faults]]\nat = \"3s\"\nkind = \"node_join\"\n", with_restart("at = \"2s\""));
+    let err = Scenario::parse(&scaling).expect_err("one node");
+    assert!(err.to_string().contains("cannot be combined with NodeJoin"), "{err}");
+}
