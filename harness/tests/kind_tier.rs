@@ -128,6 +128,13 @@ async fn node_scaling() {
     run("node_scaling", "kind/node-scaling", BackendChoice::LocalStack).await;
 }
 
+/// Node restart (issue #5 item 4): the node crashes during an outage with a spooled backlog;
+/// the shipper pod comes back on its hostPath spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restart() {
+    run("node_restart", "kind/node-restart", BackendChoice::LocalStack).await;
+}
+
 /// A scenario with faults kind cannot apply is refused before any cluster work, with the
 /// reason (this one needs no kind, no Docker).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,10 @@
 //!   their [`LinePlan`]: the ledger is computed from the plans, nothing is read from the pods;
 //! - faults: gateway faults, `docker pause` of the backend, `docker network disconnect` of
 //!   the nodes, deletion of the shipper pods (kill), pod relabelling, a held-back worker
-//!   joining and pods moving to another node. What kind cannot apply is refused up front
+//!   joining, pods moving to another node, and a crash of the scenario pods' node
+//!   (`node_restart`: once every writer pod on it has exited, `docker kill` + `docker start`
+//!   of the node, then wait for it Ready and the DaemonSet's pod on it ready again in a new
+//!   container). What kind cannot apply is refused up front
 //!   ([`super::support::kind_refusal`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -165,11 +168,28 @@ impl Drop for RunObjects<'_> {
     }
 }
 
-/// Kind nodes detached from their network by a `network_disconnect`, with their addresses.
+/// Kind nodes detached from their network by a `network_disconnect`, with their addresses;
+/// what each `node_restart` did.
 #[derive(Debug, Default)]
 struct DockerFaults {
     paused: bool,
     disconnected: Vec<(String, Ipv4Addr)>,
+    restarts: Vec<NodeRestart>,
+}
+
+/// One `node_restart` as it happened (times from the start of the run).
+#[derive(Debug)]
+struct NodeRestart {
+    node: String,
+    scheduled: Duration,
+    /// When the node was killed: later than scheduled if writer pods were still running.
+    killed: Duration,
+    /// When it was Ready again with the shipper pod ready on it.
+    back: Duration,
+    /// Writer pods waited for before the kill.
+    waited_for: Vec<String>,
+    /// The shipper pod ready on it afterwards.
+    shipper_pod: String,
 }
 
 /// The shipper pods' metrics, summed, and every shipper pod seen.
@@ -342,7 +362,14 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
         while next_step < steps.len() && steps[next_step].at <= t {
             let action = steps[next_step].action.clone();
             next_step += 1;
-            let ctx = FaultContext { cluster: &cluster, backend: &backend_container, gateway: &gateway };
+            let ctx = FaultContext {
+                cluster: &cluster,
+                backend: &backend_container,
+                gateway: &gateway,
+                run: &run,
+                t0,
+                scheduled: steps[next_step - 1].at,
+            };
             apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
         }
         for pod in pods.iter_mut().filter(|p| p.state == PodState::Pending && p.spec.start.0 <= t) {
@@ -390,7 +417,9 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
         if next_step >= steps.len() && t >= faults_over && pods.iter().all(|p| p.state == PodState::Done) {
             break;
         }
-        if t > give_up {
+        // Time spent waiting for a restarted node does not count against the writers.
+        let restarting: Duration = faults.restarts.iter().map(|r| r.back.saturating_sub(r.scheduled)).sum();
+        if t > give_up + restarting {
             let states: Vec<String> = pods
                 .iter()
                 .filter(|p| p.state != PodState::Done)
@@ -428,6 +457,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     let shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
     let nodes: BTreeSet<String> = cluster.nodes().map_err(kind_error)?.into_iter().collect();
     checks.push(daemonset_check(&nodes, &shipper_nodes));
+    checks.extend(faults.restarts.iter().map(node_restart_check));
     checks.extend(reschedule_checks(scenario, &pods));
     checks.extend(delivered_by_checks(scenario, &delivered_by, &ledger));
     let substituted = super::support::kind_substitutions(scenario);
@@ -444,7 +474,8 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
         faults: timeline::windows(scenario),
         quiet_since,
         drained_at,
-        starts: shippers.seen.len() as u32,
+        // A node restart starts the same shipper pod again, in a new container.
+        starts: (shippers.seen.len() + faults.restarts.len()) as u32,
         peak_rss_kib: 0,
         peak_spool_bytes: shippers.peak_spool,
         metrics: shippers.metrics,
@@ -565,6 +596,12 @@ struct FaultContext<'a> {
     cluster: &'a KindCluster,
     backend: &'a BackendContainer,
     gateway: &'a GatewayHandle,
+    /// The run's label value on scenario pods.
+    run: &'a str,
+    /// The start of the run.
+    t0: Instant,
+    /// When the step being applied was due.
+    scheduled: Duration,
 }
 
 async fn apply(
@@ -633,11 +670,100 @@ async fn apply(
                 pod.state = PodState::Moving;
             }
         }
+        Action::NodeRestart(down_for) => {
+            let restart = restart_node(ctx, pods, *down_for).await?;
+            faults.restarts.push(restart);
+        }
         other => {
             return Err(RunError::Unsupported(format!("the kind tier cannot apply {other:?}")));
         }
     }
     Ok(())
+}
+
+/// `node_restart` on the node the scenario pods run on. First every writer pod created so
+/// far must have exited: the model only allows a restart after the pods' last lines are due,
+/// but a pod starts later on kind than its `start` (image, sandbox), and a writer killed
+/// mid-write would leave the ledger unknown, so the restart waits for them rather than
+/// guess. Then the node is crashed and started again, and the run goes on once it is Ready
+/// with the DaemonSet's pod on it ready in a new container (the shipper restarted on its
+/// hostPath spool). Pods due meanwhile are created after this returns.
+async fn restart_node(
+    ctx: &FaultContext<'_>,
+    pods: &[KindPod],
+    down_for: Duration,
+) -> Result<NodeRestart, RunError> {
+    let node = first_node(&ctx.cluster.nodes().map_err(kind_error)?).ok_or_else(|| RunError::Component {
+        component: "kind",
+        reason: "node_restart: the cluster has no node".into(),
+    })?;
+    let created: Vec<String> = pods
+        .iter()
+        .filter(|p| matches!(p.state, PodState::Running | PodState::Moving))
+        .map(KindPod::key)
+        .collect();
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    let mut waited_for = BTreeSet::new();
+    loop {
+        let phases = ctx.cluster.pod_phases(RUN_LABEL, ctx.run).map_err(kind_error)?;
+        let writing: Vec<&String> =
+            created.iter().filter(|k| phases.get(*k).map(String::as_str) != Some("Succeeded")).collect();
+        if let Some(failed) = writing.iter().find(|k| phases.get(**k).map(String::as_str) == Some("Failed")) {
+            return Err(RunError::Component {
+                component: "kind",
+                reason: format!("writer pod {failed} failed before the node restart"),
+            });
+        }
+        if writing.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::Component {
+                component: "kind",
+                reason: format!(
+                    "node_restart: writer pods {writing:?} still running after {CLUSTER_TIMEOUT:?}; a \
+                     restart now would leave the lines they wrote unknown"
+                ),
+            });
+        }
+        waited_for.extend(writing.into_iter().cloned());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let before = ctx.cluster.pod_containers(SHIPPER_NAMESPACE).map_err(kind_error)?;
+    let killed = ctx.t0.elapsed();
+    ctx.cluster.restart_node(&node, down_for).map_err(kind_error)?;
+    let shipper_pod = ctx
+        .cluster
+        .wait_pod_restarted(SHIPPER_NAMESPACE, &node, &before, CLUSTER_TIMEOUT)
+        .map_err(kind_error)?;
+    Ok(NodeRestart {
+        node,
+        scheduled: ctx.scheduled,
+        killed,
+        back: ctx.t0.elapsed(),
+        waited_for: waited_for.into_iter().collect(),
+        shipper_pod,
+    })
+}
+
+/// What a node restart did, for the report (it ran, or the run stopped with an error).
+fn node_restart_check(r: &NodeRestart) -> Check {
+    let waited = if r.waited_for.is_empty() {
+        "no writer was still running".to_owned()
+    } else {
+        format!("waited for writers {} to exit first", r.waited_for.join(", "))
+    };
+    Check {
+        name: format!("node restart at {:.1}s", r.scheduled.as_secs_f64()),
+        ok: true,
+        detail: format!(
+            "{} killed at {:.1}s ({waited}), Ready again at {:.1}s with shipper pod {} ready in a new container",
+            r.node,
+            r.killed.as_secs_f64(),
+            r.back.as_secs_f64(),
+            r.shipper_pod
+        ),
+    }
 }
 
 /// The DaemonSet followed every node: one shipper pod on each.
@@ -747,6 +873,33 @@ groups = { g = ["web-0_nginx"] }
             ("shipper-y".to_owned(), "b".to_owned()),
         ]);
         assert!(daemonset_check(&nodes, &both).ok);
+    }
+
+    #[test]
+    fn the_node_restart_scenario_runs_on_one_node_and_says_what_happened() {
+        let path = repo_root().join("scenarios/kind/node-restart.toml");
+        let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kind_config(&s).1, "kind-config/single-node.yaml");
+        assert_eq!(super::super::support::kind_refusal(&s), None);
+        let restarts: Vec<_> = plan(&s, 1)
+            .into_iter()
+            .filter_map(|step| match step.action {
+                Action::NodeRestart(down) => Some((step.at, down)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(restarts, [(Duration::from_secs(16), Duration::from_secs(5))]);
+        let check = node_restart_check(&NodeRestart {
+            node: "shipper-e2e-control-plane".into(),
+            scheduled: Duration::from_secs(16),
+            killed: Duration::from_millis(17_500),
+            back: Duration::from_secs(52),
+            waited_for: vec!["shop/web-0".into()],
+            shipper_pod: "shipper-x".into(),
+        });
+        assert_eq!(check.name, "node restart at 16.0s");
+        assert!(check.detail.contains("killed at 17.5s (waited for writers shop/web-0 to exit first)"));
+        assert!(check.detail.contains("Ready again at 52.0s with shipper pod shipper-x"));
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
                  `pod_reschedule`"
             }
             FaultKind::ShipperTerm => "the shipper pod's exit code after SIGTERM is not observable",
+            FaultKind::NodeRestart
+                if scenario.faults.iter().any(|g| {
+                    g.kind == FaultKind::NetworkDisconnect && g.at.0 <= f.at.0 && f.at.0 < g.end()
+                }) =>
+            {
+                "the nodes are disconnected then: the harness cannot see the restarted node come back"
+            }
             _ => continue,
         };
         reasons.push(format!("fault {} at {:?}: {why}", fault_name(f.kind), f.at.0));
@@ -120,6 +127,18 @@ groups = { "g" = ["p_c"] }
         for kind in ["blackhole", "backend_pause", "network_disconnect", "shipper_kill", "pod_relabel"] {
             assert_eq!(kind_refusal(&with_fault(kind)), None, "{kind}");
         }
+        // A node restart runs on kind, except while the nodes are cut off from the harness.
+        let restart = format!("{BASE}\n[[faults]]\nat = \"3s\"\nkind = \"node_restart\"\n");
+        let restart = Scenario::parse(&restart).expect("valid");
+        assert_eq!(kind_refusal(&restart), None);
+        assert_eq!(single_node_refusal(&restart, "local"), None, "mapped to a kill on one node");
+        let cut_off = Scenario::parse(&format!(
+            "{BASE}\n[[faults]]\nat = \"2s\"\nfor = \"2s\"\nkind = \"network_disconnect\"\n\
+             [[faults]]\nat = \"3s\"\nkind = \"node_restart\"\n"
+        ))
+        .expect("valid");
+        let refusal = kind_refusal(&cut_off).expect("refused");
+        assert!(refusal.contains("node_restart") && refusal.contains("disconnected"), "{refusal}");
         let aged = Scenario::parse(&BASE.replace("lines = 10", "lines = 10, age = \"20d\"")).expect("valid");
         assert!(kind_refusal(&aged).expect("refused").contains("`age`"));
     }

@@ -139,9 +139,66 @@ impl KindCluster {
         .map(drop)
     }
 
-    /// Restart a node: `docker restart` of its container (kind node names are container names).
-    pub fn restart_node(&self, node: &str) -> Result<(), ContainerError> {
-        super::docker::run(["restart", node]).map(drop)
+    /// Crash a node and boot it again: `docker kill` of its container (kind node names are
+    /// container names) SIGKILLs every process on it at once — kubelet, containerd, every
+    /// pod's containers — with no shutdown (`docker restart` would give systemd ten seconds
+    /// to stop the pods cleanly: a reboot, not a crash); `down_for` later `docker start`. Its
+    /// `/var` is a volume, so pod logs and hostPath state survive, as on a node's disk (the
+    /// host's page cache survives too: this is a crash of the node's processes, not a power
+    /// loss).
+    pub fn restart_node(&self, node: &str, down_for: Duration) -> Result<(), ContainerError> {
+        super::docker::run(["kill", node])?;
+        std::thread::sleep(down_for);
+        super::docker::run(["start", node]).map(drop)
+    }
+
+    /// `pod → (node, first container ready, its restart count)` of every pod in `namespace`.
+    pub fn pod_containers(&self, namespace: &str) -> Result<BTreeMap<String, PodContainer>, ContainerError> {
+        let template = "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} \
+                        {.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}{\"\\n\"}{end}";
+        let text = self.kubectl(&["get", "pods", "-n", namespace, "-o", template], None)?;
+        Ok(parse_pod_containers(&text))
+    }
+
+    /// Whether node `node` reports Ready (false while the API does not answer).
+    pub fn node_ready(&self, node: &str) -> bool {
+        let target = format!("node/{node}");
+        self.kubectl(&["wait", "--for=condition=Ready", &target, "--timeout=5s"], None).is_ok()
+    }
+
+    /// After a node restart: wait until `node` is Ready and a pod of `namespace` on it is
+    /// ready in a container started since `before` (another pod, or a higher restart count:
+    /// a status from before the crash, still Ready, does not count). Returns the pod's name.
+    pub fn wait_pod_restarted(
+        &self,
+        namespace: &str,
+        node: &str,
+        before: &BTreeMap<String, PodContainer>,
+        timeout: Duration,
+    ) -> Result<String, ContainerError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = String::from("the API did not answer");
+        loop {
+            // The API server may be on the restarted node: errors mean "not yet".
+            if let Ok(now) = self.pod_containers(namespace) {
+                let restarted = now.iter().find(|(name, c)| {
+                    c.node == node && c.ready && before.get(*name).is_none_or(|old| c.restarts > old.restarts)
+                });
+                if let Some((name, _)) = restarted
+                    && self.node_ready(node)
+                {
+                    return Ok(name.clone());
+                }
+                last = format!("pods of {namespace}: {now:?}");
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ContainerError::Unhealthy {
+                    what: format!("node {node} after its restart"),
+                    reason: format!("no pod of {namespace} ready again on it within {timeout:?}; {last}"),
+                });
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// The cluster's node names (= their container names), sorted.
@@ -269,6 +326,31 @@ impl KindCluster {
     }
 }
 
+/// A pod's node and its first container's state ([`KindCluster::pod_containers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodContainer {
+    /// The node it is bound to (empty while unscheduled).
+    pub node: String,
+    /// The container is ready.
+    pub ready: bool,
+    /// How many times it was restarted.
+    pub restarts: u32,
+}
+
+/// `name node ready restarts` lines; fields a pod has no status for yet are not ready, 0.
+fn parse_pod_containers(text: &str) -> BTreeMap<String, PodContainer> {
+    text.lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let name = fields.next()?.to_owned();
+            let node = fields.next().unwrap_or_default().to_owned();
+            let ready = fields.next() == Some("true");
+            let restarts = fields.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+            Some((name, PodContainer { node, ready, restarts }))
+        })
+        .collect()
+}
+
 /// `key value` lines into a map.
 fn parse_pairs(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -300,5 +382,14 @@ mod tests {
         let pairs = parse_pairs(text);
         assert_eq!(pairs.get("shop/web-1").map(String::as_str), Some("Succeeded"));
         assert_eq!(pairs.len(), 2);
+    }
+
+    #[test]
+    fn pod_container_lines_parse_with_missing_status() {
+        let text = "shipper-a n1 true 2\nshipper-b n2 false 0\nshipper-c\n";
+        let pods = parse_pod_containers(text);
+        assert_eq!(pods["shipper-a"], PodContainer { node: "n1".into(), ready: true, restarts: 2 });
+        assert!(!pods["shipper-b"].ready);
+        assert_eq!(pods["shipper-c"], PodContainer { node: String::new(), ready: false, restarts: 0 });
     }
 }
