@@ -45,16 +45,7 @@ async fn run(test: &str, name: &str, backend: BackendChoice) {
     }
     // testcontainers speaks Docker API 1.53; on an older daemon this test runs again in a
     // child process whose DOCKER_HOST is the harness's API shim.
-    let rerun = api_shim::rerun_through_shim_if_needed(&[
-        test.to_owned(),
-        "--exact".into(),
-        "--nocapture".into(),
-        "--test-threads=1".into(),
-    ])
-    .await
-    .unwrap_or_else(|e| panic!("docker API shim: {e}"));
-    if let Some(status) = rerun {
-        assert!(status.success(), "{test} failed in the re-run through the Docker API shim ({status})");
+    if api_shim::rerun_test_through_shim(test).await {
         return;
     }
     let scenario = Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));

@@ -138,6 +138,21 @@ pub async fn rerun_through_shim_if_needed(args: &[String]) -> Result<Option<Exit
     Ok(Some(status))
 }
 
+/// For a test that starts containers through testcontainers: re-run the test named `test`
+/// (alone, output shown) through the shim when the daemon needs it. True when it ran there,
+/// and passed (a failure there panics here); false: go on in this process.
+pub async fn rerun_test_through_shim(test: &str) -> bool {
+    let args = [test.to_owned(), "--exact".into(), "--nocapture".into(), "--test-threads=1".into()];
+    match rerun_through_shim_if_needed(&args).await {
+        Ok(None) => false,
+        Ok(Some(status)) => {
+            assert!(status.success(), "{test} failed in the re-run through the Docker API shim ({status})");
+            true
+        }
+        Err(e) => panic!("docker API shim: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    Action, BackendChoice, RunError, RunOptions, accepted_per_group, component, delivered_by_checks,
-    delivered_events, gateway_fault, plan, report_dir, shipper_settings_env, timeline, verdict,
+    Action, BackendChoice, DrainGate, RunError, RunOptions, accepted_per_group, component,
+    delivered_by_checks, delivered_events, gateway_fault, plan, report_dir, shipper_settings_env, timeline,
+    verdict,
 };
 use crate::audit::{self, Ledger};
 use crate::backend::{Backend, BackendKind};
@@ -434,26 +435,16 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     }
     let quiet_since = t0.elapsed();
 
-    // Drain gate, as on the other tiers.
-    let deadline = Instant::now() + scenario.expect.drain_timeout.0;
-    let expected_lines = ledger.len() as u64;
-    let mut drained_at = None;
-    let delivered = loop {
-        let t = t0.elapsed();
-        let accepted = delivered_events(&gateway);
-        samples.push(Sample { t: t.as_secs_f64(), written: expected_lines, delivered: accepted });
-        if accepted >= expected_lines {
-            let delivered = audit::read_all(&client).await.map_err(component("audit"))?;
-            if audit::verdict(&ledger, &delivered).missing_count() == 0 {
-                drained_at = Some(t);
-                break delivered;
-            }
-        }
-        if Instant::now() >= deadline {
-            break audit::read_all(&client).await.map_err(component("audit"))?;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Drain gate, as on the other tiers; the writer pods are done, so all is written.
+    let gate = DrainGate {
+        t0,
+        timeout: scenario.expect.drain_timeout.0,
+        ledger: &ledger,
+        gateway: &gateway,
+        client: &client,
     };
+    let written = ledger.len() as u64;
+    let (delivered, drained_at) = gate.wait(&mut samples, || written, async |_| Ok(())).await?;
     let shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
     let nodes: BTreeSet<String> = cluster.nodes().map_err(kind_error)?.into_iter().collect();
     checks.push(daemonset_check(&nodes, &shipper_nodes));
@@ -468,7 +459,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     let view = kind_view(scenario, &images.writer);
     let verdict = audit::verdict(&ledger, &delivered);
     let measured = verdict::Measured {
-        lines_written: expected_lines,
+        lines_written: written,
         checks,
         samples,
         faults: timeline::windows(scenario),

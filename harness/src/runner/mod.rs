@@ -505,34 +505,30 @@ pub async fn run_scenario_with(
     }
     let quiet_since = t0.elapsed();
 
-    // Drain gate: wait until nothing is missing, or the deadline.
-    let deadline = Instant::now() + scenario.expect.drain_timeout.0;
-    let expected_lines = ledger.len() as u64;
-    let mut drained_at = None;
-    let delivered = loop {
-        let t = t0.elapsed();
-        let accepted = delivered_events(&env.gateway);
-        samples.push(Sample { t: t.as_secs_f64(), written: workload.written(), delivered: accepted });
-        if accepted >= expected_lines {
-            let delivered = audit::read_all(&env.client).await.map_err(component("audit"))?;
-            if audit::verdict(&ledger, &delivered).missing_count() == 0 {
-                drained_at = Some(t);
-                break delivered;
-            }
-        }
-        if Instant::now() >= deadline {
-            break audit::read_all(&env.client).await.map_err(component("audit"))?;
-        }
-        if let Some(status) = shipper.reap_exit() {
-            crashes.record(shipper.armed_crash_point(), status, t);
-            tokio::time::sleep(CRASH_RESTART_DELAY).await;
-            shipper.start()?;
-        }
-        if let Ok(m) = shipper.metrics().await {
-            last_metrics = m;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let gate = DrainGate {
+        t0,
+        timeout: scenario.expect.drain_timeout.0,
+        ledger: &ledger,
+        gateway: &env.gateway,
+        client: &env.client,
     };
+    let (delivered, drained_at) = gate
+        .wait(
+            &mut samples,
+            || workload.written(),
+            async |t| {
+                if let Some(status) = shipper.reap_exit() {
+                    crashes.record(shipper.armed_crash_point(), status, t);
+                    tokio::time::sleep(CRASH_RESTART_DELAY).await;
+                    shipper.start()?;
+                }
+                if let Ok(m) = shipper.metrics().await {
+                    last_metrics = m;
+                }
+                Ok(())
+            },
+        )
+        .await?;
     if let Ok(m) = shipper.metrics().await {
         last_metrics = m;
     }
@@ -731,6 +727,51 @@ fn create_pod(standin: &Standin, pod: &crate::scenario::PodSpec, node: &str) -> 
 }
 
 /// Events the backend accepted so far, per the gateway's journal.
+/// The drain gate, the same on every tier: wait until the backend holds every line of the
+/// ledger, or the deadline.
+struct DrainGate<'a> {
+    /// The run's start (sample times).
+    t0: Instant,
+    /// The scenario's `drain_timeout`, from now.
+    timeout: Duration,
+    ledger: &'a Ledger,
+    gateway: &'a GatewayHandle,
+    client: &'a aws_sdk_cloudwatchlogs::Client,
+}
+
+impl DrainGate<'_> {
+    /// Every 500 ms: sample the gateway's accepted count (with `written()`); once it covers the
+    /// ledger, read the backend back and stop if the audit misses nothing. At the deadline,
+    /// read back what is there. `between` runs between polls (the tier's own upkeep).
+    /// Returns what was read back and when nothing was missing any more (`None`: never).
+    async fn wait(
+        self,
+        samples: &mut Vec<Sample>,
+        written: impl Fn() -> u64,
+        mut between: impl AsyncFnMut(Duration) -> Result<(), RunError>,
+    ) -> Result<(audit::Delivered, Option<Duration>), RunError> {
+        let deadline = Instant::now() + self.timeout;
+        let expected_lines = self.ledger.len() as u64;
+        loop {
+            let t = self.t0.elapsed();
+            let accepted = delivered_events(self.gateway);
+            samples.push(Sample { t: t.as_secs_f64(), written: written(), delivered: accepted });
+            if accepted >= expected_lines {
+                let delivered = audit::read_all(self.client).await.map_err(component("audit"))?;
+                if audit::verdict(self.ledger, &delivered).missing_count() == 0 {
+                    return Ok((delivered, Some(t)));
+                }
+            }
+            if Instant::now() >= deadline {
+                let delivered = audit::read_all(self.client).await.map_err(component("audit"))?;
+                return Ok((delivered, None));
+            }
+            between(t).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
 fn delivered_events(gateway: &GatewayHandle) -> u64 {
     gateway.summary().accepted.values().flat_map(|streams| streams.values()).map(|t| t.events).sum()
 }
