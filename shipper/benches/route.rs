@@ -24,6 +24,8 @@ fn route(c: &mut Criterion) {
         namespace: "shop",
         pod: "checkout-7d9f8b6c5-x2x4q",
         container: "app",
+        workload: "web",
+        workload_kind: "Deployment",
         labels: &labels,
         annotations: &annotations,
     };

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, FileSettings, Settings};
-use crate::kube::PodInfo;
-use crate::route::{Destination, RouteInput, Router};
+use crate::kube::{PodInfo, Workload};
+use crate::route::{MultilineDecision, RouteInput};
 
 /// Tails Kubernetes container logs and ships them to CloudWatch Logs, one log group per kind
 /// of container, without losing a line.
@@ -94,13 +94,34 @@ pub enum RouteError {
     },
 }
 
-/// `shipper route`: the destination of a container's lines.
+/// What `shipper route` prints: the destination (`group`, `stream`: the contract's keys),
+/// then every other per-container decision and the rule that made it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteReport {
+    /// Log group.
+    pub group: String,
+    /// Log stream.
+    pub stream: String,
+    /// Whether the container's lines are shipped at all.
+    pub shipped: bool,
+    /// The include/exclude rule or annotation that decided it (`default` when none applies).
+    pub decided_by: String,
+    /// `{workload}`, `{workload_kind}` and the rule that derived them.
+    pub workload: Workload,
+    /// The multiline detector and what chose it (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiline: Option<MultilineDecision>,
+    /// The message format.
+    pub message_format: crate::route::MessageFormat,
+}
+
+/// `shipper route`: where a container's lines go and why.
 pub fn route(
     pod_path: &Path,
     container: &str,
     config: Option<&Path>,
     mut settings: Settings,
-) -> Result<Destination, RouteError> {
+) -> Result<RouteReport, RouteError> {
     let text = std::fs::read_to_string(pod_path)
         .map_err(|e| RouteError::Pod { path: pod_path.to_owned(), reason: e.to_string() })?;
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_str(&text)
@@ -122,16 +143,31 @@ pub fn route(
             Some(pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "-".into()));
     }
     let config = load_config(config, settings)?;
-    let router = Router::new(&config.group_template, &config.stream_template).map_err(|e| {
-        ConfigError::Invalid { key: "SHIPPER_GROUP_TEMPLATE", value: e.template, reason: e.reason }
+    let routing = config.routing().map_err(|e| ConfigError::Invalid {
+        key: "SHIPPER_GROUP_TEMPLATE",
+        value: config.group_template.clone(),
+        reason: e.to_string(),
     })?;
-    Ok(router.route(&RouteInput {
+    let input = RouteInput {
         cluster: &config.cluster_name,
         node: &config.node_name,
         namespace: &info.namespace,
         pod: &info.name,
         container,
+        workload: &info.workload.name,
+        workload_kind: &info.workload.kind,
         labels: &info.labels,
         annotations: &info.annotations,
-    }))
+    };
+    let image = info.images.get(container).map(String::as_str).unwrap_or("");
+    let plan = routing.plan(&input, image, true);
+    Ok(RouteReport {
+        group: plan.dest.group,
+        stream: plan.dest.stream,
+        shipped: plan.decision.shipped,
+        decided_by: plan.decision.rule,
+        workload: info.workload.clone(),
+        multiline: plan.multiline,
+        message_format: config.message_format,
+    })
 }

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Check { config, settings } => match load_config(config.as_deref(), settings) {
             Ok(config) => {
                 println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
+                warn(&config.warnings());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
@@ -46,6 +47,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `shipper check`'s warnings go to stderr, so stdout stays the effective configuration.
+#[allow(clippy::print_stderr)] // the CLI's error channel
+fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
     }
 }
 

@@ -122,3 +122,183 @@ fn help_documents_every_subcommand() {
         assert!(text.contains(env), "run --help lacks {env}");
     }
 }
+
+/// A pod owned the way controllers own them, as `kubectl get pod -o json` prints it.
+fn owned_pod_file(
+    dir: &std::path::Path,
+    name: &str,
+    owner: (&str, &str),
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) -> std::path::PathBuf {
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": "shop", "labels": labels, "annotations": annotations,
+            "ownerReferences": [{ "apiVersion": "apps/v1", "kind": owner.0, "name": owner.1, "uid": "u1", "controller": true }]
+        },
+        "spec": { "nodeName": "node-1", "containers": [
+            { "name": "app", "image": "app:1" }, { "name": "istio-proxy", "image": "istio:1" }
+        ] }
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec(&pod).expect("json")).expect("write");
+    path
+}
+
+#[test]
+fn route_names_the_workload_and_the_deciding_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let template = "k8s_{cluster}_{namespace}_{labels.app|labels.k8s-app|workload}_{container}";
+    let cases = [
+        (
+            "api-7d9f8b6c5d-x2k4p",
+            ("ReplicaSet", "api-7d9f8b6c5d"),
+            serde_json::json!({"pod-template-hash": "7d9f8b6c5d"}),
+            "app",
+            "k8s_prod_shop_api_app",
+            "Deployment",
+            "replicaset_template_hash",
+        ),
+        (
+            "report-29081520-q7xkz",
+            ("Job", "report-29081520"),
+            serde_json::json!({}),
+            "app",
+            "k8s_prod_shop_report_app",
+            "CronJob",
+            "job_schedule_suffix",
+        ),
+        (
+            "db-1",
+            ("StatefulSet", "db"),
+            serde_json::json!({}),
+            "app",
+            "k8s_prod_shop_db_app",
+            "StatefulSet",
+            "owner",
+        ),
+    ];
+    for (name, owner, labels, container, group, kind, rule) in cases {
+        let pod = owned_pod_file(dir.path(), name, owner, labels, serde_json::json!({}));
+        let out = shipper()
+            .args(["route", "--pod"])
+            .arg(&pod)
+            .args(["--container", container])
+            .env("CLUSTER_NAME", "prod")
+            .env("SHIPPER_GROUP_TEMPLATE", template)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+        assert_eq!(report["group"], group, "{name}");
+        assert_eq!(report["workload"]["kind"], kind, "{name}");
+        assert_eq!(report["workload"]["rule"], rule, "{name}");
+        assert_eq!(report["shipped"], true, "{name}");
+        assert_eq!(report["decided_by"], "default", "{name}");
+    }
+
+    let pod = owned_pod_file(
+        dir.path(),
+        "api-7d9f8b6c5d-x2k4p",
+        ("ReplicaSet", "api-7d9f8b6c5d"),
+        serde_json::json!({"pod-template-hash": "7d9f8b6c5d", "lang": "java"}),
+        serde_json::json!({"shipper.io/exclude-containers": "istio-proxy"}),
+    );
+    let route = |container: &str| {
+        let out = shipper()
+            .args(["route", "--pod"])
+            .arg(&pod)
+            .args(["--container", container])
+            .env("CLUSTER_NAME", "prod")
+            .env("SHIPPER_MULTILINE_RULES", r#"[{ detector = "java", match = { labels = "lang=java" } }]"#)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON output")
+    };
+    let sidecar = route("istio-proxy");
+    assert_eq!(
+        (sidecar["shipped"].as_bool(), sidecar["decided_by"].as_str()),
+        (Some(false), Some("annotation:exclude-containers"))
+    );
+    let app = route("app");
+    assert_eq!(app["shipped"], true);
+    assert_eq!(app["multiline"]["detector"], "java");
+    assert_eq!(app["multiline"]["rule"], "multiline_rules[0]");
+}
+
+#[test]
+fn check_shows_the_new_settings_and_warns_about_risky_templates() {
+    let check = |envs: &[(&str, &str)]| {
+        let mut cmd = shipper();
+        cmd.arg("check").env("CLUSTER_NAME", "prod").env("NODE_NAME", "n1");
+        for (key, value) in envs {
+            cmd.env(key, value);
+        }
+        cmd.output().expect("runs")
+    };
+    let out = check(&[]);
+    let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(warnings.contains("fall through to {pod}"), "the default template falls through: {warnings}");
+    assert!(!warnings.contains("does not always contain {namespace}"), "{warnings}");
+
+    let out = check(&[
+        ("SHIPPER_GROUP_TEMPLATE", "k8s_{cluster}_{labels.team|workload}_{container}"),
+        ("SHIPPER_EXCLUDE", r#"[{ name = "system", namespace = ["kube-system", "kube-public"] }]"#),
+        ("SHIPPER_MESSAGE_FORMAT", "envelope_json"),
+        ("SHIPPER_MESSAGE_FIELDS", "workload,labels.team"),
+        ("SHIPPER_MULTILINE", "python"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!warnings.contains("{pod}"), "{warnings}");
+    assert!(warnings.contains("does not always contain {namespace}"), "{warnings}");
+    let effective: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(effective["exclude"][0]["namespace"][1], "kube-public");
+    assert_eq!(effective["message_format"], "envelope_json");
+    assert_eq!(effective["message_fields"], serde_json::json!(["workload", "labels.team"]));
+    assert_eq!(effective["multiline"], "python");
+
+    for (key, value, says) in [
+        ("SHIPPER_EXCLUDE", "[{ namespaces = \"x\" }]", "SHIPPER_EXCLUDE="),
+        ("SHIPPER_EXCLUDE", "[{ labels = \"a in (b\" }]", "exclude[0]"),
+        ("SHIPPER_INCLUDE", "[{}]", "names no field"),
+        ("SHIPPER_MESSAGE_FORMAT", "xml", "envelope_json"),
+        ("SHIPPER_MESSAGE_FIELDS", "pod", "unknown message field"),
+        ("SHIPPER_MULTILINE", "cobol", "unknown detector"),
+    ] {
+        let out = check(&[(key, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{key}={value}: {stderr}");
+        assert!(stderr.contains(key) && stderr.contains(says), "{key}={value}: {stderr}");
+    }
+}
+
+/// The README's settings table and the binary never drift apart: every `SHIPPER_*` variable
+/// `shipper run --help` documents is in the table, and every one in the table exists.
+#[test]
+fn readme_settings_table_matches_the_binary() {
+    let out = shipper().args(["run", "--help"]).output().expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|word| word.starts_with("SHIPPER_") && word.len() > "SHIPPER_".len())
+            .map(str::to_owned)
+            .collect()
+    };
+    let in_binary: std::collections::BTreeSet<String> =
+        names(&help).into_iter().filter(|name| name != "SHIPPER_CONFIG").collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let table: String = readme.lines().filter(|line| line.starts_with("| `")).collect::<Vec<_>>().join("\n");
+    let in_table = names(&table);
+    let missing: Vec<_> = in_binary.difference(&in_table).collect();
+    assert!(missing.is_empty(), "settings missing from the README's table: {missing:?}");
+    let unknown: Vec<_> = in_table
+        .iter()
+        .filter(|name| !in_binary.contains(*name) && !name.starts_with("SHIPPER_HARNESS"))
+        .collect();
+    assert!(unknown.is_empty(), "README table rows the binary does not know: {unknown:?}");
+}

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::pipeline::{FilePipeline, Routed};
 use crate::config::Config;
 use crate::kube::PodCache;
-use crate::route::Router;
+use crate::route::Routing;
 use crate::source::{FileKey, SourceEvent, Tailer, container_ref};
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::Metrics;
@@ -30,8 +30,8 @@ pub struct IngestOptions {
     pub cluster: String,
     /// Node name for routing and messages.
     pub node: String,
-    /// Routing templates.
-    pub router: Router,
+    /// Names, filters, multiline choice and message format.
+    pub routing: Routing,
     /// How long a file's lines wait for pod metadata.
     pub metadata_wait: Duration,
     /// Group-commit period.
@@ -44,11 +44,11 @@ pub struct IngestOptions {
 
 impl IngestOptions {
     /// From the effective configuration.
-    pub fn from_config(config: &Config) -> Result<Self, crate::route::TemplateError> {
+    pub fn from_config(config: &Config) -> Result<Self, crate::route::RoutingError> {
         Ok(IngestOptions {
             cluster: config.cluster_name.clone(),
             node: config.node_name.clone(),
-            router: Router::new(&config.group_template, &config.stream_template)?,
+            routing: config.routing()?,
             metadata_wait: config.metadata_wait,
             commit_interval: Duration::from_millis(200).min(config.flush_interval),
             commit_bytes: 8 * 1024 * 1024,
@@ -300,13 +300,30 @@ impl Ingest {
             );
         }
         let routed = Routed::new(
-            &self.options.router,
+            &self.options.routing,
             &self.options.cluster,
             &self.options.node,
             &file.container,
             pod.as_deref(),
         );
-        tracing::info!(group = %routed.dest().group, stream = %routed.dest().stream, "routing");
+        if pod.is_none() {
+            self.metrics.workload_from_name.add(routed.workload_rule.as_str(), 1);
+        }
+        match routed.excluded_by() {
+            Some(rule) => tracing::info!(
+                namespace = %file.container.namespace,
+                pod = %file.container.pod,
+                container = %file.container.container,
+                rule,
+                "excluded: lines are read and skipped"
+            ),
+            None => tracing::info!(
+                group = %routed.dest().group,
+                stream = %routed.dest().stream,
+                workload_rule = routed.workload_rule.as_str(),
+                "routing"
+            ),
+        }
         file.routed = Some(routed);
         true
     }

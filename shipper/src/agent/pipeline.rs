@@ -2,12 +2,12 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::kube::PodInfo;
+use crate::kube::{PodInfo, Workload, WorkloadRule};
 use crate::parse::{Assembler, Format, Line, detect_format, parse_record};
-use crate::route::{Destination, MessageEncoder, MessageMeta, RouteInput, Router};
+use crate::route::{Destination, MessageEncoder, MultilineDecision, RouteInput, Routing};
 use crate::source::ContainerRef;
 use crate::spool::{Spool, SpoolError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{DropReason, Metrics};
 
 /// Largest line held while merging partial records; longer lines are cut into pieces.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -19,25 +19,37 @@ pub struct Routed {
     encoder: MessageEncoder,
     /// True when routed from the file name because metadata never came.
     pub without_metadata: bool,
+    /// The rule that leaves this container out, if one does: its lines are read, counted
+    /// and skipped.
+    excluded: Option<String>,
+    /// The multiline detector the settings choose for it (by name), if any.
+    pub multiline: Option<MultilineDecision>,
+    /// How `{workload}` was decided.
+    pub workload_rule: WorkloadRule,
 }
 
 impl Routed {
     /// Route a container's file with its pod's metadata, or from the file name alone.
     pub fn new(
-        router: &Router,
+        routing: &Routing,
         cluster: &str,
         node: &str,
         container: &ContainerRef,
         pod: Option<&PodInfo>,
     ) -> Self {
         let empty = std::collections::BTreeMap::new();
-        let (labels, annotations, image) = match pod {
+        let guessed;
+        let (labels, annotations, image, workload) = match pod {
             Some(p) => (
                 &p.labels,
                 &p.annotations,
                 p.images.get(&container.container).map(String::as_str).unwrap_or(""),
+                &p.workload,
             ),
-            None => (&empty, &empty, ""),
+            None => {
+                guessed = Workload::from_pod_name(&container.pod);
+                (&empty, &empty, "", &guessed)
+            }
         };
         let input = RouteInput {
             cluster,
@@ -45,23 +57,30 @@ impl Routed {
             namespace: &container.namespace,
             pod: &container.pod,
             container: &container.container,
+            workload: &workload.name,
+            workload_kind: &workload.kind,
             labels,
             annotations,
         };
-        let dest = router.route(&input);
-        let encoder = MessageEncoder::new(&MessageMeta {
-            namespace: &container.namespace,
-            pod_name: &container.pod,
-            container_name: &container.container,
-            container_image: image,
-            host: node,
-        });
-        Routed { dest, encoder, without_metadata: pod.is_none() }
+        let plan = routing.plan(&input, image, pod.is_some());
+        Routed {
+            dest: plan.dest,
+            encoder: plan.encoder,
+            without_metadata: pod.is_none(),
+            excluded: (!plan.decision.shipped).then_some(plan.decision.rule),
+            multiline: plan.multiline,
+            workload_rule: workload.rule,
+        }
     }
 
     /// The destination.
     pub fn dest(&self) -> &Destination {
         &self.dest
+    }
+
+    /// The rule that excludes this container, if any.
+    pub fn excluded_by(&self) -> Option<&str> {
+        self.excluded.as_deref()
     }
 }
 
@@ -181,6 +200,12 @@ impl FilePipeline {
         };
         let n = self.lines.len() as u64;
         Metrics::add(&metrics.lines_read, n);
+        if let Some(rule) = routed.excluded_by() {
+            // Read, counted, skipped: never spooled, never a drop.
+            metrics.lines_excluded.add(rule, n);
+            self.lines.clear();
+            return Ok(());
+        }
         if without_metadata {
             Metrics::add(&metrics.metadata_missing, n);
         }
@@ -192,6 +217,10 @@ impl FilePipeline {
             let pieces = routed.encoder.encode(&line.text, line.continued, &mut self.messages);
             if pieces > 1 || line.continued {
                 Metrics::add(&metrics.lines_split, 1);
+            }
+            if pieces == 0 {
+                // Only an empty line in the raw format: CloudWatch has no empty events.
+                metrics.dropped(DropReason::EmptyMessage, 1);
             }
             for message in &self.messages {
                 spool.append(&routed.dest, line.timestamp_ms, message)?;

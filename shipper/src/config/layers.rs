@@ -6,6 +6,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::route::{MatcherSpec, MultilineRuleSpec};
 
 /// Settings from flags and environment (clap resolves flag over env), all optional.
 #[derive(Debug, Clone, Default, Args)]
@@ -52,6 +53,52 @@ pub struct Settings {
     /// Max concurrent PutLogEvents calls (one per stream at most).
     #[arg(long, env = "SHIPPER_MAX_CONCURRENCY")]
     pub max_concurrency: Option<String>,
+    /// Message format: `envelope` (default), `envelope_json` or `raw`.
+    #[arg(long, env = "SHIPPER_MESSAGE_FORMAT")]
+    pub message_format: Option<String>,
+    /// Extra envelope keys, comma-separated: workload, workload_kind, node, labels.<key>,
+    /// annotations.<key>.
+    #[arg(long, env = "SHIPPER_MESSAGE_FIELDS")]
+    pub message_fields: Option<String>,
+    /// Containers to ship, as a TOML array of matchers: `[{ namespace = "prod-*" }]`.
+    #[arg(long, env = "SHIPPER_INCLUDE")]
+    pub include: Option<String>,
+    /// Containers to leave out (wins over include), as a TOML array of matchers:
+    /// `[{ namespace = "kube-system" }, { labels = "logging=off" }]`.
+    #[arg(long, env = "SHIPPER_EXCLUDE")]
+    pub exclude: Option<String>,
+    /// Multiline detector for every container: none (default), java, python, go, ruby, dotnet
+    /// or a custom detector's name.
+    #[arg(long, env = "SHIPPER_MULTILINE")]
+    pub multiline: Option<String>,
+    /// Multiline detectors per container, as a TOML array:
+    /// `[{ detector = "java", match = { namespace = "shop" } }]`.
+    #[arg(long, env = "SHIPPER_MULTILINE_RULES")]
+    pub multiline_rules: Option<String>,
+    /// How long a multiline event waits for its next line before it is sent as it is.
+    #[arg(long, env = "SHIPPER_MULTILINE_FLUSH_TIMEOUT")]
+    pub multiline_flush_timeout: Option<String>,
+    /// Most lines in one multiline event.
+    #[arg(long, env = "SHIPPER_MULTILINE_MAX_LINES")]
+    pub multiline_max_lines: Option<String>,
+    /// Most bytes in one multiline event, e.g. `256KiB`.
+    #[arg(long, env = "SHIPPER_MULTILINE_MAX_BYTES")]
+    pub multiline_max_bytes: Option<String>,
+    /// Typed lists from the config file (the env/flag values above, when set, win).
+    #[arg(skip)]
+    pub file_lists: FileLists,
+}
+
+/// The config file's list settings, already typed (the env variables carry the same lists as
+/// TOML text).
+#[derive(Debug, Clone, Default)]
+pub struct FileLists {
+    /// `include`
+    pub include: Option<Vec<MatcherSpec>>,
+    /// `exclude`
+    pub exclude: Option<Vec<MatcherSpec>>,
+    /// `multiline_rules`
+    pub multiline_rules: Option<Vec<MultilineRuleSpec>>,
 }
 
 /// The config file (TOML). Same keys as `Settings`, snake_case; unknown keys are errors.
@@ -86,9 +133,27 @@ pub struct FileSettings {
     pub shutdown_grace: Option<String>,
     /// See [`Settings::max_concurrency`].
     pub max_concurrency: Option<u32>,
+    /// See [`Settings::message_format`].
+    pub message_format: Option<String>,
+    /// A list of field names (or one comma-separated string).
+    pub message_fields: Option<LogPaths>,
+    /// `[[include]]` tables.
+    pub include: Option<Vec<MatcherSpec>>,
+    /// `[[exclude]]` tables.
+    pub exclude: Option<Vec<MatcherSpec>>,
+    /// See [`Settings::multiline`].
+    pub multiline: Option<String>,
+    /// `[[multiline_rules]]` tables.
+    pub multiline_rules: Option<Vec<MultilineRuleSpec>>,
+    /// See [`Settings::multiline_flush_timeout`].
+    pub multiline_flush_timeout: Option<String>,
+    /// See [`Settings::multiline_max_lines`].
+    pub multiline_max_lines: Option<u64>,
+    /// See [`Settings::multiline_max_bytes`].
+    pub multiline_max_bytes: Option<String>,
 }
 
-/// `log_paths` in the file: a list or a comma-separated string.
+/// `log_paths` (and other lists of names) in the file: a list or a comma-separated string.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LogPaths {
@@ -110,10 +175,11 @@ impl FileSettings {
 impl Settings {
     /// Fill every unset field from the file (flags/env win over the file).
     pub fn over(self, file: FileSettings) -> Settings {
-        let log_paths = file.log_paths.map(|p| match p {
+        let joined = |list: LogPaths| match list {
             LogPaths::List(v) => v.join(","),
             LogPaths::Joined(s) => s,
-        });
+        };
+        let log_paths = file.log_paths.map(joined);
         Settings {
             cluster_name: self.cluster_name.or(file.cluster_name),
             node_name: self.node_name.or(file.node_name),
@@ -129,6 +195,20 @@ impl Settings {
             metadata_wait: self.metadata_wait.or(file.metadata_wait),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             max_concurrency: self.max_concurrency.or(file.max_concurrency.map(|n| n.to_string())),
+            message_format: self.message_format.or(file.message_format),
+            message_fields: self.message_fields.or(file.message_fields.map(joined)),
+            include: self.include,
+            exclude: self.exclude,
+            multiline: self.multiline.or(file.multiline),
+            multiline_rules: self.multiline_rules,
+            multiline_flush_timeout: self.multiline_flush_timeout.or(file.multiline_flush_timeout),
+            multiline_max_lines: self.multiline_max_lines.or(file.multiline_max_lines.map(|n| n.to_string())),
+            multiline_max_bytes: self.multiline_max_bytes.or(file.multiline_max_bytes),
+            file_lists: FileLists {
+                include: file.include,
+                exclude: file.exclude,
+                multiline_rules: file.multiline_rules,
+            },
         }
     }
 }

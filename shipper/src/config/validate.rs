@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Settings;
-use crate::route::{DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Router};
+use crate::route::{
+    DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Filter, MatcherSpec, MessageField, MessageFormat,
+    MultilineChoice, MultilineRuleSpec, NO_MULTILINE, Router, Routing, RoutingSettings,
+};
 use crate::telemetry::LogFormat;
 
 /// A configuration problem, naming the key (env var) and the fix.
@@ -76,6 +79,50 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `SHIPPER_MAX_CONCURRENCY`
     pub max_concurrency: usize,
+    /// `SHIPPER_MESSAGE_FORMAT`
+    pub message_format: MessageFormat,
+    /// `SHIPPER_MESSAGE_FIELDS`
+    pub message_fields: Vec<MessageField>,
+    /// `SHIPPER_INCLUDE`
+    pub include: Vec<MatcherSpec>,
+    /// `SHIPPER_EXCLUDE`
+    pub exclude: Vec<MatcherSpec>,
+    /// `SHIPPER_MULTILINE` (`None`: off unless a rule or annotation says otherwise)
+    pub multiline: Option<String>,
+    /// `SHIPPER_MULTILINE_RULES`
+    pub multiline_rules: Vec<MultilineRuleSpec>,
+    /// `SHIPPER_MULTILINE_FLUSH_TIMEOUT`
+    #[serde(with = "humantime_serde_compat")]
+    pub multiline_flush_timeout: Duration,
+    /// `SHIPPER_MULTILINE_MAX_LINES`
+    pub multiline_max_lines: usize,
+    /// `SHIPPER_MULTILINE_MAX_BYTES`
+    pub multiline_max_bytes: usize,
+}
+
+impl Config {
+    /// The routing settings, compiled (validated by [`Settings::resolve`], so this only fails
+    /// for a `Config` built by hand).
+    pub fn routing(&self) -> Result<Routing, crate::route::RoutingError> {
+        Routing::new(&RoutingSettings {
+            group_template: &self.group_template,
+            stream_template: &self.stream_template,
+            include: &self.include,
+            exclude: &self.exclude,
+            multiline_rules: &self.multiline_rules,
+            multiline: self.multiline.as_deref(),
+            message_format: self.message_format,
+            message_fields: &self.message_fields,
+        })
+    }
+
+    /// Things that are valid but probably not what an operator wants (`shipper check`).
+    pub fn warnings(&self) -> Vec<String> {
+        match self.routing() {
+            Ok(routing) => routing.router().warnings(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
 }
 
 /// Defaults (contract values where the contract names one).
@@ -96,6 +143,40 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: &str = "10s";
     /// `SHIPPER_MAX_CONCURRENCY`
     pub const MAX_CONCURRENCY: usize = 32;
+    /// `SHIPPER_MULTILINE_FLUSH_TIMEOUT`
+    pub const MULTILINE_FLUSH_TIMEOUT: &str = "1s";
+    /// `SHIPPER_MULTILINE_MAX_LINES`
+    pub const MULTILINE_MAX_LINES: usize = 1000;
+    /// `SHIPPER_MULTILINE_MAX_BYTES`: one CloudWatch event.
+    pub const MULTILINE_MAX_BYTES: &str = "1MiB";
+}
+
+/// Multiline detectors every build has.
+pub const BUILTIN_DETECTORS: [&str; 5] = ["java", "python", "go", "ruby", "dotnet"];
+
+/// A TOML array given as an env value (`[{ namespace = "kube-system" }]`).
+fn toml_list<T: serde::de::DeserializeOwned>(key: &'static str, text: &str) -> Result<Vec<T>, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct List<T> {
+        list: Vec<T>,
+    }
+    toml::from_str::<List<T>>(&format!("list = {text}")).map(|l| l.list).map_err(|e| ConfigError::Invalid {
+        key,
+        value: text.to_owned(),
+        reason: format!(
+            "{}; write a TOML array of inline tables, e.g. [{{ namespace = \"kube-system\" }}, {{ labels = \"logging=off\" }}]",
+            e.message()
+        ),
+    })
+}
+
+fn byte_size(key: &'static str, value: Option<String>, default: &str) -> Result<u64, ConfigError> {
+    let raw = value.unwrap_or_else(|| default.to_owned());
+    raw.trim().parse::<bytesize::ByteSize>().map(|size| size.as_u64()).map_err(|e| ConfigError::Invalid {
+        key,
+        value: raw.clone(),
+        reason: format!("{e}; use a size like \"256KiB\" or \"1MiB\""),
+    })
 }
 
 mod humantime_serde_compat {
@@ -225,7 +306,80 @@ impl Settings {
             },
         };
 
-        Ok(Config {
+        let message_format = match self.message_format {
+            None => MessageFormat::default(),
+            Some(v) => v.trim().parse::<MessageFormat>().map_err(|reason| ConfigError::Invalid {
+                key: "SHIPPER_MESSAGE_FORMAT",
+                value: v,
+                reason,
+            })?,
+        };
+        let message_fields = match self.message_fields {
+            None => Vec::new(),
+            Some(v) => MessageField::parse_list(&v).map_err(|reason| ConfigError::Invalid {
+                key: "SHIPPER_MESSAGE_FIELDS",
+                value: v,
+                reason,
+            })?,
+        };
+        let include = match self.include {
+            Some(text) => toml_list("SHIPPER_INCLUDE", &text)?,
+            None => self.file_lists.include.unwrap_or_default(),
+        };
+        let exclude = match self.exclude {
+            Some(text) => toml_list("SHIPPER_EXCLUDE", &text)?,
+            None => self.file_lists.exclude.unwrap_or_default(),
+        };
+        let multiline_rules = match self.multiline_rules {
+            Some(text) => toml_list("SHIPPER_MULTILINE_RULES", &text)?,
+            None => self.file_lists.multiline_rules.unwrap_or_default(),
+        };
+        let multiline =
+            self.multiline.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty() && m != NO_MULTILINE);
+        let known = |name: &str| name == NO_MULTILINE || BUILTIN_DETECTORS.contains(&name);
+        if let Some(name) = multiline.as_deref().filter(|name| !known(name)) {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_MULTILINE",
+                value: name.to_owned(),
+                reason: format!("unknown detector; use none, {}", BUILTIN_DETECTORS.join(", ")),
+            });
+        }
+        if let Some(rule) = multiline_rules.iter().find(|rule| !known(&rule.detector)) {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_MULTILINE_RULES",
+                value: rule.detector.clone(),
+                reason: format!("unknown detector; use none, {}", BUILTIN_DETECTORS.join(", ")),
+            });
+        }
+        let multiline_max_lines = match self.multiline_max_lines {
+            None => defaults::MULTILINE_MAX_LINES,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "SHIPPER_MULTILINE_MAX_LINES",
+                        value: v,
+                        reason: "must be a whole number from 1 to 100000".into(),
+                    });
+                }
+            },
+        };
+        let raw_max_bytes = self.multiline_max_bytes.clone();
+        let multiline_max_bytes = byte_size(
+            "SHIPPER_MULTILINE_MAX_BYTES",
+            self.multiline_max_bytes,
+            defaults::MULTILINE_MAX_BYTES,
+        )?;
+        if !(1..=1024 * 1024).contains(&multiline_max_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_MULTILINE_MAX_BYTES",
+                value: raw_max_bytes.unwrap_or_default(),
+                reason: "must be from 1B to 1MiB (one CloudWatch event; longer events are split anyway)"
+                    .into(),
+            });
+        }
+
+        let config = Config {
             cluster_name,
             node_name,
             aws_region: self.aws_region.filter(|r| !r.trim().is_empty()),
@@ -248,7 +402,31 @@ impl Settings {
                 defaults::SHUTDOWN_GRACE,
             )?,
             max_concurrency,
-        })
+            message_format,
+            message_fields,
+            include,
+            exclude,
+            multiline,
+            multiline_rules,
+            multiline_flush_timeout: duration(
+                "SHIPPER_MULTILINE_FLUSH_TIMEOUT",
+                self.multiline_flush_timeout,
+                defaults::MULTILINE_FLUSH_TIMEOUT,
+            )?,
+            multiline_max_lines,
+            multiline_max_bytes: multiline_max_bytes as usize,
+        };
+        let invalid = |key, value: String, reason: String| ConfigError::Invalid { key, value, reason };
+        fn json<T: Serialize>(value: &T) -> String {
+            serde_json::to_string(value).unwrap_or_default()
+        }
+        Filter::new(&config.include, &[])
+            .map_err(|e| invalid("SHIPPER_INCLUDE", json(&config.include), e.to_string()))?;
+        Filter::new(&[], &config.exclude)
+            .map_err(|e| invalid("SHIPPER_EXCLUDE", json(&config.exclude), e.to_string()))?;
+        MultilineChoice::new(&config.multiline_rules, None)
+            .map_err(|e| invalid("SHIPPER_MULTILINE_RULES", json(&config.multiline_rules), e.to_string()))?;
+        Ok(config)
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
+use super::workload::{OwnerRef, Workload};
+
 /// What routing needs to know about a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
@@ -23,6 +25,8 @@ pub struct PodInfo {
     /// Container name → image (spec, including init and ephemeral containers; status image
     /// when the spec has none).
     pub images: BTreeMap<String, String>,
+    /// The workload it belongs to, from its owner reference.
+    pub workload: Workload,
 }
 
 impl PodInfo {
@@ -52,11 +56,15 @@ impl PodInfo {
                 }
             }
         }
+        let name = meta.name.clone()?;
+        let labels = meta.labels.clone().unwrap_or_default();
+        let owner = meta.owner_references.as_deref().and_then(OwnerRef::controller_of);
         Some(PodInfo {
             namespace: meta.namespace.clone()?,
-            name: meta.name.clone()?,
+            workload: Workload::from_owner(&name, owner.as_ref(), &labels),
+            name,
             uid: meta.uid.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
+            labels,
             annotations: meta.annotations.clone().unwrap_or_default(),
             images,
         })
@@ -153,6 +161,7 @@ mod tests {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             images: BTreeMap::new(),
+            workload: Workload::from_owner(name, None, &BTreeMap::new()),
         }
     }
 

@@ -4,6 +4,8 @@
 
 mod cache;
 mod watch;
+mod workload;
 
 pub use cache::{PodCache, PodInfo};
 pub use watch::{client_from_env, run_pod_watch};
+pub use workload::{OwnerRef, Workload, WorkloadRule};

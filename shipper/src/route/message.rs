@@ -1,6 +1,8 @@
 //! The CloudWatch message shape (**contract**, DESIGN §3): a compact JSON object with exactly
 //! the keys `log`, `namespace`, `pod_name`, `container_name`, `container_image`, `host`, in
-//! that order.
+//! that order. Two opt-in formats ([`MessageFormat`]) change it: `envelope_json` puts a line
+//! that is a JSON object in as the object itself (verbatim), and `raw` sends the text alone;
+//! `message_fields` ([`ExtraField`]) appends keys after `host`.
 //!
 //! The envelope (everything after `log`) is fixed per (pod, container), so
 //! [`MessageEncoder::new`] serialises it once; per line only `log` is escaped, byte for byte
@@ -25,8 +27,55 @@ pub const CONTINUATION_MARKER: &str = "\u{2026}[continued]";
 /// Longest envelope value kept, in bytes (see the module docs).
 pub const MAX_ENVELOPE_FIELD_BYTES: usize = 4096;
 
-/// The start of every message, up to the `log` value.
+/// The start of every envelope message, up to the `log` value's opening quote.
 const LOG_PREFIX: &str = "{\"log\":\"";
+/// The start of an `envelope_json` message whose `log` is an object.
+const LOG_OBJECT_PREFIX: &str = "{\"log\":";
+
+/// What a CloudWatch event's message is (`message_format`, `SHIPPER_MESSAGE_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageFormat {
+    /// The contract's six-key JSON envelope, `log` a string (the default).
+    #[default]
+    Envelope,
+    /// The same envelope, but a line that is a JSON object goes in as the object itself, so
+    /// CloudWatch Logs Insights discovers `log.level`; any other line stays a string.
+    EnvelopeJson,
+    /// The line's text alone.
+    Raw,
+}
+
+impl std::str::FromStr for MessageFormat {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "envelope" => Ok(Self::Envelope),
+            "envelope_json" => Ok(Self::EnvelopeJson),
+            "raw" => Ok(Self::Raw),
+            _ => Err("use envelope, envelope_json or raw".to_owned()),
+        }
+    }
+}
+
+/// A key added to the envelope after the contract's six (`message_fields`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraField {
+    /// `"key":"value"`
+    Text {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `"key":{"k":"v",…}` (chosen labels or annotations).
+    Object {
+        /// The key.
+        key: String,
+        /// The entries, in order.
+        entries: Vec<(String, String)>,
+    },
+}
 
 /// The fields of the message envelope, fixed per (pod, container).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,18 +90,26 @@ pub struct MessageMeta<'a> {
     pub container_image: &'a str,
     /// Node name.
     pub host: &'a str,
+    /// Keys after `host` (none by default).
+    pub extra: &'a [ExtraField],
 }
 
 /// Encodes messages for one (pod, container): the envelope is serialised once.
 #[derive(Debug, Clone)]
 pub struct MessageEncoder {
-    /// Everything after the `log` value: `","namespace":"…",…,"host":"…"}`.
+    format: MessageFormat,
+    /// Everything after the `log` value: `,"namespace":"…",…,"host":"…"}`.
     suffix: String,
 }
 
 impl MessageEncoder {
-    /// Pre-encode the envelope.
+    /// Pre-encode the envelope of the default format.
     pub fn new(meta: &MessageMeta<'_>) -> Self {
+        Self::with_format(meta, MessageFormat::Envelope)
+    }
+
+    /// Pre-encode the envelope of `format`.
+    pub fn with_format(meta: &MessageMeta<'_>, format: MessageFormat) -> Self {
         let fields = [
             ("namespace", meta.namespace),
             ("pod_name", meta.pod_name),
@@ -60,22 +117,58 @@ impl MessageEncoder {
             ("container_image", meta.container_image),
             ("host", meta.host),
         ];
-        let mut suffix = String::from("\"");
+        let mut suffix = String::new();
         for (key, value) in fields {
-            suffix.push_str(",\"");
-            suffix.push_str(key);
-            suffix.push_str("\":\"");
-            escape_json_into(&mut suffix, cap_envelope_value(value));
-            suffix.push('"');
+            push_pair(&mut suffix, key, value);
+        }
+        for extra in meta.extra {
+            match extra {
+                ExtraField::Text { key, value } => push_pair(&mut suffix, key, value),
+                ExtraField::Object { key, entries } => {
+                    suffix.push_str(",\"");
+                    escape_json_into(&mut suffix, key);
+                    suffix.push_str("\":{");
+                    for (index, (key, value)) in entries.iter().enumerate() {
+                        if index > 0 {
+                            suffix.push(',');
+                        }
+                        push_member(&mut suffix, key, value);
+                    }
+                    suffix.push('}');
+                }
+            }
         }
         suffix.push('}');
-        Self { suffix }
+        Self { format, suffix }
     }
 
     /// Encode `log` (`continued`: the line goes on in the next call) into one or more
-    /// messages, each at most `MAX_EVENT_BYTES`, pushed onto `out`. Returns how many.
+    /// messages, each at most `MAX_EVENT_BYTES`, pushed onto `out`. Returns how many: 0 only
+    /// for an empty line in the `raw` format (CloudWatch refuses empty messages).
     pub fn encode(&self, log: &str, continued: bool, out: &mut Vec<String>) -> usize {
-        let fixed = LOG_PREFIX.len() + self.suffix.len();
+        match self.format {
+            MessageFormat::Raw => encode_raw(log, continued, out),
+            MessageFormat::EnvelopeJson
+                if !continued
+                    && LOG_OBJECT_PREFIX.len() + log.len() + self.suffix.len() <= MAX_EVENT_BYTES
+                    && is_json_object(log) =>
+            {
+                let mut message =
+                    String::with_capacity(LOG_OBJECT_PREFIX.len() + log.len() + self.suffix.len());
+                message.push_str(LOG_OBJECT_PREFIX);
+                message.push_str(log);
+                message.push_str(&self.suffix);
+                out.push(message);
+                1
+            }
+            _ => self.encode_string(log, continued, out),
+        }
+    }
+
+    /// `log` as a JSON string, split into pieces that fit.
+    fn encode_string(&self, log: &str, continued: bool, out: &mut Vec<String>) -> usize {
+        // The `"` closing the log string comes before the suffix.
+        let fixed = LOG_PREFIX.len() + 1 + self.suffix.len();
         let marker = CONTINUATION_MARKER.len();
         let escaped = escaped_len(log.as_bytes());
         // Room for escaped log text in the last piece, and in a piece that gets a marker.
@@ -101,13 +194,64 @@ impl MessageEncoder {
     fn message(&self, log: &str, escaped: usize, marked: bool) -> String {
         let marker = if marked { CONTINUATION_MARKER } else { "" };
         let mut message =
-            String::with_capacity(LOG_PREFIX.len() + escaped + marker.len() + self.suffix.len());
+            String::with_capacity(LOG_PREFIX.len() + escaped + marker.len() + 1 + self.suffix.len());
         message.push_str(LOG_PREFIX);
         escape_json_into(&mut message, log);
         message.push_str(marker);
+        message.push('"');
         message.push_str(&self.suffix);
         message
     }
+}
+
+/// `,"key":"value"` with both escaped (the value capped).
+fn push_pair(out: &mut String, key: &str, value: &str) {
+    out.push(',');
+    push_member(out, key, value);
+}
+
+/// `"key":"value"` with both escaped (the value capped).
+fn push_member(out: &mut String, key: &str, value: &str) {
+    out.push('"');
+    escape_json_into(out, key);
+    out.push_str("\":\"");
+    escape_json_into(out, cap_envelope_value(value));
+    out.push('"');
+}
+
+/// Whether `text` is exactly one JSON object (surrounding whitespace allowed), validated
+/// without building it: the text goes into the message verbatim, so nothing of it changes
+/// (not even the order or duplicates of its keys).
+fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+/// The `raw` format: the text itself, split at character boundaries into pieces that fit,
+/// every piece but the line's last marked.
+fn encode_raw(log: &str, continued: bool, out: &mut Vec<String>) -> usize {
+    let marker = CONTINUATION_MARKER.len();
+    let mut rest = log;
+    let mut pieces = 0;
+    while !rest.is_empty() {
+        let last_room = MAX_EVENT_BYTES - if continued { marker } else { 0 };
+        if rest.len() <= last_room {
+            let mut piece = rest.to_owned();
+            if continued {
+                piece.push_str(CONTINUATION_MARKER);
+            }
+            out.push(piece);
+            return pieces + 1;
+        }
+        let mut cut = MAX_EVENT_BYTES - marker;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        out.push(format!("{head}{CONTINUATION_MARKER}"));
+        pieces += 1;
+        rest = tail;
+    }
+    pieces
 }
 
 /// Cut an envelope value to [`MAX_ENVELOPE_FIELD_BYTES`] at a character boundary.
@@ -250,6 +394,7 @@ mod tests {
         container_name: "nginx",
         container_image: "registry.example/nginx:1.27",
         host: "ip-10-0-0-1\n",
+        extra: &[],
     };
 
     fn expected(log: &str, meta: &MessageMeta<'_>) -> String {
@@ -370,6 +515,138 @@ mod tests {
             let mut out = Vec::new();
             prop_assert_eq!(encoder.encode(&log, false, &mut out), 1);
             prop_assert_eq!(&out[0], &expected(&log, &META));
+        }
+    }
+
+    /// The envelope with extra fields and a JSON `log`, as an independent oracle.
+    #[derive(Debug, Serialize)]
+    struct JsonMessage<'a> {
+        log: serde_json::Value,
+        namespace: &'a str,
+        pod_name: &'a str,
+        container_name: &'a str,
+        container_image: &'a str,
+        host: &'a str,
+        workload: &'a str,
+        labels: BTreeMap<&'a str, &'a str>,
+    }
+
+    use std::collections::BTreeMap;
+
+    fn extra() -> Vec<ExtraField> {
+        vec![
+            ExtraField::Text { key: "workload".into(), value: "web".into() },
+            ExtraField::Object {
+                key: "labels".into(),
+                entries: vec![("team".into(), "pay\"ments".into()), ("tier".into(), "front".into())],
+            },
+        ]
+    }
+
+    fn json_expected(log: &str, meta: &MessageMeta<'_>) -> String {
+        serde_json::to_string(&JsonMessage {
+            log: serde_json::from_str(log).expect("an object"),
+            namespace: meta.namespace,
+            pod_name: meta.pod_name,
+            container_name: meta.container_name,
+            container_image: meta.container_image,
+            host: meta.host,
+            workload: "web",
+            labels: BTreeMap::from([("team", "pay\"ments"), ("tier", "front")]),
+        })
+        .expect("serialise")
+    }
+
+    #[test]
+    fn envelope_json_embeds_objects_and_keeps_other_lines_strings() {
+        let extra = extra();
+        let meta = MessageMeta { extra: &extra, ..META };
+        let encoder = MessageEncoder::with_format(&meta, MessageFormat::EnvelopeJson);
+        let encode = |log: &str, continued| {
+            let mut out = Vec::new();
+            encoder.encode(log, continued, &mut out);
+            out
+        };
+        let object = r#"{"level":"error","msg":"boom","n":[1,2.5e3,{"a":null}],"dup":1,"dup":2}"#;
+        // Verbatim, duplicates and all: the oracle's envelope around the line's own bytes.
+        let envelope = json_expected("{}", &meta);
+        let expected = format!("{{\"log\":{object}{}", &envelope["{\"log\":{}".len()..]);
+        assert_eq!(encode(object, false), vec![expected]);
+        let parsed: serde_json::Value = serde_json::from_str(&encode(object, false)[0]).expect("JSON");
+        assert_eq!(parsed["log"]["level"], "error", "Insights sees log.level");
+        assert_eq!(parsed["labels"]["team"], "pay\"ments");
+        // Anything that is not exactly one object stays a string.
+        for text in ["[1,2]", "\"s\"", "42", "{\"a\":1} trailing", "{\"a\":\"ctl\u{1}\"}", "{bad}", "", "{"] {
+            let message = &encode(text, false)[0];
+            let parsed: serde_json::Value = serde_json::from_str(message).expect("JSON");
+            assert_eq!(parsed["log"], text, "{text:?}");
+        }
+        // Surrounding whitespace is kept verbatim inside the object's message.
+        let spaced = " {\"a\": 1}\t";
+        let parsed: serde_json::Value = serde_json::from_str(&encode(spaced, false)[0]).expect("JSON");
+        assert_eq!(parsed["log"]["a"], 1);
+        // A piece of a cut line is never an object.
+        let parsed: serde_json::Value = serde_json::from_str(&encode(object, true)[0]).expect("JSON");
+        assert!(parsed["log"].is_string());
+        // An object too big for one event goes out as split strings.
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_EVENT_BYTES));
+        let pieces = encode(&big, false);
+        assert_eq!(pieces.len(), 2);
+        assert!(pieces.iter().all(|piece| piece.len() <= MAX_EVENT_BYTES));
+    }
+
+    #[test]
+    fn envelope_extra_fields_follow_host() {
+        let extra = extra();
+        let meta = MessageMeta { extra: &extra, ..META };
+        let mut out = Vec::new();
+        MessageEncoder::with_format(&meta, MessageFormat::Envelope).encode("plain", false, &mut out);
+        assert!(
+            out[0].ends_with(
+                r#","host":"ip-10-0-0-1\n","workload":"web","labels":{"team":"pay\"ments","tier":"front"}}"#
+            ),
+            "{}",
+            out[0]
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&out[0]).expect("JSON");
+        assert_eq!(parsed["log"], "plain");
+    }
+
+    #[test]
+    fn raw_is_the_text_alone() {
+        let encoder = MessageEncoder::with_format(&META, MessageFormat::Raw);
+        let mut out = Vec::new();
+        assert_eq!(encoder.encode("a \"line\"", false, &mut out), 1);
+        assert_eq!(out, vec!["a \"line\"".to_owned()]);
+        out.clear();
+        assert_eq!(encoder.encode("", false, &mut out), 0, "CloudWatch refuses empty messages");
+        let long = "é".repeat(MAX_EVENT_BYTES);
+        assert_eq!(encoder.encode(&long, true, &mut out), 3);
+        assert!(
+            out.iter().all(|piece| piece.len() <= MAX_EVENT_BYTES && piece.ends_with(CONTINUATION_MARKER))
+        );
+        let back: String =
+            out.iter().map(|piece| piece.strip_suffix(CONTINUATION_MARKER).unwrap_or(piece)).collect();
+        assert_eq!(back, long);
+    }
+
+    proptest! {
+        /// Any object serde_json writes is embedded byte for byte as serde_json would.
+        #[test]
+        fn envelope_json_matches_serde_json(
+            entries in prop::collection::btree_map("\\PC{0,6}", prop_oneof![
+                any::<i64>().prop_map(serde_json::Value::from),
+                "\\PC{0,12}".prop_map(serde_json::Value::from),
+                any::<bool>().prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+            ], 0..6),
+        ) {
+            let object = serde_json::to_string(&serde_json::Value::Object(entries.into_iter().collect())).expect("JSON");
+            let extra = extra();
+            let meta = MessageMeta { extra: &extra, ..META };
+            let mut out = Vec::new();
+            MessageEncoder::with_format(&meta, MessageFormat::EnvelopeJson).encode(&object, false, &mut out);
+            prop_assert_eq!(&out[0], &json_expected(&object, &meta));
         }
     }
 

@@ -9,18 +9,37 @@
 //! - `message.rs`: the JSON message envelope, encoded once per (pod, container), and the
 //!   splitting of over-long lines with [`CONTINUATION_MARKER`].
 //!
+//! - `selector.rs`, `matcher.rs`, `filter.rs`: label selectors, the container matcher behind
+//!   `include` / `exclude` / `multiline_rules`, and the decisions they make (with the
+//!   `shipper.io/…` annotations).
+//! - `plan.rs`: [`Routing::plan`], every per-container decision in one call, shared by the
+//!   agent and `shipper route`.
+//!
 //! Routing runs once per container, not per line; encoding runs per line.
 
+mod filter;
+mod matcher;
 mod message;
+mod plan;
 mod sanitize;
+mod selector;
 mod template;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 
-pub use message::{CONTINUATION_MARKER, MAX_ENVELOPE_FIELD_BYTES, MessageEncoder, MessageMeta};
+pub use filter::{
+    Decision, EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION, Filter, MULTILINE_ANNOTATION,
+    MultilineChoice, MultilineDecision, MultilineRuleSpec, NO_MULTILINE,
+};
+pub use matcher::{Globs, Matcher, MatcherError, MatcherSpec, glob_match};
+pub use message::{
+    CONTINUATION_MARKER, ExtraField, MAX_ENVELOPE_FIELD_BYTES, MessageEncoder, MessageFormat, MessageMeta,
+};
+pub use plan::{MessageField, Plan, Routing, RoutingError, RoutingSettings, extra_fields};
 pub use sanitize::{MAX_NAME_BYTES, sanitize_group_name, sanitize_stream_name};
+pub use selector::{Selector, SelectorError};
 
 use template::Template;
 
@@ -46,6 +65,10 @@ pub struct RouteInput<'a> {
     pub pod: &'a str,
     /// Container name.
     pub container: &'a str,
+    /// The owning workload's name (`{workload}`; see `kube::Workload`).
+    pub workload: &'a str,
+    /// The owning workload's kind (`{workload_kind}`); empty when unknown.
+    pub workload_kind: &'a str,
     /// Pod labels.
     pub labels: &'a BTreeMap<String, String>,
     /// Pod annotations.
@@ -85,6 +108,29 @@ impl Router {
     /// Parse both templates.
     pub fn new(group_template: &str, stream_template: &str) -> Result<Self, TemplateError> {
         Ok(Self { group: Template::parse(group_template)?, stream: Template::parse(stream_template)? })
+    }
+
+    /// Warnings about the templates for `shipper check`: names that fall through to the pod
+    /// name, group names a pod can steer into another namespace's groups.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.group.may_render_pod() {
+            warnings.push(
+                "the group template can fall through to {pod}: a pod without the labels it names \
+                 gets a log group of its own, and every run of a CronJob or Job a new one; \
+                 consider k8s_{cluster}_{namespace}_{labels.app|labels.k8s-app|workload}_{container} \
+                 (README: naming for unlabeled workloads)"
+                    .to_owned(),
+            );
+        }
+        if !self.group.always_renders_namespace() {
+            warnings.push(
+                "the group template does not always contain {namespace}: pods can choose, through \
+                 the labels or annotations it uses, to write into another namespace's log groups"
+                    .to_owned(),
+            );
+        }
+        warnings
     }
 
     /// The destination of a container's lines.

@@ -6,14 +6,15 @@
 //! - A placeholder is one or more fallbacks separated by `|`: `{labels.app|labels.k8s-app|pod}`.
 //!   The first fallback whose value exists and is non-empty wins; if none does, the
 //!   placeholder renders as nothing (the sanitiser still yields a valid name).
-//! - A fallback is one of `cluster`, `node`, `namespace`, `pod`, `container`,
-//!   `labels.<key>` or `annotations.<key>`, where a key is letters, digits and `/ . - _`
+//! - A fallback is one of `cluster`, `node`, `namespace`, `pod`, `container`, `workload`,
+//!   `workload_kind`, `labels.<key>` or `annotations.<key>`, where a key is letters, digits and `/ . - _`
 //!   (`labels.app.kubernetes.io/name`). Spaces around a fallback are ignored.
 
 use super::{RouteInput, TemplateError};
 
 /// Names of the fields a fallback may use, for error messages.
-const FIELD_HELP: &str = "cluster, node, namespace, pod, container, labels.<key>, annotations.<key>";
+const FIELD_HELP: &str =
+    "cluster, node, namespace, pod, container, workload, workload_kind, labels.<key>, annotations.<key>";
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ enum Field {
     Namespace,
     Pod,
     Container,
+    Workload,
+    WorkloadKind,
     Label(String),
     Annotation(String),
 }
@@ -51,6 +54,8 @@ impl Field {
             Self::Namespace => input.namespace,
             Self::Pod => input.pod,
             Self::Container => input.container,
+            Self::Workload => input.workload,
+            Self::WorkloadKind => input.workload_kind,
             Self::Label(key) => input.labels.get(key).map_or("", String::as_str),
             Self::Annotation(key) => input.annotations.get(key).map_or("", String::as_str),
         }
@@ -100,6 +105,25 @@ impl Template {
         Ok(Self { segments })
     }
 
+    /// Whether some placeholder can render the pod's name: it names `pod` as a fallback. A
+    /// group template that can is one group per pod for unlabeled pods (`shipper check` warns).
+    pub(crate) fn may_render_pod(&self) -> bool {
+        self.placeholders().any(|fields| fields.contains(&Field::Pod))
+    }
+
+    /// Whether every rendering contains the namespace: some placeholder is `{namespace}` alone.
+    /// Otherwise pods choose, through labels, which namespace's groups they write into.
+    pub(crate) fn always_renders_namespace(&self) -> bool {
+        self.placeholders().any(|fields| fields == [Field::Namespace])
+    }
+
+    fn placeholders(&self) -> impl Iterator<Item = &[Field]> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Placeholder(fields) => Some(fields.as_slice()),
+            Segment::Literal(_) => None,
+        })
+    }
+
     /// Append the rendered text for `input` to `out` (not yet sanitised).
     pub(crate) fn render_into(&self, input: &RouteInput<'_>, out: &mut String) {
         for segment in &self.segments {
@@ -147,6 +171,8 @@ fn parse_field(name: &str, brace_at: usize) -> Result<Field, String> {
         "namespace" => Field::Namespace,
         "pod" => Field::Pod,
         "container" => Field::Container,
+        "workload" => Field::Workload,
+        "workload_kind" => Field::WorkloadKind,
         _ => {
             if let Some(key) = name.strip_prefix("labels.") {
                 Field::Label(parse_key(key, name, brace_at)?)
@@ -209,21 +235,33 @@ mod tests {
             namespace: "shop",
             pod: "web-7d9f",
             container: "nginx",
+            workload: "web",
+            workload_kind: "Deployment",
             labels: &labels,
             annotations: &annotations,
         };
         assert_eq!(
             render(
                 "c={cluster} n={node} ns={namespace} p={pod} k={container} \
-                 l={labels.app.kubernetes.io/name} a={annotations.team_x-y}",
+                 l={labels.app.kubernetes.io/name} a={annotations.team_x-y} w={workload}/{workload_kind}",
                 &input
             ),
-            "c=prod n=node-1 ns=shop p=web-7d9f k=nginx l=web a=blue"
+            "c=prod n=node-1 ns=shop p=web-7d9f k=nginx l=web a=blue w=web/Deployment"
         );
         assert_eq!(render("static-group", &input), "static-group");
         assert_eq!(render("{pod}{container}", &input), "web-7d9fnginx");
         assert_eq!(render("{ labels.missing | labels.tier }", &input), "front");
         assert_eq!(render("x{labels.missing|annotations.none}y", &input), "xy");
+    }
+
+    #[test]
+    fn fall_through_checks() {
+        let parse = |text| Template::parse(text).expect("valid");
+        assert!(parse("k8s_{labels.app|labels.k8s-app|pod}_{container}").may_render_pod());
+        assert!(!parse("k8s_{labels.app|workload}_{container}").may_render_pod());
+        assert!(parse("{namespace}_{labels.app}").always_renders_namespace());
+        assert!(!parse("{labels.ns|namespace}_{labels.app}").always_renders_namespace());
+        assert!(!parse("static").always_renders_namespace());
     }
 
     #[test]
@@ -287,7 +325,7 @@ mod tests {
             if let Ok(parsed) = Template::parse(&text) {
                 let empty = BTreeMap::new();
                 let input = RouteInput {
-                    cluster: "c", node: "n", namespace: "ns", pod: "p", container: "k",
+                    cluster: "c", node: "n", namespace: "ns", pod: "p", container: "k", workload: "w", workload_kind: "Pod",
                     labels: &empty, annotations: &empty,
                 };
                 parsed.render_into(&input, &mut String::new());
@@ -322,7 +360,7 @@ mod tests {
             }
             let annotations = BTreeMap::new();
             let input = RouteInput {
-                cluster: "c", node: "n", namespace: &namespace, pod: &pod, container: "k",
+                cluster: "c", node: "n", namespace: &namespace, pod: &pod, container: "k", workload: "w", workload_kind: "Pod",
                 labels: &labels, annotations: &annotations,
             };
             let expected: String = model.iter().map(|segment| match segment {

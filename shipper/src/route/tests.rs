@@ -40,6 +40,8 @@ fn route_pod(labels: &[(&str, &str)]) -> Destination {
         namespace: "shop",
         pod: "web-7d9f-x2",
         container: "nginx",
+        workload: "",
+        workload_kind: "",
         labels: &labels,
         annotations: &annotations,
     })
@@ -87,6 +89,8 @@ fn all_empty_template_still_routes_to_valid_names() {
         namespace: "",
         pod: "",
         container: "",
+        workload: "",
+        workload_kind: "",
         labels: &empty,
         annotations: &empty,
     });
@@ -113,6 +117,8 @@ impl Pod {
             namespace: &self.namespace,
             pod: &self.pod,
             container: &self.container,
+            workload: "",
+            workload_kind: "",
             labels: &self.labels,
             annotations: &annotations,
         })

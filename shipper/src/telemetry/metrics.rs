@@ -1,6 +1,8 @@
 //! Counters and gauges exported on `/metrics` in Prometheus text format.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Why an event was dropped. Every drop is intended and explained; there is no "unknown".
@@ -18,17 +20,20 @@ pub enum DropReason {
     SpoolCorrupt,
     /// A source file disappeared (rotated away and deleted) before it was fully read.
     SourceLost,
+    /// An empty line in the `raw` message format (CloudWatch refuses empty messages).
+    EmptyMessage,
 }
 
 impl DropReason {
     /// All reasons, in export order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::TooOld,
         DropReason::TooNew,
         DropReason::Expired,
         DropReason::Invalid,
         DropReason::SpoolCorrupt,
         DropReason::SourceLost,
+        DropReason::EmptyMessage,
     ];
 
     /// The `reason` label value.
@@ -40,6 +45,7 @@ impl DropReason {
             DropReason::Invalid => "invalid",
             DropReason::SpoolCorrupt => "spool_corrupt",
             DropReason::SourceLost => "source_lost",
+            DropReason::EmptyMessage => "empty_message",
         }
     }
 
@@ -132,6 +138,39 @@ impl PutOutcome {
     }
 }
 
+/// A counter with one label whose values come from the configuration or a fixed set (rule
+/// names), so its cardinality is bounded by the config, never by the workload.
+#[derive(Debug, Default)]
+pub struct LabeledCounter {
+    values: Mutex<BTreeMap<String, u64>>,
+}
+
+impl LabeledCounter {
+    /// Add `n` under `label`.
+    pub fn add(&self, label: &str, n: u64) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        match values.get_mut(label) {
+            Some(value) => *value += n,
+            None => {
+                values.insert(label.to_owned(), n);
+            }
+        }
+    }
+
+    /// The count under `label`.
+    pub fn get(&self, label: &str) -> u64 {
+        self.values.lock().unwrap_or_else(|e| e.into_inner()).get(label).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (value, count) in self.values.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let _ = writeln!(out, "{name}{{{label}=\"{escaped}\"}} {count}");
+        }
+    }
+}
+
 /// The shipper's metrics. Cheap to update from any thread; shared as `Arc<Metrics>`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -177,6 +216,16 @@ pub struct Metrics {
     pub streams_paused: AtomicI64,
     /// 1 once pod metadata has synced.
     pub metadata_ready: AtomicI64,
+    /// Lines read and skipped because their container is excluded, by deciding rule.
+    pub lines_excluded: LabeledCounter,
+    /// Files whose `{workload}` came from the pod name (metadata never arrived), by rule.
+    pub workload_from_name: LabeledCounter,
+    /// Events made of several lines by a multiline detector, by detector.
+    pub multiline_groups: LabeledCounter,
+    /// Lines merged into multiline events, by detector.
+    pub multiline_lines: LabeledCounter,
+    /// Multiline events emitted, by why they ended.
+    pub multiline_flushes: LabeledCounter,
 }
 
 impl Metrics {
@@ -347,6 +396,36 @@ impl Metrics {
             gload(&self.streams_paused),
         );
         g(&mut out, "shipper_metadata_ready", "1 once pod metadata has synced.", gload(&self.metadata_ready));
+        self.lines_excluded.render(
+            &mut out,
+            "shipper_lines_excluded_total",
+            "rule",
+            "Lines read and skipped because include/exclude rules or annotations leave their container out (by choice: not drops).",
+        );
+        self.workload_from_name.render(
+            &mut out,
+            "shipper_workload_from_name_total",
+            "rule",
+            "Files whose workload was derived from the pod name because metadata never arrived, by rule.",
+        );
+        self.multiline_groups.render(
+            &mut out,
+            "shipper_multiline_groups_total",
+            "detector",
+            "Events made of several lines by a multiline detector.",
+        );
+        self.multiline_lines.render(
+            &mut out,
+            "shipper_multiline_lines_total",
+            "detector",
+            "Lines that went into multiline events.",
+        );
+        self.multiline_flushes.render(
+            &mut out,
+            "shipper_multiline_flushes_total",
+            "reason",
+            "Multiline events emitted, by why they ended (next_group, timeout, max_lines, max_bytes, ...).",
+        );
         out
     }
 }
@@ -373,6 +452,26 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert_eq!(m.source_lost_files_total(LossReason::Truncated), 2);
+    }
+
+    #[test]
+    fn labeled_counters_render_each_label() {
+        let m = Metrics::default();
+        m.lines_excluded.add("no-kube-system", 3);
+        m.lines_excluded.add("annotation:exclude", 1);
+        m.lines_excluded.add("no-kube-system", 2);
+        m.lines_excluded.add("we\"ird", 1);
+        let text = m.render();
+        for line in [
+            "shipper_lines_excluded_total{rule=\"no-kube-system\"} 5",
+            "shipper_lines_excluded_total{rule=\"annotation:exclude\"} 1",
+            "shipper_lines_excluded_total{rule=\"we\\\"ird\"} 1",
+            "# TYPE shipper_lines_excluded_total counter",
+            "# TYPE shipper_multiline_groups_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(m.lines_excluded.get("no-kube-system"), 5);
     }
 
     #[test]
