@@ -174,7 +174,8 @@ pub struct FileKey(pub u64);
 /// What `scan` noticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
-    /// A new file is tailed (from its checkpoint or from the start).
+    /// A new file is tailed (from its checkpoint, from the start, or, when a first install
+    /// skips what it holds, from the end of its last line).
     Opened { key: FileKey, path: PathBuf, offset: u64 },
     /// The file at `path` was renamed away; `key` is drained to its end, then closed.
     Rotated { key: FileKey, path: PathBuf },
