@@ -168,6 +168,13 @@ impl Ingest {
                     tracing::error!(path = %path.display(), from, to, reason = reason.as_str(),
                         "log data lost: these bytes can never be read");
                 }
+                SourceEvent::Skipped { path, from, to, reason } => {
+                    // Skipped by configuration (a first install's read_from / ignore_older):
+                    // counted apart from losses.
+                    self.metrics.source_skipped(reason, to.saturating_sub(from));
+                    tracing::info!(path = %path.display(), from, to, reason = reason.as_str(),
+                        "existing log data skipped by configuration");
+                }
             }
         }
         Metrics::set(&self.metrics.files_tailed, self.files.len() as i64);

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::kube::PodCache;
 use crate::sink::{CloudWatch, SinkOptions};
-use crate::source::{SourceState, Tailer, TailerOptions};
+use crate::source::{ReadFrom, SourceState, Tailer, TailerOptions};
 use crate::spool::{Spool, SpoolOptions};
 use crate::telemetry::{DropReason, Metrics};
 
@@ -110,6 +110,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             read_chunk_bytes: 256 * 1024,
             scratch_dir: config.state_dir.join("scratch"),
             max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
+            read_from: ReadFrom::Head,
+            ignore_older: None,
+            first_install: false,
         },
         restored,
     )?;

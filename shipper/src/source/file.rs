@@ -256,6 +256,26 @@ fn fill_head(
     (filled, None)
 }
 
+/// Offset just past the last `\n` in the first `len` bytes of `file`, 0 if there is none:
+/// where a file skipped to its end starts, so that a last line still being written is
+/// read whole once it completes. Reads backwards in blocks; a file that shrank below `len`
+/// meanwhile is an error (`UnexpectedEof`).
+pub(super) fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut buf = vec![0u8; BLOCK.min(len) as usize];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let block = &mut buf[..(end - start) as usize];
+        file.read_exact_at(block, start)?;
+        if let Some(i) = memchr::memrchr(b'\n', block) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// `pread`, retried when interrupted by a signal.
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     loop {

@@ -13,6 +13,28 @@
 //! - `rotated`: rotated siblings (`0.log.<ts>`, `0.log.<ts>.gz`) found on restore, and
 //!   decompressing a `.gz` into an unlinked scratch file to tail it.
 //! - `container_path`: pod, namespace, container and id from a kubelet file name.
+//!
+//! # Where a first install starts
+//!
+//! By default every file is read from its start, rotated siblings included. A first install
+//! (`TailerOptions::first_install`: no saved state at all) may instead start late, for the
+//! files its first scan finds only:
+//!
+//! - `read_from = tail`: each live file starts just after its last `\n` (an unterminated last
+//!   line is read once it completes); its rotated siblings are not read.
+//! - `ignore_older = d`: a rotated sibling last modified before `now - d` is not read, and a
+//!   live file last modified before then starts at its end as above.
+//!
+//! Every byte range passed over is reported as `SourceEvent::Skipped`, so it is counted as
+//! skipped by choice, never as lost. A file starting late is checkpointed like any other, so
+//! a restart resumes it where the first run was.
+//!
+//! Only a first install is affected. Afterwards a file without a checkpoint is a container
+//! that started while the shipper was down, or after it started: every line of it must be
+//! read, or those lines would be lost. (Fluent Bit's `read_from_head false` applies to every
+//! file found at start without a DB offset, and so loses the first lines of pods created
+//! while the agent was down; we don't.) Files appearing after the first scan are always read
+//! from their start.
 
 mod container_path;
 mod discover;
@@ -24,8 +46,9 @@ mod tailer;
 #[cfg(test)]
 mod tests;
 
-use crate::telemetry::LossReason;
+use crate::telemetry::{LossReason, SkipReason};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 pub use container_path::{ContainerRef, container_ref};
@@ -96,6 +119,52 @@ pub struct TailerOptions {
     /// Most bytes decompressed from one gzipped rotation (a bound on scratch disk use and on
     /// a gzip bomb); anything beyond it is reported lost.
     pub max_decompressed_bytes: u64,
+    /// Where a first install starts reading the files its first scan finds (see the module
+    /// docs). Ignored unless `first_install`.
+    pub read_from: ReadFrom,
+    /// On a first install, files its first scan finds last modified longer ago than this
+    /// are skipped (rotated ones) or started at their end (live ones). `None`: off. Ignored
+    /// unless `first_install`.
+    pub ignore_older: Option<Duration>,
+    /// There was no saved state at all (no manifest): set by the caller. Only then do
+    /// `read_from` and `ignore_older` apply, and only to paths without a checkpoint.
+    pub first_install: bool,
+}
+
+/// Where a first install starts reading a file found by its first scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From the start, rotated siblings included (nothing is skipped).
+    #[default]
+    Head,
+    /// From the end of the live file's last complete line; rotated siblings are skipped.
+    Tail,
+}
+
+impl ReadFrom {
+    /// Every value, as spelled in configuration.
+    pub const NAMES: [&'static str; 2] = ["head", "tail"];
+}
+
+impl FromStr for ReadFrom {
+    type Err = ReadFromError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "head" => Ok(Self::Head),
+            "tail" => Ok(Self::Tail),
+            _ => Err(ReadFromError { value: value.to_owned() }),
+        }
+    }
+}
+
+/// A `read_from` value that is neither `head` nor `tail`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid read_from {value:?}: expected one of \"head\", \"tail\"")]
+pub struct ReadFromError {
+    /// The value given.
+    pub value: String,
 }
 
 /// Handle of a tailed file, stable while the tailer follows it.
@@ -105,7 +174,8 @@ pub struct FileKey(pub u64);
 /// What `scan` noticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
-    /// A new file is tailed (from its checkpoint or from the start).
+    /// A new file is tailed (from its checkpoint, from the start, or, when a first install
+    /// skips what it holds, from the end of its last line).
     Opened { key: FileKey, path: PathBuf, offset: u64 },
     /// The file at `path` was renamed away; `key` is drained to its end, then closed.
     Rotated { key: FileKey, path: PathBuf },
@@ -117,6 +187,12 @@ pub enum SourceEvent {
     Closed { key: FileKey, path: PathBuf },
     /// Bytes that can never be read (file vanished before it was opened or finished).
     Lost { path: PathBuf, from: u64, to: Option<u64>, reason: LossReason },
+    /// Bytes `from..to` of the file at `path` are not read, by configuration (a first
+    /// install's `read_from = tail` or `ignore_older`). `path` is the glob match for a live
+    /// file and the rotated file's own path for a sibling. Offsets are uncompressed except
+    /// for a skipped `.gz` rotation, which is not decompressed just to be skipped: its range
+    /// is `0..` its compressed size.
+    Skipped { path: PathBuf, from: u64, to: u64, reason: SkipReason },
 }
 
 /// Bytes handed out by `read`: whole lines only.

@@ -10,15 +10,15 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::discover::{DirWatcher, Globs};
-use super::file::{Phase, TailedFile};
+use super::file::{Phase, TailedFile, last_line_end};
 use super::identity::{verify, verify_head};
 use super::rotated;
-use crate::telemetry::LossReason;
+use crate::telemetry::{LossReason, SkipReason};
 
-use super::{Checkpoint, FileKey, ReadChunk, SourceError, SourceEvent, SourceState, TailerOptions};
+use super::{Checkpoint, FileKey, ReadChunk, ReadFrom, SourceError, SourceEvent, SourceState, TailerOptions};
 
 /// `(st_dev, st_ino)`: unique among files we hold open.
 type Inode = (u64, u64);
@@ -86,16 +86,22 @@ impl Tailer {
         self.watcher.begin_scan();
         let mut events = Vec::new();
         let restored_paths = self.restored.take().map(|restored| self.restore(restored, &mut events));
+        // Only the first scan of a first install may start files late: later files are new
+        // containers, every line of which is wanted.
+        let first_start = restored_paths.as_ref().and_then(|_| self.first_start());
         let mut present = HashSet::new();
         for path in self.globs.expand() {
+            let mut start = None;
             if let Some(restored_paths) = &restored_paths
                 && !restored_paths.contains(&path)
             {
                 // New since the state was saved (the container started while we were down):
-                // what it rotated meanwhile is read too, ahead of its live file.
-                self.restore_path(&path, Vec::new(), &mut events);
+                // what it rotated meanwhile is read too, ahead of its live file (unless a
+                // first install is told to skip it).
+                self.restore_path(&path, Vec::new(), first_start, &mut events);
+                start = first_start;
             }
-            if self.discover(&path, &mut events) {
+            if self.discover(&path, start, &mut events) {
                 present.insert(path);
             }
         }
@@ -206,8 +212,21 @@ impl Tailer {
         }
     }
 
-    /// Look at one glob match; true if a live file is followed there now.
-    fn discover(&mut self, path: &Path, events: &mut Vec<SourceEvent>) -> bool {
+    /// How this tailer's first scan starts paths without a checkpoint, if not all from
+    /// their start: only on a first install with `read_from = tail` or `ignore_older`.
+    fn first_start(&self) -> Option<FirstStart> {
+        if !self.options.first_install {
+            return None;
+        }
+        let tail = self.options.read_from == ReadFrom::Tail;
+        // A period longer than the clock goes back marks nothing old.
+        let cutoff = self.options.ignore_older.and_then(|age| SystemTime::now().checked_sub(age));
+        (tail || cutoff.is_some()).then_some(FirstStart { tail, cutoff })
+    }
+
+    /// Look at one glob match; true if a live file is followed there now. A new file is
+    /// followed from its start, or, if `start` says so, from the end of its last line.
+    fn discover(&mut self, path: &Path, start: Option<FirstStart>, events: &mut Vec<SourceEvent>) -> bool {
         let Ok(meta) = fs::metadata(path) else {
             // Dangling symlink: the file is gone.
             return false;
@@ -242,9 +261,16 @@ impl Tailer {
             // Already followed through another path (overlapping globs).
             return false;
         }
-        let tailed = TailedFile::open(path.to_path_buf(), real_dir(path), file, &meta, 0);
+        // A file replacing a followed one is new content: `start` only concerns the file
+        // first found at the path.
+        let skip = start.filter(|_| live.is_none()).and_then(|start| start.skip(&meta));
+        let offset = match skip {
+            None => 0,
+            Some(reason) => skip_to_last_line_end(path, &file, &meta, reason, events),
+        };
+        let tailed = TailedFile::open(path.to_path_buf(), real_dir(path), file, &meta, offset);
         let key = self.insert(tailed, false);
-        events.push(SourceEvent::Opened { key, path: path.to_path_buf(), offset: 0 });
+        events.push(SourceEvent::Opened { key, path: path.to_path_buf(), offset });
         true
     }
 
@@ -342,7 +368,7 @@ impl Tailer {
         }
         let mut paths = HashSet::new();
         for (path, checkpoints) in by_path {
-            self.restore_path(&path, checkpoints, events);
+            self.restore_path(&path, checkpoints, None, events);
             paths.insert(path);
         }
         paths
@@ -371,7 +397,15 @@ impl Tailer {
     ///   (rare: a rotated file stays in the state until its successor has data). For
     ///   the same reason an unmatched checkpoint at offset 0 is not reported lost when
     ///   unseen siblings are read: its content is most likely among them.
-    fn restore_path(&mut self, path: &Path, checkpoints: Vec<Checkpoint>, events: &mut Vec<SourceEvent>) {
+    /// - `first_start` (a first install's first scan, for a path without checkpoints) may
+    ///   skip unseen siblings instead of reading them (see `start_sibling`).
+    fn restore_path(
+        &mut self,
+        path: &Path,
+        checkpoints: Vec<Checkpoint>,
+        first_start: Option<FirstStart>,
+        events: &mut Vec<SourceEvent>,
+    ) {
         let family = rotated::family(path);
         let live = open(path).ok();
         let live_inode = live.as_ref().map(|(_, meta)| (meta.dev(), meta.ino()));
@@ -445,7 +479,57 @@ impl Tailer {
                 Some(offset) => self.follow_restored(path, dir.clone(), candidate, offset, is_live, events),
                 // The live file is discovered by the glob scan.
                 None if is_live => {}
-                None => self.follow_restored(path, dir.clone(), candidate, 0, false, events),
+                None => match first_start {
+                    Some(start) => self.start_sibling(path, dir.clone(), candidate, start, events),
+                    None => self.follow_restored(path, dir.clone(), candidate, 0, false, events),
+                },
+            }
+        }
+    }
+
+    /// A rotated sibling found by a first install's first scan: read from 0, or if `start`
+    /// skips it, reported skipped. A skipped plain file is still followed, from the end of
+    /// its last line, so that it behaves like a file read to there: while the live file is
+    /// still empty, its checkpoint is what tells a restart that the siblings before it are
+    /// done (else they would all be read then). A skipped `.gz` is not decompressed just to
+    /// be skipped, so it is not followed: its range is its compressed size.
+    fn start_sibling(
+        &mut self,
+        path: &Path,
+        dir: Option<PathBuf>,
+        candidate: Candidate,
+        start: FirstStart,
+        events: &mut Vec<SourceEvent>,
+    ) {
+        match candidate {
+            Candidate::Gz { found } => {
+                // Unknown metadata: read it (reading too much is the safe side).
+                let skipped =
+                    fs::metadata(&found).ok().and_then(|meta| Some((start.skip(&meta)?, meta.len())));
+                match skipped {
+                    Some((reason, len)) => {
+                        if len > 0 {
+                            events.push(SourceEvent::Skipped { path: found, from: 0, to: len, reason });
+                        }
+                    }
+                    None => self.follow_restored(path, dir, Candidate::Gz { found }, 0, false, events),
+                }
+            }
+            Candidate::Plain { found, file, meta } => {
+                let offset = match start.skip(&meta) {
+                    // Followed already (overlapping globs): whatever the other path does.
+                    Some(_) if self.inodes.contains_key(&(meta.dev(), meta.ino())) => return,
+                    Some(reason) => skip_to_last_line_end(&found, &file, &meta, reason, events),
+                    None => 0,
+                };
+                self.follow_restored(
+                    path,
+                    dir,
+                    Candidate::Plain { found, file, meta },
+                    offset,
+                    false,
+                    events,
+                );
             }
         }
     }
@@ -609,6 +693,51 @@ fn open(path: &Path) -> io::Result<(File, Metadata)> {
 /// Directory of the real file behind `path` (where rotation and appends happen).
 fn real_dir(path: &Path) -> Option<PathBuf> {
     fs::canonicalize(path).ok().and_then(|real| real.parent().map(Path::to_path_buf))
+}
+
+/// How a first install's first scan starts the files of a path without a checkpoint.
+#[derive(Debug, Clone, Copy)]
+struct FirstStart {
+    /// `read_from = tail`: every file starts at its end.
+    tail: bool,
+    /// `ignore_older`: files last modified before this start at their end.
+    cutoff: Option<SystemTime>,
+}
+
+impl FirstStart {
+    /// Why the file with `meta` starts at its end, if it does. An unknown modification time
+    /// is not old: reading too much is the safe side.
+    fn skip(&self, meta: &Metadata) -> Option<SkipReason> {
+        if self.tail {
+            return Some(SkipReason::ReadFromTail);
+        }
+        let cutoff = self.cutoff?;
+        meta.modified().ok().is_some_and(|modified| modified < cutoff).then_some(SkipReason::IgnoreOlder)
+    }
+}
+
+/// Where a skipped file (`found`, open as `file`) starts: just after its last `\n`, so a
+/// last line still being written is read whole once it completes. Reports the bytes before
+/// it skipped. If that end cannot be found, the file is read from its start instead.
+fn skip_to_last_line_end(
+    found: &Path,
+    file: &File,
+    meta: &Metadata,
+    reason: SkipReason,
+    events: &mut Vec<SourceEvent>,
+) -> u64 {
+    match last_line_end(file, meta.len()) {
+        Ok(offset) => {
+            if offset > 0 {
+                events.push(SourceEvent::Skipped { path: found.to_path_buf(), from: 0, to: offset, reason });
+            }
+            offset
+        }
+        Err(error) => {
+            tracing::warn!(path = %found.display(), %error, "finding the last line of a log file to skip to; reading it from the start");
+            0
+        }
+    }
 }
 
 /// A file a restored checkpoint may be found in.

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use super::identity::fingerprint;
 use super::*;
 
+mod first_install;
 mod restore;
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -44,6 +45,9 @@ impl Node {
             read_chunk_bytes,
             scratch_dir: self.scratch_dir(),
             max_decompressed_bytes: u64::MAX,
+            read_from: ReadFrom::Head,
+            ignore_older: None,
+            first_install: false,
         }
     }
 
@@ -470,6 +474,9 @@ fn invalid_options_are_rejected() {
         read_chunk_bytes: chunk,
         scratch_dir: PathBuf::from("/var/lib/shipper/scratch"),
         max_decompressed_bytes,
+        read_from: ReadFrom::Head,
+        ignore_older: None,
+        first_install: false,
     };
     let zero_chunk = Tailer::new(options(0, Duration::from_secs(1), 1), SourceState::default());
     assert!(matches!(zero_chunk, Err(SourceError::Option { name: "read_chunk_bytes", .. })));

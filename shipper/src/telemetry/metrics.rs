@@ -85,6 +85,30 @@ impl LossReason {
     }
 }
 
+/// Why bytes of a source file were deliberately not read: a first install told to start at
+/// the end (`read_from = tail`) or to ignore old files (`ignore_older`). Counted apart from
+/// losses, since nothing went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// `read_from = tail`: what a file held when the first install found it.
+    ReadFromTail,
+    /// `ignore_older`: a file last modified before the cut-off when the first install found it.
+    IgnoreOlder,
+}
+
+impl SkipReason {
+    /// All reasons, in export order.
+    pub const ALL: [SkipReason; 2] = [SkipReason::ReadFromTail, SkipReason::IgnoreOlder];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::ReadFromTail => "read_from_tail",
+            SkipReason::IgnoreOlder => "ignore_older",
+        }
+    }
+}
+
 /// Outcome of one PutLogEvents call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PutOutcome {
@@ -198,6 +222,10 @@ pub struct Metrics {
     source_lost_files: [AtomicU64; LossReason::ALL.len()],
     /// Bytes known to be lost that way (when the file's size was known), by [`LossReason`].
     source_lost_bytes: [AtomicU64; LossReason::ALL.len()],
+    /// Files with bytes skipped by choice on a first install, by [`SkipReason`].
+    source_skipped_files: [AtomicU64; SkipReason::ALL.len()],
+    /// Bytes skipped that way, by [`SkipReason`].
+    source_skipped_bytes: [AtomicU64; SkipReason::ALL.len()],
     /// Files matching the globs whose names do not say which pod they belong to (not read).
     pub unroutable_files: AtomicU64,
     /// Log groups created.
@@ -243,6 +271,17 @@ impl Metrics {
     /// Files that lost bytes so far for `reason`.
     pub fn source_lost_files_total(&self, reason: LossReason) -> u64 {
         self.source_lost_files[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Count a file whose `bytes` were skipped by choice for `reason`.
+    pub fn source_skipped(&self, reason: SkipReason, bytes: u64) {
+        self.source_skipped_files[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.source_skipped_bytes[reason as usize].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Files with bytes skipped so far for `reason`.
+    pub fn source_skipped_files_total(&self, reason: SkipReason) -> u64 {
+        self.source_skipped_files[reason as usize].load(Ordering::Relaxed)
     }
 
     /// Events dropped so far for `reason`.
@@ -345,6 +384,23 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for r in LossReason::ALL {
+                let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", r.as_str(), load(&values[r as usize]));
+            }
+        }
+        for (name, help, values) in [
+            (
+                "shipper_source_skipped_files_total",
+                "Files whose existing content a first install skipped by configuration (read_from, ignore_older), by reason.",
+                &self.source_skipped_files,
+            ),
+            (
+                "shipper_source_skipped_bytes_total",
+                "Bytes a first install skipped by configuration (a skipped .gz rotation counts its compressed size), by reason.",
+                &self.source_skipped_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for r in SkipReason::ALL {
                 let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", r.as_str(), load(&values[r as usize]));
             }
         }
@@ -472,6 +528,23 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert_eq!(m.lines_excluded.get("no-kube-system"), 5);
+    }
+
+    #[test]
+    fn source_skips_are_exported_by_reason() {
+        let m = Metrics::default();
+        m.source_skipped(SkipReason::ReadFromTail, 100);
+        m.source_skipped(SkipReason::ReadFromTail, 20);
+        let text = m.render();
+        for line in [
+            "shipper_source_skipped_files_total{reason=\"read_from_tail\"} 2",
+            "shipper_source_skipped_bytes_total{reason=\"read_from_tail\"} 120",
+            "shipper_source_skipped_files_total{reason=\"ignore_older\"} 0",
+            "# TYPE shipper_source_skipped_bytes_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(m.source_skipped_files_total(SkipReason::ReadFromTail), 2);
     }
 
     #[test]
