@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::kube::PodCache;
 use crate::sink::{CloudWatch, SinkOptions};
-use crate::source::{ReadFrom, SourceState, Tailer, TailerOptions};
+use crate::source::{SourceState, Tailer, TailerOptions};
 use crate::spool::{Spool, SpoolOptions};
 use crate::telemetry::{DropReason, Metrics};
 
@@ -76,6 +76,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     std::fs::create_dir_all(&spool_dir)
         .map_err(|e| AgentError::StateDir { path: spool_dir.clone(), reason: e.to_string() })?;
 
+    // A first install has never committed anything: `read_from` and `ignore_older` apply
+    // only then (a lost or damaged manifest is not a first install: it reads from the head).
+    let had_state = spool_dir.join("manifest").exists() || spool_dir.join("quarantine").exists();
     let (spool, recovery) = Spool::open(
         &spool_dir,
         SpoolOptions { max_bytes: config.spool_max_bytes, flush_interval: config.flush_interval },
@@ -91,6 +94,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         corrupt_events = recovery.corrupt_events,
         "spool recovered"
     );
+    let recovery_was_empty = recovery.source_state.is_none() && recovery.quarantined.is_empty();
     let restored: SourceState = match recovery.source_state.as_deref() {
         None => SourceState::default(),
         Some(bytes) => serde_json::from_slice(bytes).unwrap_or_else(|e| {
@@ -110,9 +114,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             read_chunk_bytes: 256 * 1024,
             scratch_dir: config.state_dir.join("scratch"),
             max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
-            read_from: ReadFrom::Head,
-            ignore_older: None,
-            first_install: false,
+            read_from: config.read_from,
+            ignore_older: config.ignore_older,
+            first_install: !had_state && recovery_was_empty,
         },
         restored,
     )?;

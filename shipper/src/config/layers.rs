@@ -84,6 +84,12 @@ pub struct Settings {
     /// Most bytes in one multiline event, e.g. `256KiB`.
     #[arg(long, env = "SHIPPER_MULTILINE_MAX_BYTES")]
     pub multiline_max_bytes: Option<String>,
+    /// Where a first install starts in the files it finds: `head` (default) or `tail`.
+    #[arg(long, env = "SHIPPER_READ_FROM")]
+    pub read_from: Option<String>,
+    /// On a first install, skip files last written longer ago than this, e.g. `1h` (default: off).
+    #[arg(long, env = "SHIPPER_IGNORE_OLDER")]
+    pub ignore_older: Option<String>,
     /// Typed lists from the config file (the env/flag values above, when set, win).
     #[arg(skip)]
     pub file_lists: FileLists,
@@ -151,6 +157,10 @@ pub struct FileSettings {
     pub multiline_max_lines: Option<u64>,
     /// See [`Settings::multiline_max_bytes`].
     pub multiline_max_bytes: Option<String>,
+    /// See [`Settings::read_from`].
+    pub read_from: Option<String>,
+    /// See [`Settings::ignore_older`].
+    pub ignore_older: Option<String>,
 }
 
 /// `log_paths` (and other lists of names) in the file: a list or a comma-separated string.
@@ -204,6 +214,8 @@ impl Settings {
             multiline_flush_timeout: self.multiline_flush_timeout.or(file.multiline_flush_timeout),
             multiline_max_lines: self.multiline_max_lines.or(file.multiline_max_lines.map(|n| n.to_string())),
             multiline_max_bytes: self.multiline_max_bytes.or(file.multiline_max_bytes),
+            read_from: self.read_from.or(file.read_from),
+            ignore_older: self.ignore_older.or(file.ignore_older),
             file_lists: FileLists {
                 include: file.include,
                 exclude: file.exclude,

@@ -12,6 +12,7 @@ use crate::route::{
     DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Filter, MatcherSpec, MessageField, MessageFormat,
     MultilineChoice, MultilineRuleSpec, NO_MULTILINE, Router, Routing, RoutingSettings,
 };
+use crate::source::ReadFrom;
 use crate::telemetry::LogFormat;
 
 /// A configuration problem, naming the key (env var) and the fix.
@@ -98,6 +99,11 @@ pub struct Config {
     pub multiline_max_lines: usize,
     /// `SHIPPER_MULTILINE_MAX_BYTES`
     pub multiline_max_bytes: usize,
+    /// `SHIPPER_READ_FROM`
+    pub read_from: ReadFrom,
+    /// `SHIPPER_IGNORE_OLDER` (`None`: off)
+    #[serde(with = "humantime_serde_option")]
+    pub ignore_older: Option<Duration>,
 }
 
 impl Config {
@@ -177,6 +183,17 @@ fn byte_size(key: &'static str, value: Option<String>, default: &str) -> Result<
         value: raw.clone(),
         reason: format!("{e}; use a size like \"256KiB\" or \"1MiB\""),
     })
+}
+
+mod humantime_serde_option {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 mod humantime_serde_compat {
@@ -379,6 +396,19 @@ impl Settings {
             });
         }
 
+        let read_from = match self.read_from {
+            None => ReadFrom::default(),
+            Some(v) => v.trim().parse::<ReadFrom>().map_err(|e| ConfigError::Invalid {
+                key: "SHIPPER_READ_FROM",
+                value: v,
+                reason: e.to_string(),
+            })?,
+        };
+        let ignore_older = match self.ignore_older.filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(duration("SHIPPER_IGNORE_OLDER", Some(v), "")?),
+        };
+
         let config = Config {
             cluster_name,
             node_name,
@@ -415,6 +445,8 @@ impl Settings {
             )?,
             multiline_max_lines,
             multiline_max_bytes: multiline_max_bytes as usize,
+            read_from,
+            ignore_older,
         };
         let invalid = |key, value: String, reason: String| ConfigError::Invalid { key, value, reason };
         fn json<T: Serialize>(value: &T) -> String {
