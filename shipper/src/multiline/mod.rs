@@ -28,3 +28,6 @@ mod machine;
 
 pub use combine::{Combiner, Flushes, OpenGroups, Stats};
 pub use detector::{CustomDetector, Detector, Limits, MultilineError};
+
+#[cfg(test)]
+mod tests;
