@@ -499,6 +499,8 @@ enum Step {
     Push(Stream, String, bool, u64),
     /// `flush_expired` this many milliseconds later.
     Tick(u64),
+    /// The file rotates: the open groups move to a new combiner, as of the current offset.
+    Rotate,
 }
 
 fn steps() -> impl Strategy<Value = (String, Limits, Vec<Step>)> {
@@ -512,6 +514,7 @@ fn steps() -> impl Strategy<Value = (String, Limits, Vec<Step>)> {
     let step = prop_oneof![
         12 => (stream, text, proptest::bool::weighted(0.05), 0u64..400).prop_map(|(s, t, c, d)| Step::Push(s, t, c, d)),
         1 => (0u64..3000).prop_map(Step::Tick),
+        1 => Just(Step::Rotate),
     ];
     let name = proptest::sample::select(vec![
         "java",
@@ -555,7 +558,10 @@ proptest! {
 
     #[test]
     fn grouping_loses_nothing_and_respects_limits((name, limits, steps) in steps()) {
-        let mut c = Combiner::new(detector(&name, limits));
+        let detector = detector(&name, limits);
+        let mut c = Combiner::new(detector.clone());
+        // Stats of the combiners rotated away, and the multi-line events seen.
+        let (mut groups_before, mut merged_before) = (0, 0);
         let mut now = Instant::now();
         let mut out: Vec<Line> = Vec::new();
         // Per stream: (offset, timestamp, text, continued) of every line pushed, in order.
@@ -608,6 +614,21 @@ proptest! {
                     prop_assert_eq!(n, batch.len());
                     prop_assert!(c.next_deadline().is_none_or(|d| d > now));
                 }
+                Step::Rotate => {
+                    let open = c.take_open();
+                    prop_assert_eq!(c.pending_since(), None);
+                    groups_before += c.stats().groups;
+                    merged_before += c.stats().lines_merged;
+                    c = Combiner::new(detector.clone());
+                    c.adopt(open, offset, &mut batch);
+                    prop_assert!(batch.is_empty(), "a fresh combiner of the same detector keeps them all");
+                    // The held lines now count as starting at the adoption offset.
+                    for s in 0..2 {
+                        for held in &mut pushed[s][emitted[s]..] {
+                            held.0 = held.0.max(offset);
+                        }
+                    }
+                }
             }
             check(&batch, &mut emitted, &pushed)?;
             out.extend(batch);
@@ -627,5 +648,10 @@ proptest! {
         check(&rest, &mut emitted, &pushed)?;
         prop_assert_eq!(emitted, [pushed[0].len(), pushed[1].len()]);
         prop_assert_eq!(c.pending_since(), None);
+        out.extend(rest);
+        // The counters agree with the output.
+        let multi: Vec<usize> = out.iter().map(|l| l.text.split('\n').count()).filter(|&n| n > 1).collect();
+        prop_assert_eq!(groups_before + c.stats().groups, multi.len() as u64);
+        prop_assert_eq!(merged_before + c.stats().lines_merged, multi.iter().sum::<usize>() as u64);
     }
 }
