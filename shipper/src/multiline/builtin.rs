@@ -53,7 +53,8 @@ pub(super) const JAVA: &[RuleSpec] = &[
 /// the direct cause of the following exception:`, a blank line and the next traceback stay
 /// in the same event. That is why the exception line is not terminal: a chain can only be
 /// told from the end of a trace by the line after it (so a lone traceback waits for one
-/// more line, or the flush timeout).
+/// more line, or the flush timeout; a blank line after it stays in the event, since it may
+/// be the start of a chain).
 pub(super) const PYTHON: &[RuleSpec] = &[
     rule(&["start_state", "python_chain_traceback"], r"^Traceback \(most recent call last\):$", "python"),
     rule(&["python"], r"^[\t ]+File ", "python"),

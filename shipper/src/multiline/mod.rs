@@ -16,6 +16,13 @@
 //! - No checkpoint is needed inside a held group: [`Combiner::pending_since`].
 //! - No clock is read: time comes from the callers' `now`.
 //!
+//! Using it (per file, after the assembler): push every line with its first record's offset;
+//! checkpoint no further than the least of the read offset,
+//! [`crate::parse::Assembler::pending_since`] and [`Combiner::pending_since`]; wake up at
+//! [`Combiner::next_deadline`] to call [`Combiner::flush_expired`]; when the file rotates,
+//! [`Combiner::take_open`] from the old file's combiner and [`Combiner::adopt`] into the new
+//! one's; [`Combiner::flush`] when a file is done for good.
+//!
 //! - `machine.rs`: the state machine and its rules
 //! - `builtin.rs`: the built-in rule tables
 //! - `detector.rs`: [`Detector`], [`Limits`], [`CustomDetector`], [`MultilineError`]

@@ -126,6 +126,42 @@ fn ordinary_lines_are_never_held() {
     assert_eq!(c.next_deadline(), None);
 }
 
+/// Every built-in lets ordinary log lines through in the same push: a detector costs
+/// nothing on logs that have no traces.
+#[test]
+fn builtins_never_hold_ordinary_lines() {
+    let ordinary = [
+        r#"{"level":"info","ts":"2026-11-25T10:00:00Z","msg":"order created","id":42}"#,
+        r#"level=error msg="request failed" err="context deadline exceeded""#,
+        r#"10.0.3.7 - - [25/Nov/2026:10:00:00 +0000] "GET /api/orders/42 HTTP/1.1" 200 512"#,
+        "2026-11-25 10:00:00.101  INFO 1 --- [main] c.a.orders.Main : Started Main in 2.1 seconds",
+        r#"I, [2026-11-25T10:00:00.101234 #1]  INFO -- : Started GET "/up" for 10.0.3.7"#,
+        "info: Microsoft.Hosting.Lifetime[0]",
+        "      Application started. Press Ctrl+C to shut down.",
+        "WARN retrying in 2s (attempt 3)",
+        "",
+    ];
+    for &name in Detector::BUILTIN {
+        let mut c = Combiner::new(builtin(name));
+        for (i, text) in ordinary.iter().enumerate() {
+            let mut out = Vec::new();
+            c.push(line(OUT, 0, text), i as u64, Instant::now(), &mut out);
+            assert_eq!(texts(&out), [*text], "{name} held {text:?}");
+        }
+    }
+}
+
+#[test]
+fn a_python_traceback_without_a_chain_ends_at_the_next_line() {
+    let mut c = Combiner::new(builtin("python"));
+    let tb = ["Traceback (most recent call last):", "  File \"a.py\", line 1, in <module>", "ValueError: x"];
+    let out = feed(&mut c, Instant::now(), &[tb[0], tb[1], tb[2], "next"]);
+    assert_eq!(out[3], [tb.join("\n").as_str(), "next"]);
+    // A blank line could be the start of a chain, so it stays with the trace.
+    let out = feed(&mut c, Instant::now(), &[tb[0], tb[1], tb[2], "", "next"]);
+    assert_eq!(out[4], [format!("{}\n", tb.join("\n")).as_str(), "next"]);
+}
+
 #[test]
 fn a_trace_goes_out_when_the_next_line_does_not_continue_it() {
     let mut c = Combiner::new(builtin("java"));
