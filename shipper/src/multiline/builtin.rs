@@ -48,7 +48,8 @@ pub(super) const JAVA: &[RuleSpec] = &[
 /// their source line, and the final `module.ExceptionType: message` line. Added: frames
 /// without a source line (`<stdin>`, frozen modules), Python 3.11's `^^^^` position markers,
 /// `[Previous line repeated N more times]`, an exception line without a message
-/// (`KeyboardInterrupt`), and chaining: after the exception line, a blank line, `During
+/// (`KeyboardInterrupt`), 3.11's exception groups (`+ Exception Group Traceback …` and its
+/// `|` / `+-` box), and chaining: after the exception line, a blank line, `During
 /// handling of the above exception, another exception occurred:` or `The above exception was
 /// the direct cause of the following exception:`, a blank line and the next traceback stay
 /// in the same event. That is why the exception line is not terminal: a chain can only be
@@ -69,6 +70,14 @@ pub(super) const PYTHON: &[RuleSpec] = &[
         "python_chain_message",
     ),
     rule(&["python_chain_message"], r"^$", "python_chain_traceback"),
+    // 3.11's exception groups: every line of the group's box starts with `|` or `+`.
+    rule(
+        &["start_state", "python_chain_traceback"],
+        r"^[\t ]*\+ Exception Group Traceback \(most recent call last\):$",
+        "python_group",
+    ),
+    rule(&["python_group"], r"^[\t ]*[|+]", "python_group"),
+    rule(&["python_group"], r"^$", "python_chain_gap"),
 ];
 
 /// Go panics and fatal runtime errors with their goroutine dumps.
@@ -77,13 +86,13 @@ pub(super) const PYTHON: &[RuleSpec] = &[
 /// (or net/http's `http: panic serving …`), an optional `[signal …` line, then blocks of
 /// `goroutine N [state]:` followed by pairs of function / `\tfile.go:N +0x…` lines, with
 /// blank lines between goroutines. Added: `fatal error: …` (deadlocks, concurrent map
-/// writes), nested `\tpanic: …` / `[recovered]` lines, `...additional frames elided...`,
+/// writes), the nested `\tpanic: …` line after `panic: … [recovered]`, `...additional frames elided...`,
 /// the `goroutine N gp=… m=… [state]:` header of newer runtimes, and `exit status N`
 /// (printed by `go run`), which ends the trace at once: a terminal state.
 pub(super) const GO: &[RuleSpec] = &[
     rule(&["start_state"], r"\bpanic: |^fatal error: ", "go_after_panic"),
     rule(&["start_state"], r"http: panic serving", "go_goroutine"),
-    rule(&["go_after_panic"], r"^\tpanic: |^\[recovered\]", "go_after_panic"),
+    rule(&["go_after_panic"], r"^\tpanic: ", "go_after_panic"),
     rule(&["go_after_panic"], r"^\[signal ", "go_after_signal"),
     rule(&["go_after_panic", "go_after_signal", "go_frame_1"], r"^$", "go_goroutine"),
     rule(&["go_goroutine"], r"^goroutine \d+ (?:[^\[]* )?\[[^\]]+\]:$", "go_frame_1"),
