@@ -20,7 +20,8 @@ use super::machine::{RuleSpec, rule};
 /// `Suppressed:` sections, `... N more` / `... N common frames omitted`, `nested exception
 /// is:` (old Spring). Added: a bare fully qualified exception class with no message
 /// (`java.lang.NullPointerException` alone on its line, which the `[:\r\n]` rule misses
-/// since lines reach us without their newline), logback's `Wrapped by:` (root cause first
+/// since lines reach us without their newline), the `  Detail:` / `  Hint:` / `  Where:`
+/// lines of PostgreSQL's `PSQLException` message, logback's `Wrapped by:` (root cause first
 /// mode), and the dots of `...` are escaped (detect-exceptions matches any three
 /// characters).
 pub(super) const JAVA: &[RuleSpec] = &[
@@ -32,6 +33,12 @@ pub(super) const JAVA: &[RuleSpec] = &[
     rule(&["java_after_exception"], r"^[\t ]*nested exception is:[\t ]*$", "java_start_exception"),
     // A blank line inside an exception's message (detect-exceptions keeps it in the trace).
     rule(&["java_after_exception"], r"^$", "java_after_exception"),
+    // The indented lines the PostgreSQL driver adds to its exception messages.
+    rule(
+        &["java_after_exception"],
+        r"^[\t ]+(?:Detail|Hint|Where|Position|Internal Query|Routine): ",
+        "java_after_exception",
+    ),
     rule(&["java_after_exception", "java"], r"^[\t ]+(?:eval )?at ", "java"),
     rule(
         &["java_after_exception", "java"],

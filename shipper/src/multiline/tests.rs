@@ -152,6 +152,18 @@ fn builtins_never_hold_ordinary_lines() {
 }
 
 #[test]
+fn a_java_exception_message_may_span_lines() {
+    let mut c = Combiner::new(builtin("java"));
+    let trace = [
+        r#"org.postgresql.util.PSQLException: ERROR: duplicate key value violates unique constraint "users_pkey""#,
+        "  Detail: Key (id)=(42) already exists.",
+        "\tat org.postgresql.core.v3.QueryExecutorImpl.receiveErrorResponse(QueryExecutorImpl.java:2713)",
+    ];
+    let out = feed(&mut c, Instant::now(), &[trace[0], trace[1], trace[2], "next"]);
+    assert_eq!(out[3], [trace.join("\n").as_str(), "next"]);
+}
+
+#[test]
 fn a_python_traceback_without_a_chain_ends_at_the_next_line() {
     let mut c = Combiner::new(builtin("python"));
     let tb = ["Traceback (most recent call last):", "  File \"a.py\", line 1, in <module>", "ValueError: x"];
