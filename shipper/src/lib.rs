@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod failpoint;
 pub mod kube;
+/// Grouping the lines of a stack trace into one event (multiline detectors).
+pub mod multiline;
 pub mod parse;
 pub mod route;
 pub mod sink;
