@@ -6,6 +6,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::multiline::CustomDetector;
 use crate::route::{MatcherSpec, MultilineRuleSpec};
 
 /// Settings from flags and environment (clap resolves flag over env), all optional.
@@ -75,6 +76,10 @@ pub struct Settings {
     /// `[{ detector = "java", match = { namespace = "shop" } }]`.
     #[arg(long, env = "SHIPPER_MULTILINE_RULES")]
     pub multiline_rules: Option<String>,
+    /// Custom multiline detectors, as a TOML array:
+    /// `[{ name = "dated", start = '^\d{4}-' }]`.
+    #[arg(long, env = "SHIPPER_MULTILINE_DETECTORS")]
+    pub multiline_detectors: Option<String>,
     /// How long a multiline event waits for its next line before it is sent as it is.
     #[arg(long, env = "SHIPPER_MULTILINE_FLUSH_TIMEOUT")]
     pub multiline_flush_timeout: Option<String>,
@@ -105,6 +110,8 @@ pub struct FileLists {
     pub exclude: Option<Vec<MatcherSpec>>,
     /// `multiline_rules`
     pub multiline_rules: Option<Vec<MultilineRuleSpec>>,
+    /// `multiline_detectors`
+    pub multiline_detectors: Option<Vec<CustomDetector>>,
 }
 
 /// The config file (TOML). Same keys as `Settings`, snake_case; unknown keys are errors.
@@ -151,6 +158,8 @@ pub struct FileSettings {
     pub multiline: Option<String>,
     /// `[[multiline_rules]]` tables.
     pub multiline_rules: Option<Vec<MultilineRuleSpec>>,
+    /// `[[multiline_detectors]]` tables.
+    pub multiline_detectors: Option<Vec<CustomDetector>>,
     /// See [`Settings::multiline_flush_timeout`].
     pub multiline_flush_timeout: Option<String>,
     /// See [`Settings::multiline_max_lines`].
@@ -211,6 +220,7 @@ impl Settings {
             exclude: self.exclude,
             multiline: self.multiline.or(file.multiline),
             multiline_rules: self.multiline_rules,
+            multiline_detectors: self.multiline_detectors,
             multiline_flush_timeout: self.multiline_flush_timeout.or(file.multiline_flush_timeout),
             multiline_max_lines: self.multiline_max_lines.or(file.multiline_max_lines.map(|n| n.to_string())),
             multiline_max_bytes: self.multiline_max_bytes.or(file.multiline_max_bytes),
@@ -220,6 +230,7 @@ impl Settings {
                 include: file.include,
                 exclude: file.exclude,
                 multiline_rules: file.multiline_rules,
+                multiline_detectors: file.multiline_detectors,
             },
         }
     }

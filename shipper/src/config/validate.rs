@@ -1,6 +1,7 @@
 //! Validation: turn merged `Settings` into the effective `Config`, or say which key is wrong
 //! and how to fix it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::route::{
     DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Filter, MatcherSpec, MessageField, MessageFormat,
     MultilineChoice, MultilineRuleSpec, NO_MULTILINE, Router, Routing, RoutingSettings,
 };
+use crate::multiline::{CustomDetector, Detector, Limits, MultilineError};
 use crate::source::ReadFrom;
 use crate::telemetry::LogFormat;
 
@@ -92,6 +94,8 @@ pub struct Config {
     pub multiline: Option<String>,
     /// `SHIPPER_MULTILINE_RULES`
     pub multiline_rules: Vec<MultilineRuleSpec>,
+    /// `SHIPPER_MULTILINE_DETECTORS`
+    pub multiline_detectors: Vec<CustomDetector>,
     /// `SHIPPER_MULTILINE_FLUSH_TIMEOUT`
     #[serde(with = "humantime_serde_compat")]
     pub multiline_flush_timeout: Duration,
@@ -120,6 +124,28 @@ impl Config {
             message_format: self.message_format,
             message_fields: &self.message_fields,
         })
+    }
+
+    /// The limits built-in detectors get (custom ones may override them).
+    pub fn multiline_limits(&self) -> Limits {
+        Limits {
+            max_lines: self.multiline_max_lines,
+            max_bytes: self.multiline_max_bytes,
+            flush_timeout: self.multiline_flush_timeout,
+        }
+    }
+
+    /// Every detector a container may be given, by name: the built-ins and the custom ones.
+    pub fn detectors(&self) -> Result<HashMap<String, Detector>, MultilineError> {
+        let limits = self.multiline_limits();
+        let mut detectors: HashMap<String, Detector> = Detector::BUILTIN
+            .iter()
+            .filter_map(|name| Detector::builtin(name, limits).map(|d| ((*name).to_owned(), d)))
+            .collect();
+        for spec in &self.multiline_detectors {
+            detectors.insert(spec.name.clone(), Detector::custom(spec, limits)?);
+        }
+        Ok(detectors)
     }
 
     /// Things that are valid but probably not what an operator wants (`shipper check`).
@@ -157,8 +183,6 @@ pub mod defaults {
     pub const MULTILINE_MAX_BYTES: &str = "1MiB";
 }
 
-/// Multiline detectors every build has.
-pub const BUILTIN_DETECTORS: [&str; 5] = ["java", "python", "go", "ruby", "dotnet"];
 
 /// A TOML array given as an env value (`[{ namespace = "kube-system" }]`).
 fn toml_list<T: serde::de::DeserializeOwned>(key: &'static str, text: &str) -> Result<Vec<T>, ConfigError> {
@@ -351,21 +375,48 @@ impl Settings {
             Some(text) => toml_list("SHIPPER_MULTILINE_RULES", &text)?,
             None => self.file_lists.multiline_rules.unwrap_or_default(),
         };
+        let multiline_detectors: Vec<CustomDetector> = match self.multiline_detectors {
+            Some(text) => toml_list("SHIPPER_MULTILINE_DETECTORS", &text)?,
+            None => self.file_lists.multiline_detectors.unwrap_or_default(),
+        };
+        for spec in &multiline_detectors {
+            Detector::custom(spec, Limits::default()).map_err(|e| ConfigError::Invalid {
+                key: "SHIPPER_MULTILINE_DETECTORS",
+                value: spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        if let Some((_, duplicate)) = multiline_detectors
+            .iter()
+            .enumerate()
+            .find(|(i, d)| multiline_detectors[..*i].iter().any(|o| o.name == d.name))
+        {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_MULTILINE_DETECTORS",
+                value: duplicate.name.clone(),
+                reason: "two detectors have this name; names must be unique".into(),
+            });
+        }
+        let known_names = || {
+            let mut names: Vec<&str> = vec![NO_MULTILINE];
+            names.extend(Detector::BUILTIN);
+            names.extend(multiline_detectors.iter().map(|d| d.name.as_str()));
+            names
+        };
         let multiline =
             self.multiline.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty() && m != NO_MULTILINE);
-        let known = |name: &str| name == NO_MULTILINE || BUILTIN_DETECTORS.contains(&name);
-        if let Some(name) = multiline.as_deref().filter(|name| !known(name)) {
+        if let Some(name) = multiline.as_deref().filter(|name| !known_names().contains(name)) {
             return Err(ConfigError::Invalid {
                 key: "SHIPPER_MULTILINE",
                 value: name.to_owned(),
-                reason: format!("unknown detector; use none, {}", BUILTIN_DETECTORS.join(", ")),
+                reason: format!("unknown detector; use one of {}", known_names().join(", ")),
             });
         }
-        if let Some(rule) = multiline_rules.iter().find(|rule| !known(&rule.detector)) {
+        if let Some(rule) = multiline_rules.iter().find(|rule| !known_names().contains(&rule.detector.as_str())) {
             return Err(ConfigError::Invalid {
                 key: "SHIPPER_MULTILINE_RULES",
                 value: rule.detector.clone(),
-                reason: format!("unknown detector; use none, {}", BUILTIN_DETECTORS.join(", ")),
+                reason: format!("unknown detector; use one of {}", known_names().join(", ")),
             });
         }
         let multiline_max_lines = match self.multiline_max_lines {
@@ -438,6 +489,7 @@ impl Settings {
             exclude,
             multiline,
             multiline_rules,
+            multiline_detectors,
             multiline_flush_timeout: duration(
                 "SHIPPER_MULTILINE_FLUSH_TIMEOUT",
                 self.multiline_flush_timeout,
