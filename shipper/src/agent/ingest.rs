@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::pipeline::{FilePipeline, Routed};
+use super::pipeline::{Carry, FilePipeline, Routed};
 use crate::config::Config;
 use crate::kube::PodCache;
+use crate::multiline::Detector;
 use crate::route::Routing;
 use crate::source::{FileKey, SourceEvent, Tailer, container_ref};
 use crate::spool::{Spool, SpoolError};
@@ -22,6 +23,17 @@ use crate::telemetry::Metrics;
 
 /// How long a partial line waits for its continuation before it is shipped as it is.
 const PARTIAL_IDLE_FLUSH: Duration = Duration::from_secs(5);
+
+/// The routing settings cannot be compiled (only for a `Config` not built by validation).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestOptionsError {
+    /// Templates or rules.
+    #[error(transparent)]
+    Routing(#[from] crate::route::RoutingError),
+    /// A custom multiline detector.
+    #[error(transparent)]
+    Multiline(#[from] crate::multiline::MultilineError),
+}
 
 /// Tunables of the ingest loop.
 #[derive(Debug, Clone)]
@@ -32,6 +44,8 @@ pub struct IngestOptions {
     pub node: String,
     /// Names, filters, multiline choice and message format.
     pub routing: Routing,
+    /// Multiline detectors by name (built-in and custom).
+    pub detectors: HashMap<String, Detector>,
     /// How long a file's lines wait for pod metadata.
     pub metadata_wait: Duration,
     /// Group-commit period.
@@ -44,8 +58,9 @@ pub struct IngestOptions {
 
 impl IngestOptions {
     /// From the effective configuration.
-    pub fn from_config(config: &Config) -> Result<Self, crate::route::RoutingError> {
+    pub fn from_config(config: &Config) -> Result<Self, IngestOptionsError> {
         Ok(IngestOptions {
+            detectors: config.detectors()?,
             cluster: config.cluster_name.clone(),
             node: config.node_name.clone(),
             routing: config.routing()?,
@@ -183,16 +198,25 @@ impl Ingest {
     /// A new file at `path` is about to be read, so any older file at the same path (rotated
     /// away) has been read to its end: spool its unfinished partial line, if any, and let its
     /// checkpoint reach the end so the tailer can let go of it. A line the runtime split across
-    /// a rotation therefore arrives as two lines — never lost.
-    fn retire_rotated(&mut self, path: &std::path::Path) {
+    /// a rotation therefore arrives as two lines — never lost. An unfinished stack trace is
+    /// returned instead, for the new file to continue; the old file's checkpoint waits at the
+    /// trace's start until it is spooled, so a crash re-reads it from there.
+    fn retire_rotated(&mut self, path: &std::path::Path) -> Vec<(FileKey, u64, Carry)> {
         let older: Vec<FileKey> =
             self.files.keys().copied().filter(|k| self.tailer.path(*k).is_some_and(|p| p == path)).collect();
+        let mut carries = Vec::new();
         for key in older {
             if let Some(mut file) = self.files.remove(&key) {
                 let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-                match file.finish(&mut spool, &self.metrics) {
-                    Ok(()) => {
-                        self.pending_safe.insert(key, file.read_end);
+                match file.hand_over(&mut spool, &self.metrics) {
+                    Ok(handed) => {
+                        // With a trace carried on, this file's checkpoint stays at the
+                        // trace's start until the next file spools it.
+                        self.pending_safe.insert(key, handed.safe);
+                        self.pending_safe.extend(handed.released);
+                        if let Some(carry) = handed.carry {
+                            carries.push((key, file.read_end, carry));
+                        }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, path = %path.display(), "spooling a rotated file's last partial line failed")
@@ -200,19 +224,30 @@ impl Ingest {
                 }
             }
         }
+        carries
     }
 
     /// A partial line that got no continuation for `PARTIAL_IDLE_FLUSH` (its file ended on a
     /// `P` record, or ends without a newline and was deleted) is spooled as a complete line, so
     /// its checkpoint can move on and the file can be let go. A continuation arriving later
-    /// becomes a line of its own: split, never lost.
+    /// becomes a line of its own: split, never lost. Stack traces whose flush timeout passed
+    /// are spooled too.
     fn flush_idle_partials(&mut self) -> Result<(), SpoolError> {
         let now = Instant::now();
         let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
         for (key, file) in &mut self.files {
+            let mut flushed = false;
             if file.has_pending() && now.saturating_duration_since(file.last_data) >= PARTIAL_IDLE_FLUSH {
-                file.finish(&mut spool, &self.metrics)?;
-                self.pending_safe.insert(*key, file.read_end);
+                file.flush_partial(&mut spool, &self.metrics)?;
+                flushed = true;
+            }
+            if file.group_deadline().is_some_and(|deadline| deadline <= now) {
+                file.flush_expired(now, &mut spool, &self.metrics)?;
+                flushed = true;
+            }
+            if flushed {
+                self.pending_safe.insert(*key, file.safe_offset(file.read_end));
+                self.pending_safe.extend(file.take_released());
             }
         }
         Ok(())
@@ -222,8 +257,11 @@ impl Ingest {
     fn finish_file(&mut self, key: FileKey, path: &std::path::Path) {
         if let Some(mut file) = self.files.remove(&key) {
             let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = file.finish(&mut spool, &self.metrics) {
-                tracing::error!(error = %e, path = %path.display(), "spooling the last partial line failed");
+            match file.finish(&mut spool, &self.metrics) {
+                Ok(released) => self.pending_safe.extend(released),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "spooling the last partial line failed")
+                }
             }
         }
     }
@@ -262,6 +300,7 @@ impl Ingest {
                 file.process(&self.buf, chunk.start, &mut spool, &self.metrics)?
             };
             self.pending_safe.insert(key, safe);
+            self.pending_safe.extend(file.take_released());
         }
         Metrics::set(&self.metrics.streams_paused, paused.len() as i64);
         Ok(total)
@@ -280,8 +319,10 @@ impl Ingest {
                 }
                 return false;
             };
-            self.retire_rotated(&path);
-            self.files.insert(key, FilePipeline::new(container, now));
+            let carries = self.retire_rotated(&path);
+            let mut file = FilePipeline::new(container, now);
+            file.pending_carry = carries;
+            self.files.insert(key, file);
         }
         let Some(file) = self.files.get_mut(&key) else {
             return false;
@@ -331,7 +372,21 @@ impl Ingest {
                 "routing"
             ),
         }
-        file.routed = Some(routed);
+        let detector = routed.multiline.as_ref().and_then(|chosen| {
+            let detector = self.options.detectors.get(&chosen.detector).cloned();
+            if detector.is_none() {
+                tracing::warn!(
+                    namespace = %file.container.namespace,
+                    pod = %file.container.pod,
+                    container = %file.container.container,
+                    detector = %chosen.detector,
+                    rule = %chosen.rule,
+                    "unknown multiline detector; shipping this container's lines one by one"
+                );
+            }
+            detector
+        });
+        file.set_routed(routed, detector);
         true
     }
 
@@ -342,7 +397,8 @@ impl Ingest {
         self.source_changed
             || !self.pending_safe.is_empty()
             || self.files.values().any(|file| {
-                file.has_pending() && now.saturating_duration_since(file.last_data) >= PARTIAL_IDLE_FLUSH
+                (file.has_pending() && now.saturating_duration_since(file.last_data) >= PARTIAL_IDLE_FLUSH)
+                    || file.group_deadline().is_some_and(|deadline| deadline <= now)
             })
             || self.lock_spool().needs_commit(now)
     }

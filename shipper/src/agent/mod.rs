@@ -25,7 +25,7 @@ use crate::spool::{Spool, SpoolOptions};
 use crate::telemetry::{DropReason, Metrics};
 
 pub use dispatch::Dispatcher;
-pub use ingest::{Ingest, IngestOptions};
+pub use ingest::{Ingest, IngestOptions, IngestOptionsError};
 
 /// The agent could not start.
 #[derive(Debug, thiserror::Error)]

@@ -3,9 +3,10 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::kube::{PodInfo, Workload, WorkloadRule};
+use crate::multiline::{Combiner, Detector, OpenGroups, Stats};
 use crate::parse::{Assembler, Format, Line, detect_format, parse_record};
 use crate::route::{Destination, MessageEncoder, MultilineDecision, RouteInput, Routing};
-use crate::source::ContainerRef;
+use crate::source::{ContainerRef, FileKey};
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::{DropReason, Metrics};
 
@@ -84,6 +85,27 @@ impl Routed {
     }
 }
 
+/// An unfinished stack trace carried from a rotated file into the next file at its path.
+#[derive(Debug)]
+pub struct Carry {
+    groups: OpenGroups,
+    detector: Detector,
+    /// Rotated files (key, end offset) whose checkpoints wait at the trace's start until it
+    /// is spooled: the trace may have begun several rotations ago.
+    waiting: Vec<(FileKey, u64)>,
+}
+
+/// What a rotated file leaves behind when the next file at its path takes over.
+#[derive(Debug)]
+pub struct HandOver {
+    /// How far the rotated file's checkpoint may go now.
+    pub safe: u64,
+    /// Its unfinished trace, for the next file.
+    pub carry: Option<Carry>,
+    /// Older rotated files that no longer wait for anything (key, end offset).
+    pub released: Vec<(FileKey, u64)>,
+}
+
 /// State of one tailed file in the pipeline.
 #[derive(Debug)]
 pub struct FilePipeline {
@@ -97,10 +119,26 @@ pub struct FilePipeline {
     pub read_end: u64,
     /// When bytes last arrived.
     pub last_data: Instant,
+    /// Traces handed over by rotated files at the same path, adopted once this file is
+    /// routed: (rotated file, its end offset, the trace).
+    pub pending_carry: Vec<(FileKey, u64, Carry)>,
     format: Option<Format>,
     assembler: Assembler,
+    /// Groups stack-trace lines into events, when the container has a detector.
+    combiner: Option<Combiner>,
+    /// Rotated files whose trace this file's combiner carries (key, end offset).
+    carried: Vec<(FileKey, u64)>,
+    /// Complete lines from the assembler, before multiline grouping.
+    assembled: Vec<Line>,
+    /// Lines counted into `lines_read` since the last spooling.
+    lines_in: u64,
+    /// Events ready for the spool.
     lines: Vec<Line>,
     messages: Vec<String>,
+    /// The combiner's counters as last exported.
+    stats_seen: Stats,
+    /// Lines of traces carried into this file after it turned out to be excluded.
+    excluded_carried: u64,
 }
 
 fn now_ms() -> i64 {
@@ -116,15 +154,51 @@ impl FilePipeline {
             first_seen: now,
             read_end: 0,
             last_data: now,
+            pending_carry: Vec::new(),
             format: None,
             assembler: Assembler::new(MAX_LINE_BYTES),
+            combiner: None,
+            carried: Vec::new(),
+            assembled: Vec::new(),
+            lines_in: 0,
             lines: Vec::new(),
             messages: Vec::new(),
+            stats_seen: Stats::default(),
+            excluded_carried: 0,
+        }
+    }
+
+    /// Route the file; `detector` groups its stack traces (ignored for an excluded file,
+    /// whose lines are only counted). Traces handed over by rotated files are adopted now.
+    pub fn set_routed(&mut self, routed: Routed, detector: Option<Detector>) {
+        let excluded = routed.excluded_by().is_some();
+        self.routed = Some(routed);
+        self.combiner = if excluded { None } else { detector.map(Combiner::new) };
+        for (key, end, carry) in std::mem::take(&mut self.pending_carry) {
+            let before = self.lines.len();
+            match &mut self.combiner {
+                Some(combiner) => combiner.adopt(carry.groups, 0, &mut self.lines),
+                // Normally the same container, so the same detector. If this file has none
+                // (its pod's annotations changed), the trace goes out as it is.
+                None => {
+                    let mut combiner = Combiner::new(carry.detector.clone());
+                    combiner.adopt(carry.groups, 0, &mut self.lines);
+                    combiner.flush(&mut self.lines);
+                }
+            }
+            if excluded {
+                // Read and counted as lines already; now they are excluded lines.
+                let lines: usize = self.lines[before..].iter().map(|l| l.text.matches('\n').count() + 1).sum();
+                self.excluded_carried += lines as u64;
+            }
+            self.carried.extend(carry.waiting);
+            self.carried.push((key, end));
         }
     }
 
     /// Process `bytes` (whole lines) read from file offset `start`; returns the offset the
-    /// checkpoint may advance to once the spool commits (never inside an unfinished line).
+    /// checkpoint may advance to once the spool commits (never inside an unfinished line
+    /// or an unfinished stack trace).
     pub fn process(
         &mut self,
         bytes: &[u8],
@@ -132,9 +206,10 @@ impl FilePipeline {
         spool: &mut Spool,
         metrics: &Metrics,
     ) -> Result<u64, SpoolError> {
-        let Some(routed) = &self.routed else {
+        if self.routed.is_none() {
             return Ok(start);
-        };
+        }
+        let now = Instant::now();
         let mut offset = start;
         for raw in bytes.split_inclusive(|b| *b == b'\n') {
             let line_start = offset;
@@ -155,26 +230,54 @@ impl FilePipeline {
                 },
             };
             match parse_record(format, line) {
-                Ok(record) => self.assembler.push(record, line_start, &mut self.lines),
+                Ok(record) => {
+                    // Where the line this record completes began (for the combiner's
+                    // checkpoint bound).
+                    let first = self.assembler.open_since(record.stream).unwrap_or(line_start);
+                    self.assembler.push(record, line_start, &mut self.assembled);
+                    self.admit(first, now);
+                }
                 Err(e) => {
                     // Not a runtime record: ship the raw line rather than drop it.
                     tracing::debug!(error = %e, "malformed line shipped raw");
                     Metrics::add(&metrics.malformed_lines, 1);
                     let text = String::from_utf8_lossy(line);
-                    self.lines.push(Line {
+                    self.assembled.push(Line {
                         timestamp_ms: now_ms(),
                         stream: crate::parse::Stream::Stdout,
                         invalid_utf8: matches!(text, std::borrow::Cow::Owned(_)),
                         text: text.into_owned(),
                         continued: false,
                     });
+                    self.admit(line_start, now);
                 }
             }
         }
         self.read_end = offset;
-        self.last_data = Instant::now();
-        self.spool_lines(routed.without_metadata, spool, metrics)?;
-        Ok(self.assembler.pending_since().unwrap_or(offset))
+        self.last_data = now;
+        self.spool_lines(spool, metrics)?;
+        Ok(self.safe_offset(offset))
+    }
+
+    /// Move the assembler's complete lines (which began at `offset`) on: through the
+    /// combiner, or straight to the spool queue.
+    fn admit(&mut self, offset: u64, now: Instant) {
+        self.lines_in += self.assembled.len() as u64;
+        match &mut self.combiner {
+            Some(combiner) => {
+                for line in self.assembled.drain(..) {
+                    combiner.push(line, offset, now, &mut self.lines);
+                }
+            }
+            None => self.lines.append(&mut self.assembled),
+        }
+    }
+
+    /// How far the checkpoint may go, given everything up to `read_end` was processed: not
+    /// past an unfinished line or an unfinished trace.
+    pub fn safe_offset(&self, read_end: u64) -> u64 {
+        let held = [self.assembler.pending_since(), self.combiner.as_ref().and_then(Combiner::pending_since)];
+        held.into_iter().flatten().min().unwrap_or(read_end)
     }
 
     /// An unfinished partial line is held.
@@ -182,31 +285,110 @@ impl FilePipeline {
         self.assembler.pending_since().is_some()
     }
 
-    /// The file is gone for good: emit any pending partial line.
-    pub fn finish(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<(), SpoolError> {
-        self.assembler.flush(&mut self.lines);
-        let without = self.routed.as_ref().is_some_and(|r| r.without_metadata);
-        self.spool_lines(without, spool, metrics)
+    /// When the oldest held stack trace is due to go out as it is.
+    pub fn group_deadline(&self) -> Option<Instant> {
+        self.combiner.as_ref().and_then(Combiner::next_deadline)
     }
 
-    fn spool_lines(
-        &mut self,
-        without_metadata: bool,
-        spool: &mut Spool,
-        metrics: &Metrics,
-    ) -> Result<(), SpoolError> {
+    /// Spool the stack traces whose flush timeout passed.
+    pub fn flush_expired(&mut self, now: Instant, spool: &mut Spool, metrics: &Metrics) -> Result<(), SpoolError> {
+        if let Some(combiner) = &mut self.combiner {
+            combiner.flush_expired(now, &mut self.lines);
+        }
+        self.spool_lines(spool, metrics)
+    }
+
+    /// Spool an unfinished partial line as complete (no continuation came); it may still
+    /// join a held stack trace.
+    pub fn flush_partial(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<(), SpoolError> {
+        let first = self.assembler.pending_since().unwrap_or(self.read_end);
+        self.assembler.flush(&mut self.assembled);
+        self.admit(first, Instant::now());
+        self.spool_lines(spool, metrics)
+    }
+
+    /// The file is gone for good: emit any pending partial line and held trace. Returns
+    /// the rotated files that waited for this file's traces (key, end offset).
+    pub fn finish(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<Vec<(FileKey, u64)>, SpoolError> {
+        self.flush_partial(spool, metrics)?;
+        if let Some(combiner) = &mut self.combiner {
+            combiner.flush(&mut self.lines);
+        }
+        self.spool_lines(spool, metrics)?;
+        Ok(std::mem::take(&mut self.carried))
+    }
+
+    /// The next file at this path takes over (kubelet rotated this one, and it is read to
+    /// its end): an unfinished trace goes on in the new file rather than being cut in two.
+    pub fn hand_over(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<HandOver, SpoolError> {
+        self.flush_partial(spool, metrics)?;
+        let held = self.combiner.as_ref().and_then(Combiner::pending_since);
+        match (&mut self.combiner, held) {
+            (Some(combiner), Some(since)) => Ok(HandOver {
+                safe: since,
+                carry: Some(Carry {
+                    detector: combiner.detector().clone(),
+                    groups: combiner.take_open(),
+                    waiting: std::mem::take(&mut self.carried),
+                }),
+                released: Vec::new(),
+            }),
+            _ => Ok(HandOver { safe: self.read_end, carry: None, released: std::mem::take(&mut self.carried) }),
+        }
+    }
+
+    /// Rotated files that waited for a trace this file adopted, once that trace is spooled
+    /// (key, end offset). Conservative: while any trace is held from offset 0 (the adopted
+    /// one, or one that began on this file's first line) they keep waiting.
+    pub fn take_released(&mut self) -> Vec<(FileKey, u64)> {
+        let holding_adopted = self.combiner.as_ref().and_then(Combiner::pending_since) == Some(0);
+        if self.carried.is_empty() || holding_adopted { Vec::new() } else { std::mem::take(&mut self.carried) }
+    }
+
+    /// Export the combiner's counters that changed since the last call.
+    fn export_stats(&mut self, metrics: &Metrics) {
+        let Some(combiner) = &self.combiner else {
+            return;
+        };
+        let now = *combiner.stats();
+        let seen = std::mem::replace(&mut self.stats_seen, now);
+        let name = combiner.detector().name();
+        if now.groups > seen.groups {
+            metrics.multiline_groups.add(name, now.groups - seen.groups);
+        }
+        if now.lines_merged > seen.lines_merged {
+            metrics.multiline_lines.add(name, now.lines_merged - seen.lines_merged);
+        }
+        let (a, b) = (now.flushes, seen.flushes);
+        for (reason, now, seen) in [
+            ("timeout", a.timeout, b.timeout),
+            ("max_lines", a.max_lines, b.max_lines),
+            ("max_bytes", a.max_bytes, b.max_bytes),
+            ("continued_piece", a.continued_piece, b.continued_piece),
+            ("end_of_trace", a.end_of_trace, b.end_of_trace),
+            ("next_group", a.next_group, b.next_group),
+            ("end_of_input", a.end_of_input, b.end_of_input),
+        ] {
+            if now > seen {
+                metrics.multiline_flushes.add(reason, now - seen);
+            }
+        }
+    }
+
+    fn spool_lines(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<(), SpoolError> {
+        self.export_stats(metrics);
         let Some(routed) = &self.routed else {
             return Ok(());
         };
-        let n = self.lines.len() as u64;
+        let n = std::mem::take(&mut self.lines_in);
         Metrics::add(&metrics.lines_read, n);
         if let Some(rule) = routed.excluded_by() {
             // Read, counted, skipped: never spooled, never a drop.
-            metrics.lines_excluded.add(rule, n);
+            metrics.lines_excluded.add(rule, n + std::mem::take(&mut self.excluded_carried));
             self.lines.clear();
             return Ok(());
         }
-        if without_metadata {
+        if routed.without_metadata {
             Metrics::add(&metrics.metadata_missing, n);
         }
         for line in self.lines.drain(..) {

@@ -80,6 +80,13 @@ impl Assembler {
         self.pending.iter().filter(|line| line.open).map(|line| line.first_offset).min()
     }
 
+    /// File offset of the first record of `stream`'s unfinished line, if one is open: where
+    /// the next line this stream completes started.
+    pub fn open_since(&self, stream: Stream) -> Option<u64> {
+        let line = &self.pending[slot(stream)];
+        line.open.then_some(line.first_offset)
+    }
+
     /// Emit whatever is pending as complete lines (the file ended for good), oldest first.
     pub fn flush(&mut self, out: &mut Vec<Line>) {
         let cap = self.max_line_bytes;
