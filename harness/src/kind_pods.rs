@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, ResourceRequirements, SecurityContext};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::scenario;
 use crate::writer::{LinePlan, WriterArgs};
@@ -73,6 +73,7 @@ pub fn pod_object(
             namespace: Some(pod.namespace.clone()),
             labels: Some(pod_labels(&pod.labels, run)),
             annotations: (!pod.annotations.is_empty()).then(|| pod.annotations.clone()),
+            owner_references: pod.owner.as_ref().map(|o| vec![owner_reference(o)]),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
@@ -85,6 +86,16 @@ pub fn pod_object(
         }),
         ..Pod::default()
     }
+}
+
+/// The scenario's owner as a typed reference: the stand-in's JSON, so both tiers serve the
+/// same `ownerReferences`. On a real cluster the owner does not exist, and the garbage
+/// collector deletes such pods: the kind tier refuses scenarios with owners
+/// ([`crate::runner::kind_refusal`]) until it creates the owners too.
+pub fn owner_reference(owner: &scenario::OwnerRef) -> OwnerReference {
+    let json = crate::standin::owner_reference_json(&owner.kind, &owner.name);
+    serde_json::from_value(json)
+        .unwrap_or_else(|e| unreachable!("the stand-in's owner reference is valid: {e}"))
 }
 
 /// YAML for `kubectl apply -f -`.
@@ -147,6 +158,19 @@ groups = { g = ["web-0_nginx"] }
         assert!(!labels.contains_key("app") && !labels.contains_key("k8s-app"), "{labels:?}");
         assert_eq!(labels.len(), 1, "only the run label: {labels:?}");
         assert!(bare.metadata.annotations.is_none());
+        assert!(bare.metadata.owner_references.is_none());
+    }
+
+    #[test]
+    fn owners_render_as_owner_references() {
+        let mut s = scenario();
+        s.pods[0].owner = Some(scenario::OwnerRef { kind: "StatefulSet".into(), name: "web".into() });
+        let pod = pod_object(&s.pods[0], &plans(&s.pods[0]), "rk1", "w:1", "n");
+        let owners = pod.metadata.owner_references.expect("owners");
+        assert_eq!(owners.len(), 1);
+        assert_eq!((owners[0].api_version.as_str(), owners[0].kind.as_str()), ("apps/v1", "StatefulSet"));
+        assert_eq!(owners[0].name, "web");
+        assert_eq!(owners[0].controller, Some(true));
     }
 
     #[test]

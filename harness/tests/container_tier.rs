@@ -97,6 +97,8 @@ fn writer_image_prints_the_plan() {
         sizes: vec!["small".into(), "16KiB+1".into(), "invalid-utf8".into()],
         stream: "stdout".into(),
         first_seq: 100,
+        traces: None,
+        json: false,
     };
     let plan = args.plan().expect("valid plan");
     let output = std::process::Command::new("docker")

@@ -82,6 +82,10 @@ scenarios! {
     network_disconnect => "network-disconnect",
     backend_pause => "backend-pause",
     node_restart => "node-restart",
+    workload_groups => "workload-groups",
+    exclusions => "exclusions",
+    stack_traces => "stack-traces",
+    json_logs => "json-logs",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use harness::standin::{Availability, Standin, StandinApi, StandinOptions, pod_json};
+use harness::standin::{Availability, Standin, StandinApi, StandinOptions, owner_reference_json, pod_json};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -243,6 +243,44 @@ async fn streaming_list_needs_no_list_request() {
     let stats = standin.stats();
     assert_eq!(stats.lists, 0, "{stats:?}");
     assert!(stats.bookmarks >= 1, "initial-events-end bookmark: {stats:?}");
+}
+
+/// Scenario owners: the pod's `ownerReferences` as GET, LIST and the watch serve them.
+#[tokio::test]
+async fn owner_references_are_served_by_get_list_and_watch() {
+    let owned = |name: &str, kind: &str, owner: &str| {
+        let mut pod = node_pod(name, Some("node-a"));
+        pod["metadata"]["ownerReferences"] = serde_json::json!([owner_reference_json(kind, owner)]);
+        pod
+    };
+    let standin = start(options()).await;
+    standin.apply_pod(owned("web-7d9f8b6c5d-x2k4p", "ReplicaSet", "web-7d9f8b6c5d")).unwrap();
+    standin.apply_pod(node_pod("bare", Some("node-a"))).unwrap();
+    let client = client(&standin).await;
+    let mut view = View::on_node_a(client.clone());
+    view.synced_with(&["bare", "web-7d9f8b6c5d-x2k4p"]).await;
+    let controller = |pod: &Pod| {
+        pod.metadata
+            .owner_references
+            .as_ref()
+            .and_then(|o| o.iter().find(|r| r.controller == Some(true)))
+            .map(|r| (r.api_version.clone(), r.kind.clone(), r.name.clone()))
+    };
+    let rs = Some(("apps/v1".to_owned(), "ReplicaSet".to_owned(), "web-7d9f8b6c5d".to_owned()));
+    assert_eq!(controller(&view.pods["web-7d9f8b6c5d-x2k4p"]), rs, "initial list");
+    assert!(view.pods["bare"].metadata.owner_references.is_none());
+
+    // A pod created later arrives through the watch with its owner.
+    standin.apply_pod(owned("report-29081520-abcde", "Job", "report-29081520")).unwrap();
+    view.until("the Job's pod appears", |v| v.pods.contains_key("report-29081520-abcde")).await;
+    let job = Some(("batch/v1".to_owned(), "Job".to_owned(), "report-29081520".to_owned()));
+    assert_eq!(controller(&view.pods["report-29081520-abcde"]), job, "watch event");
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let got = pods.get("web-7d9f8b6c5d-x2k4p").await.unwrap();
+    assert_eq!(controller(&got), rs, "GET");
+    let uid = &got.metadata.owner_references.unwrap()[0].uid;
+    assert_eq!(uid, owner_reference_json("ReplicaSet", "web-7d9f8b6c5d")["uid"].as_str().unwrap());
 }
 
 #[tokio::test]

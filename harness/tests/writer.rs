@@ -18,6 +18,8 @@ fn args(sizes: &[&str], stream: &str, lines: u64, first_seq: u64) -> WriterArgs 
         sizes: sizes.iter().map(|s| s.to_string()).collect(),
         stream: stream.into(),
         first_seq,
+        traces: None,
+        json: false,
     }
 }
 

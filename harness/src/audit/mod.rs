@@ -6,14 +6,17 @@
 
 mod payload;
 mod read;
+mod trace;
 mod verdict;
 
 pub use payload::{
     Charset, Corrupt, HEADER_PREFIX, InvalidField, LineClass, LineKey, Payload, SizeClass, Verified,
 };
 pub use read::{Delivered, DeliveredEvent, ReadError, read_all};
+pub use trace::{TRACE_HEADER_CLASS, TraceKind};
 pub use verdict::{
     CONTINUATION_MARKER, Finding, Ledger, SeqRange, SourceCounts, SourceKey, StreamCounts, Verdict, verdict,
+    verdict_for,
 };
 
 #[cfg(test)]

@@ -236,6 +236,34 @@ impl Payload {
         Ok((run, LineKey { pod, container, seq }, class))
     }
 
+    /// The identity of the payload header found at the start of `text` or at the start of a
+    /// word further on (a stack trace's exception line carries it after `ValueError: `).
+    /// The first header that parses wins.
+    pub fn locate_header(text: &str) -> Result<(String, LineKey, LineClass), Corrupt> {
+        let first = Self::parse_header(text);
+        if first.is_ok() {
+            return first;
+        }
+        text.match_indices(HEADER_PREFIX)
+            .filter(|(at, _)| *at > 0 && matches!(text.as_bytes()[at - 1], b' ' | b'\n' | b'\t'))
+            .find_map(|(at, _)| Self::parse_header(&text[at..]).ok())
+            .ok_or_else(|| first.err().unwrap_or(Corrupt::NoHeader { reason: "no header".into() }))
+    }
+
+    /// Line `seq` written as a JSON object (`encoding = "json"`): the payload (repaired, as
+    /// text) in `msg`. Keys in a fixed order, compact, no newline.
+    pub fn json_line(
+        run: &str,
+        pod: &str,
+        container: &str,
+        seq: u64,
+        class: LineClass,
+    ) -> Result<String, InvalidField> {
+        let msg = Self::expected_text(&Self::line(run, pod, container, seq, class)?);
+        let quote = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+        Ok(format!(r#"{{"level":"info","logger":{},"msg":{},"seq":{seq}}}"#, quote(container), quote(&msg)))
+    }
+
     /// Check that `text` is exactly the (repaired) line its header names.
     pub fn verify(text: &str) -> Result<Verified, Corrupt> {
         let (run, key, class) = Self::parse_header(text)?;
@@ -330,10 +358,10 @@ fn fill_invalid(line: &mut Vec<u8>, target: usize, rng: &mut SplitMix64) {
 }
 
 /// splitmix64: a tiny, well-mixed deterministic stream.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -341,13 +369,13 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, bound: usize) -> usize {
+    pub(crate) fn below(&mut self, bound: usize) -> usize {
         (self.next() % bound as u64) as usize
     }
 }
 
 /// FNV-1a over the parts, each followed by a 0 byte (so `("ab","c") != ("a","bc")`).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     parts
         .iter()
         .flat_map(|part| part.iter().chain(&[0]))

@@ -195,3 +195,150 @@ fn verdict_serialises_for_the_report() {
     let verdict = verdict(&ledger, &delivered(&[("k8s_c_default_web_app", "web_app", events(&logs, "web"))]));
     insta::assert_yaml_snapshot!(verdict);
 }
+
+#[test]
+fn excluded_sources_are_never_missing_and_leak_when_delivered() {
+    let mut ledger = ledger("web", 0..3, SMALL);
+    for seq in 0..4 {
+        ledger.record_payload("web", "istio-proxy", seq, SMALL);
+    }
+    ledger.exclude("web", "istio-proxy");
+    assert_eq!(ledger.len(), 3, "only lines the shipper must deliver");
+    assert_eq!(ledger.excluded_len(), 4);
+    assert!(!ledger.counts().contains_key(&("web".to_owned(), "istio-proxy".to_owned())));
+    let logs: Vec<_> = (0..3).map(|s| text("web", s, SMALL)).collect();
+    let clean = verdict(&ledger, &delivered(&[("g", "web_app", events(&logs, "web"))]));
+    assert!(clean.is_clean(), "{clean:#?}");
+    assert_eq!(clean.missing_count(), 0);
+
+    // Two lines of the excluded sidecar show up anyway.
+    let leaked: Vec<_> = [1, 3]
+        .iter()
+        .map(|seq| {
+            let log = Payload::expected_text(&Payload::line(RUN, "web", "istio-proxy", *seq, SMALL).unwrap());
+            DeliveredEvent { timestamp: 0, message: envelope(&log, "web", "istio-proxy") }
+        })
+        .collect();
+    let found = verdict(
+        &ledger,
+        &delivered(&[("g", "web_app", events(&logs, "web")), ("g2", "web_istio-proxy", leaked)]),
+    );
+    assert!(!found.is_clean());
+    assert_eq!(found.leaked.len(), 2, "{found:#?}");
+    assert_eq!(found.leaked[1].key.as_ref().map(|k| k.seq), Some(3));
+    assert!(found.spurious.is_empty() && found.corrupted.is_empty());
+    assert_eq!(found.missing_count(), 0, "a leak is not a loss elsewhere");
+}
+
+fn trace_ledger(kind: TraceKind, seqs: std::ops::Range<u64>) -> Ledger {
+    let mut ledger = Ledger::new(RUN);
+    for seq in seqs {
+        ledger.record_trace("web", "app", seq, kind);
+    }
+    ledger
+}
+
+fn trace(kind: TraceKind, seq: u64) -> String {
+    kind.text(RUN, "web", "app", seq).unwrap()
+}
+
+#[test]
+fn a_trace_delivered_as_one_event_is_clean() {
+    for kind in [TraceKind::Java, TraceKind::Python] {
+        let ledger = trace_ledger(kind, 0..4);
+        let logs: Vec<_> = (0..4).map(|s| trace(kind, s)).collect();
+        let v = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
+        assert!(v.is_clean(), "{kind}: {v:#?}");
+        assert_eq!(v.sources[&source("web")].delivered, 4);
+    }
+}
+
+#[test]
+fn a_trace_delivered_in_pieces_is_a_split_not_a_loss() {
+    for kind in [TraceKind::Java, TraceKind::Python] {
+        let ledger = trace_ledger(kind, 0..4);
+        // Trace 1 line by line, trace 3 in two pieces cut between lines; 0 and 2 whole.
+        let mut logs = vec![trace(kind, 0)];
+        logs.extend(trace(kind, 1).split('\n').map(str::to_owned));
+        logs.push(trace(kind, 2));
+        let three = trace(kind, 3);
+        let lines: Vec<&str> = three.split('\n').collect();
+        logs.push(lines[..3].join("\n"));
+        logs.push(lines[3..].join("\n"));
+        let v = verdict(&ledger, &delivered(&[("g", "s", events(&logs, "web"))]));
+        assert_eq!(v.missing_count(), 0, "{kind}: {v:#?}");
+        assert!(v.corrupted.is_empty() && v.spurious.is_empty(), "{kind}: {v:#?}");
+        assert_eq!(v.split_traces.len(), 2, "{kind}: {:#?}", v.split_traces);
+        let n = trace(kind, 1).split('\n').count();
+        assert_eq!(v.split_traces[0].key.as_ref().map(|k| k.seq), Some(1));
+        assert_eq!(v.split_traces[0].event, 1);
+        assert!(v.split_traces[0].reason.contains(&format!("trace of {n} lines delivered as {n} events")));
+        assert!(v.split_traces[1].reason.contains("as 2 events"), "{:?}", v.split_traces[1]);
+        assert!(!v.is_clean());
+    }
+}
+
+#[test]
+fn a_trace_missing_a_piece_is_corrupted_and_missing() {
+    let kind = TraceKind::Java;
+    let ledger = trace_ledger(kind, 0..1);
+    let whole = trace(kind, 0);
+    let mut pieces: Vec<String> = whole.split('\n').map(str::to_owned).collect();
+    pieces.remove(2);
+    let v = verdict(&ledger, &delivered(&[("g", "s", events(&pieces, "web"))]));
+    assert!(v.split_traces.is_empty());
+    assert_eq!(v.missing_count(), 1);
+    assert_eq!(v.corrupted.len(), pieces.len(), "every piece reported: {:#?}", v.corrupted);
+    assert_eq!(v.corrupted[0].key.as_ref().map(|k| k.seq), Some(0));
+}
+
+fn json_envelope(log: serde_json::Value, pod: &str) -> String {
+    serde_json::json!({
+        "log": log, "namespace": "default", "pod_name": pod, "container_name": "app",
+        "container_image": "busybox", "host": "node-1", "workload": "web",
+    })
+    .to_string()
+}
+
+#[test]
+fn json_lines_are_verified_as_objects_or_as_text() {
+    use crate::scenario::MessageFormat;
+    let mut ledger = Ledger::new(RUN);
+    for seq in 0..3 {
+        ledger.record_json("web", "app", seq, SMALL);
+    }
+    let line = |seq| Payload::json_line(RUN, "web", "app", seq, SMALL).unwrap();
+    let object = |seq| serde_json::from_str::<serde_json::Value>(&line(seq)).unwrap();
+    let as_objects: Vec<_> = (0..3)
+        .map(|seq| DeliveredEvent { timestamp: 0, message: json_envelope(object(seq), "web") })
+        .collect();
+    let v = verdict_for(&ledger, &delivered(&[("g", "s", as_objects.clone())]), MessageFormat::EnvelopeJson);
+    assert!(v.is_clean(), "{v:#?}");
+    assert_eq!(v.sources[&source("web")].delivered, 3);
+    // The same lines as escaped strings (format `envelope`) are verified as text.
+    let as_text: Vec<_> = (0..3).map(line).collect();
+    let v = verdict(&ledger, &delivered(&[("g", "s", events(&as_text, "web"))]));
+    assert!(v.is_clean(), "{v:#?}");
+    // An object under the plain envelope is not the contract.
+    let v = verdict(&ledger, &delivered(&[("g", "s", as_objects)]));
+    assert_eq!(v.corrupted.len(), 3);
+    assert!(v.corrupted[0].reason.contains("not a string"), "{:?}", v.corrupted[0]);
+    // A changed field of the object is caught.
+    let mut changed = object(1);
+    changed["level"] = "error".into();
+    let evs = vec![DeliveredEvent { timestamp: 0, message: json_envelope(changed, "web") }];
+    let v = verdict_for(&ledger, &delivered(&[("g", "s", evs)]), MessageFormat::EnvelopeJson);
+    assert_eq!(v.corrupted.len(), 1);
+    assert!(v.corrupted[0].reason.contains("is not the JSON line written"), "{:?}", v.corrupted[0]);
+    assert_eq!(v.corrupted[0].key.as_ref().map(|k| k.seq), Some(1));
+}
+
+#[test]
+fn raw_messages_are_the_text_alone() {
+    use crate::scenario::MessageFormat;
+    let ledger = ledger("web", 0..2, SMALL);
+    let evs: Vec<_> =
+        (0..2).map(|s| DeliveredEvent { timestamp: 0, message: text("web", s, SMALL) }).collect();
+    let v = verdict_for(&ledger, &delivered(&[("g", "s", evs)]), MessageFormat::Raw);
+    assert!(v.is_clean(), "{v:#?}");
+}

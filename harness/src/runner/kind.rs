@@ -380,7 +380,12 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
             })?;
             match create_incarnation(&cluster, pod, &run, &images.writer, &node, t) {
                 // Every line of every incarnation goes into the ledger once the pod exists.
-                Ok(()) => pod.incarnations.iter().flatten().for_each(|plan| plan.record_all(&mut ledger)),
+                Ok(()) => {
+                    pod.incarnations.iter().flatten().for_each(|plan| plan.record_all(&mut ledger));
+                    for c in pod.spec.containers.iter().filter(|c| c.excluded_by.is_some()) {
+                        ledger.exclude(&pod.spec.name, &c.name);
+                    }
+                }
                 // No API while the nodes are disconnected: create it once they are back.
                 Err(_) if !faults.disconnected.is_empty() => {}
                 Err(e) => return Err(e),
@@ -440,10 +445,11 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
         t0,
         timeout: scenario.expect.drain_timeout.0,
         ledger: &ledger,
+        format: scenario.expect.message.format,
         gateway: &gateway,
         client: &client,
     };
-    let written = ledger.len() as u64;
+    let written = (ledger.len() + ledger.excluded_len()) as u64;
     let (delivered, drained_at) = gate.wait(&mut samples, || written, async |_| Ok(())).await?;
     let shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
     let nodes: BTreeSet<String> = cluster.nodes().map_err(kind_error)?.into_iter().collect();
@@ -457,7 +463,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     }
 
     let view = kind_view(scenario, &images.writer);
-    let verdict = audit::verdict(&ledger, &delivered);
+    let verdict = audit::verdict_for(&ledger, &delivered, scenario.expect.message.format);
     let measured = verdict::Measured {
         lines_written: written,
         checks,

@@ -23,7 +23,7 @@ use crate::report::{Check, Report, Sample};
 use crate::scenario::Scenario;
 use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, free_port};
 use crate::simnode::SimNode;
-use crate::standin::{Availability, Standin, StandinApi, StandinOptions, pod_json};
+use crate::standin::{Availability, Standin, StandinApi, StandinOptions, owner_reference_json, pod_json};
 
 pub use support::{kind_refusal, kind_substitutions, single_node_refusal};
 pub use timeline::{Action, Step, plan};
@@ -509,6 +509,7 @@ pub async fn run_scenario_with(
         t0,
         timeout: scenario.expect.drain_timeout.0,
         ledger: &ledger,
+        format: scenario.expect.message.format,
         gateway: &env.gateway,
         client: &env.client,
     };
@@ -565,7 +566,7 @@ pub async fn run_scenario_with(
         detail: format!("exit code {exit:?} after SIGTERM"),
     });
 
-    let verdict = audit::verdict(&ledger, &delivered);
+    let verdict = audit::verdict_for(&ledger, &delivered, scenario.expect.message.format);
     let measured = verdict::Measured {
         lines_written: workload.written(),
         checks,
@@ -722,6 +723,10 @@ fn create_pod(standin: &Standin, pod: &crate::scenario::PodSpec, node: &str) -> 
     if !pod.annotations.is_empty() {
         json["metadata"]["annotations"] = serde_json::to_value(&pod.annotations).unwrap_or_default();
     }
+    if let Some(owner) = &pod.owner {
+        json["metadata"]["ownerReferences"] =
+            serde_json::json!([owner_reference_json(&owner.kind, &owner.name)]);
+    }
     let stored = standin.apply_pod(json).map_err(component("stand-in API"))?;
     Ok(stored["metadata"]["uid"].as_str().unwrap_or("uid").to_owned())
 }
@@ -735,6 +740,8 @@ struct DrainGate<'a> {
     /// The scenario's `drain_timeout`, from now.
     timeout: Duration,
     ledger: &'a Ledger,
+    /// How the shipper writes messages (`SHIPPER_MESSAGE_FORMAT`).
+    format: crate::scenario::MessageFormat,
     gateway: &'a GatewayHandle,
     client: &'a aws_sdk_cloudwatchlogs::Client,
 }
@@ -758,7 +765,7 @@ impl DrainGate<'_> {
             samples.push(Sample { t: t.as_secs_f64(), written: written(), delivered: accepted });
             if accepted >= expected_lines {
                 let delivered = audit::read_all(self.client).await.map_err(component("audit"))?;
-                if audit::verdict(self.ledger, &delivered).missing_count() == 0 {
+                if audit::verdict_for(self.ledger, &delivered, self.format).missing_count() == 0 {
                     return Ok((delivered, Some(t)));
                 }
             }

@@ -43,6 +43,13 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
         reasons.push(format!("fault {} at {:?}: {why}", fault_name(f.kind), f.at.0));
     }
     for pod in scenario.expanded_pods() {
+        if let Some(owner) = &pod.owner {
+            reasons.push(format!(
+                "{}: `owner` {} {} does not exist on the cluster, and its garbage collector deletes pods \
+                 whose owner is missing",
+                pod.name, owner.kind, owner.name
+            ));
+        }
         for c in &pod.containers {
             if c.age.is_some() {
                 reasons
@@ -105,6 +112,14 @@ groups = { "g" = ["p_c"] }
     fn with_fault(kind: &str) -> Scenario {
         Scenario::parse(&format!("{BASE}\n[[faults]]\nat = \"2s\"\nkind = \"{kind}\"\npod = \"p\"\n"))
             .expect("valid")
+    }
+
+    #[test]
+    fn owners_are_refused_on_kind() {
+        let owned = BASE.replace("name = \"p\"", "name = \"p\"\nowner = { kind = \"Job\", name = \"j-1\" }");
+        let refusal = kind_refusal(&Scenario::parse(&owned).expect("valid")).expect("refused");
+        assert!(refusal.contains("`owner` Job j-1") && refusal.contains("garbage collector"), "{refusal}");
+        assert!(kind_refusal(&Scenario::parse(BASE).expect("valid")).is_none());
     }
 
     #[test]

@@ -121,12 +121,19 @@ impl Workload {
                 let stamped = match w.spec.age {
                     Some(age) => SystemTime::now() - age.0,
                     None => {
-                        ledger.record_payload(&w.pod, &w.spec.name, seq, line.class);
+                        w.plan.record(seq, ledger);
+                        if w.spec.excluded_by.is_some() {
+                            ledger.exclude(&w.pod, &w.spec.name);
+                        }
                         SystemTime::now()
                     }
                 };
                 if let Some(log) = w.log.as_mut() {
-                    log.write_line_at(line.stream, &line.bytes, stamped)?;
+                    // A trace is several physical lines, written at once (one tick) so that
+                    // kubelet's rotation, between ticks, never cuts one.
+                    for physical in line.physical_lines() {
+                        log.write_line_at(line.stream, physical, stamped)?;
+                    }
                 }
                 w.written += 1;
                 n += 1;

@@ -165,11 +165,98 @@ impl Scenario {
         if self.faults.iter().filter(|f| f.kind == FaultKind::NodeJoin).count() > 1 {
             return Err("at most one `node_join`: the multi-node kind config holds one worker back".into());
         }
+        self.validate_new_keys(&pods)?;
         for d in &self.expect.delivered_by {
             if let Some(g) = d.groups.iter().find(|g| !self.expect.groups.contains_key(*g)) {
                 return Err(format!(
                     "expect.delivered_by names group {g:?}, which [expect.groups] does not list"
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Owners, exclusions, traces, encodings and the message and metrics expectations.
+    fn validate_new_keys(&self, pods: &[PodSpec]) -> Result<(), String> {
+        for pod in pods {
+            if let Some(owner) = &pod.owner
+                && (owner.kind.trim().is_empty() || owner.name.trim().is_empty())
+            {
+                return Err(format!("pod {}/{}: `owner` needs a kind and a name", pod.namespace, pod.name));
+            }
+            for c in &pod.containers {
+                let at = || format!("pod {}/{} container {}", pod.namespace, pod.name, c.name);
+                if let Some(kind) = &c.traces {
+                    crate::audit::TraceKind::parse(kind).map_err(|e| format!("{}: {e}", at()))?;
+                    if c.encoding != "text" {
+                        return Err(format!("{}: `traces` are text; drop `encoding`", at()));
+                    }
+                }
+                if !matches!(c.encoding.as_str(), "text" | "json") {
+                    return Err(format!("{}: encoding {:?}: use \"text\" or \"json\"", at(), c.encoding));
+                }
+                if c.encoding == "json" && c.sizes.iter().any(|s| s == "invalid-utf8") {
+                    return Err(format!("{}: a JSON line cannot carry invalid UTF-8", at()));
+                }
+                if c.excluded_by.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                    return Err(format!("{}: `excluded_by` names the rule; it is empty", at()));
+                }
+                if c.excluded_by.is_some() && c.age.is_some() {
+                    return Err(format!(
+                        "{}: an excluded container is never sent; `age` means nothing",
+                        at()
+                    ));
+                }
+            }
+        }
+        let msg = &self.expect.message;
+        let envelope = ["container_image", "container_name", "host", "log", "namespace", "pod_name"];
+        if let Some(k) = msg.extra_keys.iter().find(|k| envelope.contains(&k.as_str())) {
+            return Err(format!("expect.message.extra_keys: {k:?} is an envelope key already"));
+        }
+        if msg.format == MessageFormat::Raw && (!msg.extra_keys.is_empty() || !msg.fields.is_empty()) {
+            return Err("expect.message: a raw message has no keys; drop `extra_keys` and `fields`".into());
+        }
+        if !self.expect.metrics.is_empty() {
+            let restarts = self.faults.iter().find(|f| {
+                matches!(
+                    f.kind,
+                    FaultKind::ShipperKill
+                        | FaultKind::ShipperKillRandom
+                        | FaultKind::ShipperTerm
+                        | FaultKind::NodeRestart
+                )
+            });
+            if let Some(f) = restarts {
+                return Err(format!(
+                    "expect.metrics needs a single start of the shipper (counters restart with it); \
+                     fault {:?} at {:?} restarts it",
+                    f.kind, f.at.0
+                ));
+            }
+            if !self.shipper.crash_points.is_empty() {
+                return Err("expect.metrics needs a single start of the shipper; drop `crash_points`".into());
+            }
+        }
+        // The excluded-line counters must be what the scenario's own containers add up to,
+        // so a value typed by hand cannot drift from the workload.
+        for (series, value) in &self.expect.metrics {
+            if let Some(rule) = series
+                .strip_prefix("shipper_lines_excluded_total{rule=\"")
+                .and_then(|r| r.strip_suffix("\"}"))
+            {
+                let lines: u64 = pods
+                    .iter()
+                    .flat_map(|p| &p.containers)
+                    .filter(|c| c.excluded_by.as_deref() == Some(rule))
+                    .map(|c| c.lines)
+                    .sum();
+                if lines != *value {
+                    return Err(format!(
+                        "expect.metrics {series} = {value}, but the containers with excluded_by = {rule:?} \
+                         write {lines} lines"
+                    ));
+                }
             }
         }
         Ok(())

@@ -136,8 +136,26 @@ pub struct PodSpec {
     /// Delete the pod (API object and log directory) this long after it starts; its
     /// containers must have written every line by then.
     pub lifetime: Option<Dur>,
+    /// The pod's controller, served as `metadata.ownerReferences` (one reference,
+    /// `controller: true`). Names are written literally, like kubelet-era names: a Deployment's
+    /// pod `web-7d9f8b6c5d-x2k4p` with label `pod-template-hash = "7d9f8b6c5d"` is owned by
+    /// ReplicaSet `web-7d9f8b6c5d`; a CronJob run's pod by Job `report-29081520`. None: a bare pod.
+    pub owner: Option<OwnerRef>,
     /// Containers.
     pub containers: Vec<ContainerSpec>,
+}
+
+/// `owner = { kind = "ReplicaSet", name = "web-7d9f8b6c5d" }`: a pod's controlling owner.
+/// The stand-in makes up its uid (the same for every pod of one owner) and its `apiVersion`
+/// from the kind (`apps/v1` for ReplicaSet, StatefulSet, DaemonSet, Deployment; `batch/v1` for
+/// Job, CronJob; `v1` otherwise). Only the scenario says what workload it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerRef {
+    /// `kind` of the owner (any string: `ReplicaSet`, `StatefulSet`, `Job`, ...).
+    pub kind: String,
+    /// `name` of the owner.
+    pub name: String,
 }
 
 /// A container writing sequence-numbered, self-verifying lines.
@@ -167,6 +185,30 @@ pub struct ContainerSpec {
     /// replayed). Beyond 14 days CloudWatch rejects the lines: they are not expected in
     /// CloudWatch but as explicit drops (`expect.dropped`) in the dead-letter file.
     pub age: Option<Dur>,
+    /// The shipper must deliver nothing of this container: its lines are read and skipped
+    /// under the named exclusion rule (`shipper_lines_excluded_total{rule="<name>"}`), e.g.
+    /// `"no-kube-system"`, `"annotation:exclude"`, `"annotation:exclude-containers"`,
+    /// `"not_included"`. The ledger does not count them as missing; any of them delivered
+    /// fails the audit (`leaked`).
+    pub excluded_by: Option<String>,
+    /// Write each sequence number as a stack trace of several physical lines (`"java"` or
+    /// `"python"`; see [`crate::audit::TraceKind`]): a header line carrying the payload, then
+    /// frames, some over 16 KiB (CRI `P` records). The container is expected to be multiline
+    /// in the shipper: each trace must arrive as ONE event whose `log` is the trace's lines
+    /// joined by `\n`; a trace delivered in pieces fails the audit (`split_traces`).
+    pub traces: Option<String>,
+    /// What each line is: `"text"` (the payload line, default) or `"json"` (a JSON object
+    /// `{"level":"info","logger":"<container>","msg":"<payload>","seq":N}`).
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+    /// Message fields every event of this container must carry, on top of
+    /// `expect.message.fields` (see [`MessageExpect::fields`] for the paths).
+    #[serde(default)]
+    pub message_fields: BTreeMap<String, String>,
+}
+
+fn default_encoding() -> String {
+    "text".into()
 }
 
 fn default_image() -> String {
@@ -336,6 +378,49 @@ pub struct Expect {
     /// Highest peak RSS of the shipper allowed, MiB (bounded memory: the backlog lives on
     /// disk, per-stream state is evicted).
     pub max_rss_mib: Option<u64>,
+    /// Exact values of Prometheus series of the shipper's `/metrics` at the end of the run,
+    /// keyed as the shipper prints them, e.g. `'shipper_lines_excluded_total{rule="no-kube-system"}'
+    /// = 500`. Counters restart with the process: only a run with a single start can be
+    /// checked, so the scenario may not kill or crash the shipper. Each
+    /// `shipper_lines_excluded_total{rule="X"}` must equal the lines of the containers with
+    /// `excluded_by = "X"`.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, u64>,
+    /// The shape of the shipper's messages (default: the six-key envelope, `log` a string).
+    #[serde(default)]
+    pub message: MessageExpect,
+}
+
+/// `[expect.message]`: which message shape the audit accepts, and fields every event carries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageExpect {
+    /// `SHIPPER_MESSAGE_FORMAT` the scenario sets.
+    #[serde(default)]
+    pub format: MessageFormat,
+    /// Top-level keys beyond the six envelope keys (what `SHIPPER_MESSAGE_FIELDS` adds:
+    /// `workload`, `workload_kind`, `node`, `labels`, `annotations`). The envelope must have
+    /// exactly the six and these.
+    #[serde(default)]
+    pub extra_keys: Vec<String>,
+    /// Fields every event must carry as JSON strings with exactly these values. A path is a
+    /// top-level key, or `key.sub` (split at the FIRST dot) for a key of a top-level object:
+    /// `"workload"`, `"log.level"`, `"labels.team"`, `"labels.app.kubernetes.io/name"`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// `SHIPPER_MESSAGE_FORMAT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageFormat {
+    /// Compact JSON envelope, `log` the line's text.
+    #[default]
+    Envelope,
+    /// The envelope, but `log` is the line's JSON object when the line is one.
+    EnvelopeJson,
+    /// The line's text alone.
+    Raw,
 }
 
 /// `[[expect.delivered_by]]`: by `at`, every line of the streams `groups` lists in

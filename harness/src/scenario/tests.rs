@@ -159,3 +159,93 @@ fn node_restart_takes_no_pod_nor_window_and_one_node_only() {
     let err = Scenario::parse(&scaling).expect_err("one node");
     assert!(err.to_string().contains("cannot be combined with NodeJoin"), "{err}");
 }
+
+const FEATURES: &str = r#"
+name = "t"
+why = "a test"
+[shipper.env]
+SHIPPER_MESSAGE_FORMAT = "envelope_json"
+[[pods]]
+namespace = "shop"
+name = "web-7d9f8b6c5d-x2k4p"
+labels = { "pod-template-hash" = "7d9f8b6c5d" }
+owner = { kind = "ReplicaSet", name = "web-7d9f8b6c5d" }
+containers = [
+  { name = "app", lines = 10, encoding = "json", message_fields = { "log.level" = "info" } },
+  { name = "trace", lines = 4, traces = "python" },
+  { name = "istio-proxy", lines = 7, excluded_by = "annotation:exclude-containers" },
+]
+[expect]
+groups = { "g" = ["web-7d9f8b6c5d-x2k4p_app"] }
+[expect.message]
+format = "envelope_json"
+extra_keys = ["workload"]
+fields = { "workload" = "web" }
+[expect.metrics]
+'shipper_lines_excluded_total{rule="annotation:exclude-containers"}' = 7
+"#;
+
+#[test]
+fn owners_exclusions_traces_json_and_message_expectations_parse() {
+    let s = Scenario::parse(FEATURES).expect("valid");
+    let pod = &s.pods[0];
+    assert_eq!(pod.owner, Some(OwnerRef { kind: "ReplicaSet".into(), name: "web-7d9f8b6c5d".into() }));
+    let [app, trace, proxy] = &pod.containers[..] else { panic!("three containers") };
+    assert_eq!(app.encoding, "json");
+    assert_eq!(app.message_fields["log.level"], "info");
+    assert_eq!(trace.traces.as_deref(), Some("python"));
+    assert_eq!(trace.encoding, "text", "the default");
+    assert_eq!(proxy.excluded_by.as_deref(), Some("annotation:exclude-containers"));
+    assert_eq!(s.expect.message.format, MessageFormat::EnvelopeJson);
+    assert_eq!(s.expect.message.extra_keys, ["workload"]);
+    assert_eq!(s.expect.message.fields["workload"], "web");
+    assert_eq!(s.expect.metrics["shipper_lines_excluded_total{rule=\"annotation:exclude-containers\"}"], 7);
+    // Defaults: the six-key envelope, no metrics, no owner.
+    let minimal = Scenario::parse(MINIMAL).expect("valid");
+    assert_eq!(minimal.expect.message.format, MessageFormat::Envelope);
+    assert!(minimal.expect.metrics.is_empty() && minimal.pods[0].owner.is_none());
+    assert!(minimal.pods[0].containers[0].excluded_by.is_none());
+}
+
+#[test]
+fn unknown_keys_in_the_new_tables_are_errors() {
+    for (needle, replacement) in [
+        ("name = \"web-7d9f8b6c5d\" }", "name = \"web-7d9f8b6c5d\", uid = \"x\" }"),
+        ("format = \"envelope_json\"\n", "format = \"envelope_json\"\nstrict = true\n"),
+        ("excluded_by = ", "excluded = true, excluded_by = "),
+    ] {
+        let text = FEATURES.replace(needle, replacement);
+        assert_ne!(text, FEATURES, "{needle} not found");
+        let err = Scenario::parse(&text).expect_err("unknown key must be rejected");
+        assert!(matches!(err, ScenarioError::Parse { .. }), "{err}");
+    }
+    let bad_format = FEATURES.replace("format = \"envelope_json\"\n", "format = \"xml\"\n");
+    assert!(matches!(Scenario::parse(&bad_format), Err(ScenarioError::Parse { .. })));
+}
+
+#[test]
+fn inconsistent_new_keys_are_rejected() {
+    let invalid = |text: String, needle: &str| {
+        let err = Scenario::parse(&text).expect_err("inconsistent");
+        assert!(matches!(err, ScenarioError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    };
+    invalid(FEATURES.replace("= 7\n", "= 8\n"), "write 7 lines");
+    invalid(FEATURES.replace("traces = \"python\"", "traces = \"cobol\""), "cobol");
+    invalid(
+        FEATURES.replace("traces = \"python\"", "traces = \"java\", encoding = \"json\""),
+        "`traces` are text",
+    );
+    invalid(FEATURES.replace("encoding = \"json\"", "encoding = \"yaml\""), "yaml");
+    invalid(
+        FEATURES.replace("lines = 10, encoding", "lines = 10, sizes = [\"invalid-utf8\"], encoding"),
+        "UTF-8",
+    );
+    invalid(FEATURES.replace("kind = \"ReplicaSet\"", "kind = \"\""), "`owner`");
+    invalid(FEATURES.replace("extra_keys = [\"workload\"]", "extra_keys = [\"log\"]"), "envelope key");
+    let killed = format!("{FEATURES}\n[[faults]]\nat = \"1s\"\nkind = \"shipper_kill\"\n");
+    invalid(killed, "single start");
+    let crashed =
+        FEATURES.replace("[shipper.env]", "[shipper]\ncrash_points = [\"send.before_put\"]\n[shipper.env]");
+    invalid(crashed, "crash_points");
+}

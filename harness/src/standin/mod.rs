@@ -35,7 +35,7 @@ use tokio::sync::watch as notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use pod::{container_statuses_json, pod_json};
+pub use pod::{container_statuses_json, owner_reference_json, pod_json};
 pub use selector::SelectorError;
 pub use store::StoreError;
 

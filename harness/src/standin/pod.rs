@@ -59,6 +59,40 @@ pub fn pod_json(
     pod
 }
 
+/// A controller's entry of `metadata.ownerReferences`, as the API server stores it:
+/// `apiVersion` from the kind (`apps/v1` for ReplicaSet, StatefulSet, DaemonSet, Deployment;
+/// `batch/v1` for Job and CronJob; `v1` for anything else), `controller: true`,
+/// `blockOwnerDeletion: true`, and a made-up uid derived from kind and name, so every pod of
+/// one owner names the same owner, as the pods of a real ReplicaSet do.
+pub fn owner_reference_json(kind: &str, name: &str) -> Value {
+    let api_version = match kind {
+        "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Deployment" => "apps/v1",
+        "Job" | "CronJob" => "batch/v1",
+        _ => "v1",
+    };
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": stable_uid(&[kind, name]),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// A version 4 UUID derived from `parts` (FNV-1a, two rounds): stable across runs.
+fn stable_uid(parts: &[&str]) -> String {
+    let hash = |seed: u64| {
+        parts
+            .iter()
+            .flat_map(|p| p.bytes().chain([0]))
+            .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3))
+    };
+    let hex = format!("{:016x}{:016x}", hash(0xCBF2_9CE4_8422_2325), hash(0x8422_2325_CBF2_9CE4));
+    let variant = ['8', '9', 'a', 'b'][usize::from(hex.as_bytes()[16]) % 4];
+    format!("{}-{}-4{}-{}{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], variant, &hex[17..20], &hex[20..32])
+}
+
 /// `status.containerStatuses` for running containers `(name, image)`: each with a fresh
 /// `containerd://<64 hex>` id and an `imageID` `<repository>@sha256:<64 hex>`.
 pub fn container_statuses_json(containers: &[(&str, &str)]) -> Value {
@@ -129,6 +163,28 @@ mod tests {
         assert_eq!(pod["status"]["phase"], "Pending");
         assert!(pod["spec"].get("nodeName").is_none());
         assert!(pod["status"].get("containerStatuses").is_none());
+    }
+
+    #[test]
+    fn owner_references_name_the_controller_with_its_api_group() {
+        let rs = owner_reference_json("ReplicaSet", "web-7d9f8b6c5d");
+        assert_eq!(rs["apiVersion"], "apps/v1");
+        assert_eq!(rs["kind"], "ReplicaSet");
+        assert_eq!(rs["name"], "web-7d9f8b6c5d");
+        assert_eq!(rs["controller"], true);
+        assert_eq!(owner_reference_json("Job", "report-29081520")["apiVersion"], "batch/v1");
+        assert_eq!(owner_reference_json("Node", "n")["apiVersion"], "v1");
+        // Every pod of one owner names the same uid; another owner another one.
+        assert_eq!(rs["uid"], owner_reference_json("ReplicaSet", "web-7d9f8b6c5d")["uid"]);
+        assert_ne!(rs["uid"], owner_reference_json("ReplicaSet", "web-7d9f8b6c5e")["uid"]);
+        let mut pod = pod_json("ns", "web-7d9f8b6c5d-x2k4p", Some("node-a"), &[], &[("c", "i:1")]);
+        pod["metadata"]["ownerReferences"] = json!([rs]);
+        let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
+        let owners = typed.metadata.owner_references.unwrap();
+        assert_eq!(owners[0].name, "web-7d9f8b6c5d");
+        assert_eq!(owners[0].controller, Some(true));
+        let uid = &owners[0].uid;
+        assert_eq!(uid.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{uid}");
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub struct WriterArgs {
     /// Sequence number of the first line.
     #[arg(long, default_value_t = 0)]
     pub first_seq: u64,
+    /// Write each sequence number as a stack trace (`java` or `python`).
+    #[arg(long)]
+    pub traces: Option<String>,
+    /// Write each line as a JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl WriterArgs {
@@ -56,6 +62,8 @@ impl WriterArgs {
             sizes: plan.classes.iter().map(|c| class_name(*c)).collect(),
             stream: plan.streams.name().into(),
             first_seq: plan.first_seq,
+            traces: plan.traces.map(|k| k.name().to_owned()),
+            json: plan.json,
         }
     }
 
@@ -72,6 +80,8 @@ impl WriterArgs {
             first_seq: self.first_seq,
             lines: self.lines,
             rate: self.rate,
+            traces: self.traces.as_deref().map(crate::audit::TraceKind::parse).transpose().map_err(failed)?,
+            json: self.json,
         };
         plan.validate()?;
         Ok(plan)
@@ -79,7 +89,10 @@ impl WriterArgs {
 
     /// The command-line form, after the `write` subcommand (a pod's `args`).
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        // The new options only when set, so plain writer pods keep their arguments.
+        let traces = self.traces.iter().map(|t| format!("--traces={t}"));
+        let json = self.json.then(|| "--json".to_owned());
+        let mut args = vec![
             format!("--run={}", self.run),
             format!("--pod={}", self.pod),
             format!("--container={}", self.container),
@@ -88,7 +101,9 @@ impl WriterArgs {
             format!("--sizes={}", self.sizes.join(",")),
             format!("--stream={}", self.stream),
             format!("--first-seq={}", self.first_seq),
-        ]
+        ];
+        args.extend(traces.chain(json));
+        args
     }
 }
 
@@ -149,6 +164,7 @@ pub fn write_plan(
             Stream::Stdout => (&mut *stdout, "stdout"),
             Stream::Stderr => (&mut *stderr, "stderr"),
         };
+        // A trace's physical lines are separated by `\n` already: one write prints them all.
         out.write_all(&line.bytes)
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush())
@@ -172,6 +188,8 @@ mod tests {
             sizes: sizes.iter().map(|s| s.to_string()).collect(),
             stream: stream.into(),
             first_seq: 4,
+            traces: None,
+            json: false,
         }
         .plan()
         .expect("valid")
@@ -191,6 +209,17 @@ mod tests {
             Cli::try_parse_from(std::iter::once("write".to_owned()).chain(args.to_args())).expect("parses");
         assert_eq!(parsed.args, args);
         assert_eq!(parsed.args.plan().expect("valid"), original);
+        // Traces and JSON lines travel too, so a writer pod prints what the SimNode writes.
+        for (traces, json) in [(Some("python"), false), (None, true)] {
+            let mut with = plan(&["small"], "stdout");
+            with.traces = traces.map(|t| crate::audit::TraceKind::parse(t).expect("kind"));
+            with.json = json;
+            let args = WriterArgs::of(&with);
+            let parsed = Cli::try_parse_from(std::iter::once("write".to_owned()).chain(args.to_args()))
+                .expect("parses");
+            assert_eq!(parsed.args.plan().expect("valid"), with);
+        }
+        assert!(!args.to_args().iter().any(|a| a.starts_with("--traces") || a == "--json"));
     }
 
     #[test]

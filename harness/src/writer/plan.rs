@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::audit::{Charset, InvalidField, Ledger, LineClass, Payload, SizeClass};
+use crate::audit::{Charset, InvalidField, Ledger, LineClass, Payload, SizeClass, TraceKind};
 use crate::scenario::ContainerSpec;
 use crate::simnode::Stream;
 
@@ -91,8 +91,16 @@ pub struct PlannedLine {
     pub class: LineClass,
     /// Where the container writes it.
     pub stream: Stream,
-    /// The raw bytes, without the newline.
+    /// The raw bytes, without the final newline. A trace holds several physical lines
+    /// separated by `\n` (see [`PlannedLine::physical_lines`]).
     pub bytes: Vec<u8>,
+}
+
+impl PlannedLine {
+    /// The physical lines the container prints, each without its newline: one, or a trace's.
+    pub fn physical_lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes.split(|b| *b == b'\n')
+    }
 }
 
 /// Every line one container writes: `lines` payloads numbered from `first_seq`, classes
@@ -115,6 +123,10 @@ pub struct LinePlan {
     pub lines: u64,
     /// Lines per second.
     pub rate: f64,
+    /// Each sequence number is a stack trace of this kind (classes then do not apply).
+    pub traces: Option<TraceKind>,
+    /// Each line is [`Payload::json_line`] of its payload.
+    pub json: bool,
 }
 
 impl LinePlan {
@@ -132,6 +144,12 @@ impl LinePlan {
             first_seq: 0,
             lines: spec.lines,
             rate: spec.rate,
+            traces: spec.traces.as_deref().map(TraceKind::parse).transpose().map_err(failed)?,
+            json: match spec.encoding.as_str() {
+                "text" => false,
+                "json" => true,
+                other => return Err(failed(format!("encoding {other:?}: use \"text\" or \"json\""))),
+            },
         };
         plan.validate()?;
         Ok(plan)
@@ -152,6 +170,12 @@ impl LinePlan {
         {
             return failed(&e.to_string());
         }
+        if self.traces.is_some() && self.json {
+            return failed("a trace is text: `traces` and JSON lines do not go together");
+        }
+        if self.json && self.classes.iter().any(|c| c.charset == Charset::InvalidUtf8) {
+            return failed("a JSON line cannot carry invalid UTF-8");
+        }
         Ok(())
     }
 
@@ -165,11 +189,26 @@ impl LinePlan {
         self.classes[(seq % self.classes.len() as u64) as usize]
     }
 
-    /// Line `seq`: its payload bytes, class and stream.
+    /// Line `seq`: its bytes (the payload, its JSON line, or a whole trace), class and stream.
     pub fn line(&self, seq: u64) -> Result<PlannedLine, InvalidField> {
+        let (run, pod, ctr) = (&self.run, &self.pod, &self.container);
         let class = self.class(seq);
-        let bytes = Payload::line(&self.run, &self.pod, &self.container, seq, class)?;
+        let bytes = match self.traces {
+            Some(kind) => kind.text(run, pod, ctr, seq)?.into_bytes(),
+            None if self.json => Payload::json_line(run, pod, ctr, seq, class)?.into_bytes(),
+            None => Payload::line(run, pod, ctr, seq, class)?,
+        };
         Ok(PlannedLine { seq, class, stream: self.streams.of(seq), bytes })
+    }
+
+    /// Record line `seq` in `ledger`, as written.
+    pub fn record(&self, seq: u64, ledger: &mut Ledger) {
+        let (pod, ctr) = (&self.pod, &self.container);
+        match self.traces {
+            Some(kind) => ledger.record_trace(pod, ctr, seq, kind),
+            None if self.json => ledger.record_json(pod, ctr, seq, self.class(seq)),
+            None => ledger.record_payload(pod, ctr, seq, self.class(seq)),
+        }
     }
 
     /// How many lines are due `elapsed` after the container started: the first at once,
@@ -192,7 +231,7 @@ impl LinePlan {
     /// Record every line of the plan in `ledger`, as written.
     pub fn record_all(&self, ledger: &mut Ledger) {
         for seq in self.seqs() {
-            ledger.record_payload(&self.pod, &self.container, seq, self.class(seq));
+            self.record(seq, ledger);
         }
     }
 
@@ -221,6 +260,10 @@ mod tests {
             stream: stream.into(),
             format: "cri".into(),
             age: None,
+            excluded_by: None,
+            traces: None,
+            encoding: "text".into(),
+            message_fields: Default::default(),
         }
     }
 
@@ -257,6 +300,50 @@ mod tests {
         first.record_all(&mut halves);
         rest.record_all(&mut halves);
         assert_eq!(whole.counts(), halves.counts());
+    }
+
+    #[test]
+    fn trace_plans_are_deterministic_and_record_one_entry_per_trace() {
+        let mut java = spec(&["small"], "both");
+        java.traces = Some("java".into());
+        let plan = LinePlan::new("r1", "web-0", &java).expect("valid");
+        let again = LinePlan::new("r1", "web-0", &java).expect("valid");
+        for seq in 0..8 {
+            let line = plan.line(seq).expect("trace");
+            assert_eq!(line, again.line(seq).expect("trace"), "same seed, same bytes");
+            assert_eq!(
+                line.bytes,
+                TraceKind::Java.text("r1", "web-0", "app", seq).expect("text").into_bytes()
+            );
+            let physical: Vec<&[u8]> = line.physical_lines().collect();
+            assert!(physical.len() >= 5 && physical.iter().all(|l| !l.contains(&b'\n')));
+            assert_eq!(physical.iter().any(|l| l.len() > 16_384), seq % 4 == 3);
+        }
+        let mut ledger = Ledger::new("r1");
+        plan.record_all(&mut ledger);
+        assert_eq!(ledger.len(), 10, "one ledger entry per trace, not per physical line");
+        let key = crate::audit::LineKey { pod: "web-0".into(), container: "app".into(), seq: 3 };
+        assert_eq!(
+            ledger.expected_text(&key).map(String::into_bytes),
+            Some(plan.line(3).expect("trace").bytes)
+        );
+    }
+
+    #[test]
+    fn json_plans_write_the_payload_in_msg() {
+        let mut json = spec(&["small", "unicode"], "stdout");
+        json.encoding = "json".into();
+        let plan = LinePlan::new("r1", "web-0", &json).expect("valid");
+        let line = plan.line(1).expect("line");
+        let object: serde_json::Value = serde_json::from_slice(&line.bytes).expect("a JSON object");
+        assert_eq!(object["level"], "info");
+        assert_eq!(object["seq"], 1);
+        let msg = object["msg"].as_str().expect("msg");
+        assert_eq!(Payload::verify(msg).expect("intact payload").key.seq, 1);
+        json.sizes = vec!["invalid-utf8".into()];
+        assert!(LinePlan::new("r1", "web-0", &json).is_err());
+        json.encoding = "yaml".into();
+        assert!(LinePlan::new("r1", "web-0", &json).is_err());
     }
 
     #[test]
