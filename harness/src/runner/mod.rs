@@ -541,6 +541,15 @@ pub async fn run_scenario_with(
     if !scenario.expect.dropped.is_empty() {
         checks.push(dead_letter_check(scenario, &work.path().join("state"), workload.aged()));
     }
+    if scenario.expect.rotation_cuts_traces {
+        // The scenario exists to prove a trace cut by rotation still arrives whole: it must
+        // have happened, or the run proved nothing.
+        checks.push(Check {
+            name: "rotation cut a trace".into(),
+            ok: workload.rotations_mid_trace() > 0,
+            detail: format!("{} rotations fell between two lines of a trace", workload.rotations_mid_trace()),
+        });
+    }
     if let Some(limit) = scenario.expect.max_rss_mib {
         checks.push(Check {
             name: "memory bounded".into(),

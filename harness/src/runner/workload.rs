@@ -38,6 +38,8 @@ pub struct Workload {
     run: String,
     writers: Vec<Writer>,
     settings: NodeSettings,
+    /// Rotations that fell between two lines of one stack trace.
+    rotations_mid_trace: u64,
 }
 
 /// A workload failure (the scenario cannot run as written).
@@ -61,7 +63,7 @@ pub enum WorkloadError {
 impl Workload {
     /// A workload on `node`; `run` goes into every payload so lines of other runs are spurious.
     pub fn new(node: SimNode, run: String, settings: NodeSettings) -> Self {
-        Workload { node, run, writers: Vec::new(), settings }
+        Workload { node, run, writers: Vec::new(), settings, rotations_mid_trace: 0 }
     }
 
     /// Add a pod's containers; they start writing at `pod.start`.
@@ -129,10 +131,21 @@ impl Workload {
                     }
                 };
                 if let Some(log) = w.log.as_mut() {
-                    // A trace is several physical lines, written at once (one tick) so that
-                    // kubelet's rotation, between ticks, never cuts one.
-                    for physical in line.physical_lines() {
-                        log.write_line_at(line.stream, physical, stamped)?;
+                    // A trace is several physical lines. Kubelet rotates asynchronously, so on
+                    // a real node a rotation can fall between two lines of one trace: rotate
+                    // there too whenever the file is over the limit, and the shipper must
+                    // carry the unfinished trace into the new file.
+                    let mut physical = line.physical_lines().peekable();
+                    while let Some(text) = physical.next() {
+                        log.write_line_at(line.stream, text, stamped)?;
+                        if physical.peek().is_some()
+                            && log.rotate_if_needed(
+                                self.settings.container_log_max_size,
+                                self.settings.container_log_max_files,
+                            )?
+                        {
+                            self.rotations_mid_trace += 1;
+                        }
                     }
                 }
                 w.written += 1;
@@ -140,6 +153,11 @@ impl Workload {
             }
         }
         Ok(n)
+    }
+
+    /// Rotations that cut a stack trace in two (its first lines in the rotated file).
+    pub fn rotations_mid_trace(&self) -> u64 {
+        self.rotations_mid_trace
     }
 
     /// Kubelet's monitor pass: rotate every running container over the size limit.

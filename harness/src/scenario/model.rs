@@ -378,6 +378,10 @@ pub struct Expect {
     /// Highest peak RSS of the shipper allowed, MiB (bounded memory: the backlog lives on
     /// disk, per-stream state is evicted).
     pub max_rss_mib: Option<u64>,
+    /// The run must see kubelet's rotation fall between two lines of a stack trace (the
+    /// scenario proves traces cut by rotation arrive whole, so the cut must happen).
+    #[serde(default)]
+    pub rotation_cuts_traces: bool,
     /// Exact values of Prometheus series of the shipper's `/metrics` at the end of the run,
     /// keyed as the shipper prints them, e.g. `'shipper_lines_excluded_total{rule="no-kube-system"}'
     /// = 500`. Counters restart with the process: only a run with a single start can be
