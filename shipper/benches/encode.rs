@@ -3,16 +3,19 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shipper::route::{MessageEncoder, MessageMeta};
+use shipper::route::{MessageEncoder, MessageFormat, MessageMeta};
+
+const META: MessageMeta<'static> = MessageMeta {
+    namespace: "bench",
+    pod_name: "writer-0-7d9f8b6c5-x2x4q",
+    container_name: "app",
+    container_image: "registry.example/team/app:1.2.3",
+    host: "node-1",
+    extra: &[],
+};
 
 fn encoder() -> MessageEncoder {
-    MessageEncoder::new(&MessageMeta {
-        namespace: "bench",
-        pod_name: "writer-0-7d9f8b6c5-x2x4q",
-        container_name: "app",
-        container_image: "registry.example/team/app:1.2.3",
-        host: "node-1",
-    })
+    MessageEncoder::new(&META)
 }
 
 fn encode(c: &mut Criterion) {
@@ -33,6 +36,17 @@ fn encode(c: &mut Criterion) {
             })
         });
     }
+    // envelope_json: a JSON line goes in verbatim after one validating pass.
+    let embedding = MessageEncoder::with_format(&META, MessageFormat::EnvelopeJson);
+    group.throughput(Throughput::Bytes(json_line.len() as u64));
+    group.bench_function("json_embedded", |b| {
+        let mut out = Vec::with_capacity(1);
+        b.iter(|| {
+            out.clear();
+            embedding.encode(black_box(json_line), false, &mut out);
+            black_box(&out);
+        })
+    });
     group.throughput(Throughput::Bytes(big.len() as u64));
     group.bench_function("line_1MiB_split", |b| {
         let mut out = Vec::with_capacity(2);

@@ -188,10 +188,11 @@ async fn set_up(spec: &WorkloadSpec, options: &BenchOptions, work: &Path) -> Res
         let log = node.add_container(NAMESPACE, &pod, &uid, "app").map_err(component(spec, "simnode"))?;
         files.push(TargetFile { log, stream: format!("{pod}_app") });
     }
-    let extra = BTreeMap::from([
+    let mut extra = BTreeMap::from([
         ("SHIPPER_FLUSH_INTERVAL".to_owned(), format!("{}ms", FLUSH_INTERVAL.as_millis())),
         ("SHIPPER_SHUTDOWN_GRACE".to_owned(), "2s".to_owned()),
     ]);
+    extra.extend(spec.env.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
     let env = ShipperEnv {
         cluster: CLUSTER.into(),
         node: NODE.into(),
@@ -319,7 +320,12 @@ async fn run_workload(spec: &WorkloadSpec, options: &BenchOptions) -> Result<Wor
         })
         .collect();
     let last_accept_ms = acceptances.iter().map(|a| a.unix_ms).max().unwrap_or(0);
-    let latencies = latencies_ms(&written.stamps, &acceptances, spec.events_per_line);
+    // Latency is per line; when several lines make one event it is not defined that way.
+    let latencies = if spec.lines_per_event() == 1 {
+        latencies_ms(&written.stamps, &acceptances, spec.events_per_line)
+    } else {
+        Vec::new()
+    };
     let seconds = ((last_accept_ms * 1000).saturating_sub(written.first_unix_us) as f64 / 1e6).max(1e-3);
     let cpu_seconds = (done.cpu_seconds - before.cpu_seconds).max(0.0);
     let storage_write_bytes = done.write_bytes.saturating_sub(before.write_bytes);

@@ -35,6 +35,24 @@ pub struct WorkloadSpec {
     /// CloudWatch events per line: a line whose JSON message exceeds the 1 MiB − 26 byte
     /// event limit is sent as several events (DESIGN: split, never truncated).
     pub events_per_line: u64,
+    /// What each line says.
+    pub content: Content,
+    /// Shipper settings of the run (the features whose cost the workload measures).
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+/// What the lines of a workload say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// `seq=N` and filler text.
+    Text,
+    /// A JSON object per line: `{"level":"info","seq":N,"msg":"<filler>"}`.
+    Json,
+    /// Java stack traces of `lines` lines each: an exception line, then `\tat …` frames.
+    JavaTraces {
+        /// Physical lines per trace.
+        lines: u64,
+    },
 }
 
 impl WorkloadSpec {
@@ -43,9 +61,21 @@ impl WorkloadSpec {
         self.files as u64 * self.lines_per_file
     }
 
+    /// Lines that make one event: a trace's lines when the run groups traces, else 1.
+    pub fn lines_per_event(&self) -> u64 {
+        match self.content {
+            Content::JavaTraces { lines }
+                if self.env.iter().any(|(k, v)| *k == "SHIPPER_MULTILINE" && *v != "none") =>
+            {
+                lines
+            }
+            _ => 1,
+        }
+    }
+
     /// Events the gateway must accept for the workload to be complete.
     pub fn expected_events(&self) -> u64 {
-        self.total_lines() * self.events_per_line
+        self.total_lines() * self.events_per_line / self.lines_per_event()
     }
 
     /// The same workload with about `total` lines, spread over its files (at least one each);
@@ -70,6 +100,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: None,
             outage: None,
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "small-files",
@@ -81,6 +113,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: None,
             outage: None,
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "outage",
@@ -92,6 +126,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: Some(if quick { 1_000.0 } else { 5_000.0 }),
             outage: Some(Duration::from_secs(if quick { 2 } else { 20 })),
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "backlog-10m",
@@ -103,6 +139,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: None,
             outage: Some(Duration::from_secs(if quick { 2 } else { 30 })),
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "partials",
@@ -114,6 +152,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: None,
             outage: None,
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "big-lines",
@@ -125,6 +165,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: None,
             outage: None,
             events_per_line: 2,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "steady-10k",
@@ -136,6 +178,8 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: Some(if quick { 5_000.0 } else { 10_000.0 }),
             outage: None,
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
         },
         WorkloadSpec {
             name: "steady-1k",
@@ -147,6 +191,62 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
             rate: Some(1_000.0),
             outage: None,
             events_per_line: 1,
+            content: Content::Text,
+            env: &[],
+        },
+        // The cost of the message formats and of multiline, against the same lines without
+        // them: the peers' shape (4 files, ~240 B lines, as fast as possible).
+        WorkloadSpec {
+            name: "json-envelope",
+            about: "peer shape, every line a JSON object, default envelope (log escaped as a string)",
+            files: 4,
+            lines_per_file: pick(250_000, 5_000),
+            message_bytes: 200,
+            records_per_line: 1,
+            rate: None,
+            outage: None,
+            events_per_line: 1,
+            content: Content::Json,
+            env: &[],
+        },
+        WorkloadSpec {
+            name: "json-envelope-json",
+            about: "the same JSON lines with message_format = envelope_json (log embedded as the object)",
+            files: 4,
+            lines_per_file: pick(250_000, 5_000),
+            message_bytes: 200,
+            records_per_line: 1,
+            rate: None,
+            outage: None,
+            events_per_line: 1,
+            content: Content::Json,
+            env: &[("SHIPPER_MESSAGE_FORMAT", "envelope_json")],
+        },
+        WorkloadSpec {
+            name: "traces-plain",
+            about: "peer shape, Java stack traces of 10 lines, multiline off (one event per line)",
+            files: 4,
+            lines_per_file: pick(250_000, 5_000),
+            message_bytes: 200,
+            records_per_line: 1,
+            rate: None,
+            outage: None,
+            events_per_line: 1,
+            content: Content::JavaTraces { lines: 10 },
+            env: &[],
+        },
+        WorkloadSpec {
+            name: "traces-java",
+            about: "the same traces with multiline = java (one event per trace)",
+            files: 4,
+            lines_per_file: pick(250_000, 5_000),
+            message_bytes: 200,
+            records_per_line: 1,
+            rate: None,
+            outage: None,
+            events_per_line: 1,
+            content: Content::JavaTraces { lines: 10 },
+            env: &[("SHIPPER_MULTILINE", "java")],
         },
     ]
 }
@@ -214,7 +314,11 @@ pub fn write_all(
             buffer.clear();
             let now = SystemTime::now();
             for line in *next..end {
-                push_records(&mut buffer, spec.records_per_line, now, line, &message);
+                match spec.content {
+                    Content::Text => push_records(&mut buffer, spec.records_per_line, now, line, &message),
+                    Content::Json => push_json(&mut buffer, now, line, &message),
+                    Content::JavaTraces { lines } => push_trace_line(&mut buffer, now, line, lines, &message),
+                }
             }
             file.log.write_raw(&buffer)?;
             let at = unix_us(SystemTime::now());
@@ -253,6 +357,26 @@ fn push_records(out: &mut Vec<u8>, records: usize, time: SystemTime, line: u64, 
         out.extend_from_slice(part);
         out.push(b'\n');
     }
+}
+
+/// One JSON object line of about the filler's length.
+fn push_json(out: &mut Vec<u8>, time: SystemTime, line: u64, filler: &[u8]) {
+    let mut message = format!("{{\"level\":\"info\",\"seq\":{line},\"msg\":\"").into_bytes();
+    message.extend_from_slice(&filler[..filler.len().saturating_sub(message.len() + 2)]);
+    message.extend_from_slice(b"\"}");
+    push_line(out, LogFormat::Cri, Stream::Stdout, time, &message);
+}
+
+/// Line `line` of a run of Java traces of `per_trace` lines: the exception line, then frames.
+fn push_trace_line(out: &mut Vec<u8>, time: SystemTime, line: u64, per_trace: u64, filler: &[u8]) {
+    let mut message = if line.is_multiple_of(per_trace.max(1)) {
+        format!("java.lang.IllegalStateException: seq={line:010} ").into_bytes()
+    } else {
+        format!("\tat com.example.service.Handler.step{}(Handler.java:{line}) ", line % per_trace)
+            .into_bytes()
+    };
+    message.extend_from_slice(&filler[..filler.len().saturating_sub(message.len())]);
+    push_line(out, LogFormat::Cri, Stream::Stdout, time, &message);
 }
 
 /// Printable, JSON-neutral text of `len` bytes.
@@ -308,6 +432,27 @@ mod tests {
         assert_eq!(scaled.files, spec.files);
         assert_eq!(scaled.total_lines(), 5_000);
         assert_eq!(spec.with_total_lines(10).lines_per_file, 1, "never below one line per file");
+    }
+
+    #[test]
+    fn traces_count_one_event_per_trace_only_with_multiline_on() {
+        let find = |name: &str| all(true).into_iter().find(|w| w.name == name).expect("exists");
+        assert_eq!(find("traces-plain").expected_events(), 20_000);
+        assert_eq!(find("traces-java").expected_events(), 2_000);
+        let mut out = Vec::new();
+        for line in 0..3 {
+            push_trace_line(&mut out, SystemTime::now(), line, 10, &filler(200));
+        }
+        let text = String::from_utf8(out).expect("ascii");
+        let messages: Vec<_> = text.lines().map(|r| parse_cri(r).1).collect();
+        assert!(messages[0].starts_with("java.lang.IllegalStateException: seq=0000000000"));
+        assert!(messages[1].starts_with("\tat com.example"));
+        let mut json = Vec::new();
+        push_json(&mut json, SystemTime::now(), 7, &filler(200));
+        let record = String::from_utf8(json).expect("ascii");
+        let object: serde_json::Value =
+            serde_json::from_str(parse_cri(record.trim_end()).1).expect("a JSON object");
+        assert_eq!(object["seq"], 7);
     }
 
     #[test]

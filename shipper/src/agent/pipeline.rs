@@ -188,7 +188,8 @@ impl FilePipeline {
             }
             if excluded {
                 // Read and counted as lines already; now they are excluded lines.
-                let lines: usize = self.lines[before..].iter().map(|l| l.text.matches('\n').count() + 1).sum();
+                let lines: usize =
+                    self.lines[before..].iter().map(|l| l.text.matches('\n').count() + 1).sum();
                 self.excluded_carried += lines as u64;
             }
             self.carried.extend(carry.waiting);
@@ -291,7 +292,12 @@ impl FilePipeline {
     }
 
     /// Spool the stack traces whose flush timeout passed.
-    pub fn flush_expired(&mut self, now: Instant, spool: &mut Spool, metrics: &Metrics) -> Result<(), SpoolError> {
+    pub fn flush_expired(
+        &mut self,
+        now: Instant,
+        spool: &mut Spool,
+        metrics: &Metrics,
+    ) -> Result<(), SpoolError> {
         if let Some(combiner) = &mut self.combiner {
             combiner.flush_expired(now, &mut self.lines);
         }
@@ -309,7 +315,11 @@ impl FilePipeline {
 
     /// The file is gone for good: emit any pending partial line and held trace. Returns
     /// the rotated files that waited for this file's traces (key, end offset).
-    pub fn finish(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<Vec<(FileKey, u64)>, SpoolError> {
+    pub fn finish(
+        &mut self,
+        spool: &mut Spool,
+        metrics: &Metrics,
+    ) -> Result<Vec<(FileKey, u64)>, SpoolError> {
         self.flush_partial(spool, metrics)?;
         if let Some(combiner) = &mut self.combiner {
             combiner.flush(&mut self.lines);
@@ -333,7 +343,9 @@ impl FilePipeline {
                 }),
                 released: Vec::new(),
             }),
-            _ => Ok(HandOver { safe: self.read_end, carry: None, released: std::mem::take(&mut self.carried) }),
+            _ => {
+                Ok(HandOver { safe: self.read_end, carry: None, released: std::mem::take(&mut self.carried) })
+            }
         }
     }
 
@@ -342,7 +354,11 @@ impl FilePipeline {
     /// one, or one that began on this file's first line) they keep waiting.
     pub fn take_released(&mut self) -> Vec<(FileKey, u64)> {
         let holding_adopted = self.combiner.as_ref().and_then(Combiner::pending_since) == Some(0);
-        if self.carried.is_empty() || holding_adopted { Vec::new() } else { std::mem::take(&mut self.carried) }
+        if self.carried.is_empty() || holding_adopted {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.carried)
+        }
     }
 
     /// Export the combiner's counters that changed since the last call.
@@ -412,3 +428,7 @@ impl FilePipeline {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

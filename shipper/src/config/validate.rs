@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Settings;
+use crate::multiline::{CustomDetector, Detector, Limits, MultilineError};
 use crate::route::{
     DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Filter, MatcherSpec, MessageField, MessageFormat,
     MultilineChoice, MultilineRuleSpec, NO_MULTILINE, Router, Routing, RoutingSettings,
 };
-use crate::multiline::{CustomDetector, Detector, Limits, MultilineError};
 use crate::source::ReadFrom;
 use crate::telemetry::LogFormat;
 
@@ -182,7 +182,6 @@ pub mod defaults {
     /// `SHIPPER_MULTILINE_MAX_BYTES`: one CloudWatch event.
     pub const MULTILINE_MAX_BYTES: &str = "1MiB";
 }
-
 
 /// A TOML array given as an env value (`[{ namespace = "kube-system" }]`).
 fn toml_list<T: serde::de::DeserializeOwned>(key: &'static str, text: &str) -> Result<Vec<T>, ConfigError> {
@@ -412,7 +411,9 @@ impl Settings {
                 reason: format!("unknown detector; use one of {}", known_names().join(", ")),
             });
         }
-        if let Some(rule) = multiline_rules.iter().find(|rule| !known_names().contains(&rule.detector.as_str())) {
+        if let Some(rule) =
+            multiline_rules.iter().find(|rule| !known_names().contains(&rule.detector.as_str()))
+        {
             return Err(ConfigError::Invalid {
                 key: "SHIPPER_MULTILINE_RULES",
                 value: rule.detector.clone(),

@@ -1,0 +1,203 @@
+//! The per-file pipeline in-process: exclusion, checkpoints around held stack traces, and a
+//! trace carried across kubelet's rotation, against a real spool in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::multiline::Limits;
+use crate::route::{MatcherSpec, MessageFormat, RoutingSettings};
+use crate::spool::{Spool, SpoolOptions};
+
+fn routing(exclude: &[MatcherSpec], format: MessageFormat) -> Routing {
+    Routing::new(&RoutingSettings {
+        group_template: crate::route::DEFAULT_GROUP_TEMPLATE,
+        stream_template: crate::route::DEFAULT_STREAM_TEMPLATE,
+        include: &[],
+        exclude,
+        multiline_rules: &[],
+        multiline: Some("java"),
+        message_format: format,
+        message_fields: &[],
+    })
+    .expect("valid routing")
+}
+
+fn container() -> ContainerRef {
+    ContainerRef {
+        pod: "api-7d9f8b6c5d-x2k4p".into(),
+        namespace: "shop".into(),
+        container: "app".into(),
+        container_id: "0".repeat(64),
+    }
+}
+
+fn pod() -> PodInfo {
+    PodInfo {
+        namespace: "shop".into(),
+        name: "api-7d9f8b6c5d-x2k4p".into(),
+        uid: "u".into(),
+        labels: BTreeMap::from([("app".to_owned(), "api".to_owned())]),
+        annotations: BTreeMap::new(),
+        images: BTreeMap::from([("app".to_owned(), "api:1".to_owned())]),
+        workload: Workload::from_pod_name("api-7d9f8b6c5d-x2k4p"),
+    }
+}
+
+fn java() -> Detector {
+    Detector::builtin("java", Limits::default()).expect("built-in")
+}
+
+fn pipeline(routing: &Routing, detector: Option<Detector>) -> FilePipeline {
+    let mut file = FilePipeline::new(container(), Instant::now());
+    let routed = Routed::new(routing, "prod", "node-1", &container(), Some(&pod()));
+    file.set_routed(routed, detector);
+    file
+}
+
+/// CRI records of `lines`, all `F`, on stdout.
+fn cri(lines: &[&str]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|line| format!("2026-12-03T10:00:00.000000000Z stdout F {line}\n").into_bytes())
+        .collect()
+}
+
+fn spool(dir: &std::path::Path) -> Spool {
+    let options = SpoolOptions { max_bytes: 1 << 30, flush_interval: Duration::from_millis(1) };
+    Spool::open(dir, options).expect("spool").0
+}
+
+/// Every event spooled so far, as the `log` values of their messages.
+fn logs(spool: &mut Spool) -> Vec<String> {
+    spool.seal_all();
+    spool.commit(b"{}").expect("commit");
+    let mut out = Vec::new();
+    for chunk in spool.ready(&|_| false) {
+        for event in Spool::read(&chunk).expect("read").events {
+            let message: serde_json::Value = serde_json::from_str(&event.message).expect("JSON");
+            out.push(message["log"].as_str().expect("string log").to_owned());
+        }
+        spool.ack(&chunk).expect("ack");
+    }
+    out
+}
+
+#[test]
+fn excluded_lines_are_read_counted_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let exclude = [MatcherSpec {
+        name: Some("no-shop".into()),
+        namespace: Some(crate::route::Globs::One("shop".into())),
+        ..MatcherSpec::default()
+    }];
+    let routing = routing(&exclude, MessageFormat::Envelope);
+    let mut file = pipeline(&routing, Some(java()));
+    let bytes = cri(&["one", "java.lang.IllegalStateException: boom", "\tat a.B.c(B.java:1)"]);
+    let safe = file.process(&bytes, 0, &mut spool, &metrics).expect("process");
+    assert_eq!(safe, bytes.len() as u64, "an excluded file's checkpoint advances past everything read");
+    assert_eq!(metrics.lines_excluded.get("no-shop"), 3);
+    assert_eq!(metrics.lines_read.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert!(DropReason::ALL.iter().all(|reason| metrics.dropped_total(*reason) == 0), "not drops");
+    assert!(logs(&mut spool).is_empty(), "nothing spooled");
+}
+
+#[test]
+fn a_held_trace_holds_the_checkpoint_at_its_first_line_until_it_goes_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Envelope);
+    let mut file = pipeline(&routing, Some(java()));
+    let before = cri(&["started"]);
+    let trace =
+        cri(&["java.lang.IllegalStateException: boom", "\tat a.B.c(B.java:1)", "\tat a.B.d(B.java:2)"]);
+    let bytes = [before.clone(), trace.clone()].concat();
+    let safe = file.process(&bytes, 0, &mut spool, &metrics).expect("process");
+    assert_eq!(safe, before.len() as u64, "the checkpoint stops at the trace's first line");
+    let deadline = file.group_deadline().expect("a trace is held");
+    file.flush_expired(deadline - Duration::from_millis(1), &mut spool, &metrics).expect("flush");
+    assert_eq!(file.safe_offset(file.read_end), before.len() as u64, "not yet due");
+    file.flush_expired(deadline, &mut spool, &metrics).expect("flush");
+    assert_eq!(file.safe_offset(file.read_end), bytes.len() as u64);
+    assert_eq!(
+        logs(&mut spool),
+        vec![
+            "started".to_owned(),
+            "java.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)".to_owned()
+        ]
+    );
+    assert_eq!(metrics.multiline_groups.get("java"), 1);
+    assert_eq!(metrics.multiline_lines.get("java"), 3);
+    assert_eq!(metrics.multiline_flushes.get("timeout"), 1);
+}
+
+#[test]
+fn a_trace_cut_by_rotation_continues_in_the_next_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Envelope);
+    let mut old = pipeline(&routing, Some(java()));
+    let head = cri(&["before", "java.lang.IllegalStateException: boom", "\tat a.B.c(B.java:1)"]);
+    old.process(&head, 0, &mut spool, &metrics).expect("process");
+    let handed = old.hand_over(&mut spool, &metrics).expect("hand over");
+    assert_eq!(handed.safe, cri(&["before"]).len() as u64, "the rotated file waits at the trace's start");
+    let carry = handed.carry.expect("the trace is carried");
+
+    let mut new = FilePipeline::new(container(), Instant::now());
+    new.pending_carry.push((FileKey(1), head.len() as u64, carry));
+    new.set_routed(Routed::new(&routing, "prod", "node-1", &container(), Some(&pod())), Some(java()));
+    let tail = cri(&["\tat a.B.d(B.java:2)", "\t... 3 more"]);
+    let safe = new.process(&tail, 0, &mut spool, &metrics).expect("process");
+    assert_eq!(safe, 0, "the new file's checkpoint waits too while the trace is held");
+    assert!(new.take_released().is_empty(), "the rotated file still waits");
+    let next = cri(&["after"]);
+    new.process(&next, tail.len() as u64, &mut spool, &metrics).expect("process");
+    assert_eq!(new.take_released(), vec![(FileKey(1), head.len() as u64)], "released once the trace is out");
+    assert_eq!(
+        logs(&mut spool),
+        vec![
+            "before".to_owned(),
+            "java.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\n\t... 3 more"
+                .to_owned(),
+            "after".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn rotation_without_a_held_trace_releases_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Envelope);
+    let mut old = pipeline(&routing, Some(java()));
+    let bytes = cri(&["plain", "lines"]);
+    old.process(&bytes, 0, &mut spool, &metrics).expect("process");
+    let handed = old.hand_over(&mut spool, &metrics).expect("hand over");
+    assert_eq!((handed.safe, handed.carry.is_none()), (bytes.len() as u64, true));
+}
+
+#[test]
+fn an_empty_raw_line_is_a_counted_drop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Raw);
+    let mut file = pipeline(&routing, None);
+    let bytes = b"2026-12-03T10:00:00.000000000Z stdout F \n2026-12-03T10:00:00.000000000Z stdout F text\n";
+    file.process(bytes, 0, &mut spool, &metrics).expect("process");
+    assert_eq!(metrics.dropped_total(DropReason::EmptyMessage), 1);
+    spool.seal_all();
+    spool.commit(b"{}").expect("commit");
+    let events: Vec<String> = spool
+        .ready(&|_| false)
+        .iter()
+        .flat_map(|chunk| Spool::read(chunk).expect("read").events)
+        .map(|event| event.message)
+        .collect();
+    assert_eq!(events, vec!["text".to_owned()]);
+}
