@@ -140,7 +140,9 @@ fn a_trace_cut_by_rotation_continues_in_the_next_file() {
     let mut spool = spool(dir.path());
     let metrics = Metrics::default();
     let routing = routing(&[], MessageFormat::Envelope);
-    let mut old = pipeline(&routing, Some(java()));
+    // One detector for both files, as the agent's registry hands out.
+    let java = java();
+    let mut old = pipeline(&routing, Some(java.clone()));
     let head = cri(&["before", "java.lang.IllegalStateException: boom", "\tat a.B.c(B.java:1)"]);
     old.process(&head, 0, &mut spool, &metrics).expect("process");
     let handed = old.hand_over(&mut spool, &metrics).expect("hand over");
@@ -149,7 +151,7 @@ fn a_trace_cut_by_rotation_continues_in_the_next_file() {
 
     let mut new = FilePipeline::new(container(), Instant::now());
     new.pending_carry.push((FileKey(1), head.len() as u64, carry));
-    new.set_routed(Routed::new(&routing, "prod", "node-1", &container(), Some(&pod())), Some(java()));
+    new.set_routed(Routed::new(&routing, "prod", "node-1", &container(), Some(&pod())), Some(java));
     let tail = cri(&["\tat a.B.d(B.java:2)", "\t... 3 more"]);
     let safe = new.process(&tail, 0, &mut spool, &metrics).expect("process");
     assert_eq!(safe, 0, "the new file's checkpoint waits too while the trace is held");
