@@ -12,7 +12,7 @@ use std::time::Duration;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use libfuzzer_sys::fuzz_target;
-use shipper::source::{SourceState, Tailer, TailerOptions};
+use shipper::source::{ReadFrom, SourceState, Tailer, TailerOptions};
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -65,6 +65,10 @@ fuzz_target!(|data: &[u8]| {
         read_chunk_bytes: 64,
         scratch_dir: root.path().join("scratch"),
         max_decompressed_bytes: 1 << 20,
+        // A restore from fuzzed checkpoints is never a first install.
+        read_from: ReadFrom::Head,
+        ignore_older: None,
+        first_install: false,
     };
     let mut tailer = Tailer::new(options, state).expect("valid options");
     let mut out = Vec::new();
