@@ -215,8 +215,10 @@ impl FilePipeline {
         for raw in bytes.split_inclusive(|b| *b == b'\n') {
             let line_start = offset;
             offset += raw.len() as u64;
+            // Only the record's `\n` goes: in CRI everything between the tag and it is
+            // content, a `\r` that ends a `P` record included (DESIGN §3); docker's own
+            // line ending is inside its JSON and handled by its parser.
             let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 continue;
             }

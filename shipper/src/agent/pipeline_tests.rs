@@ -203,3 +203,46 @@ fn an_empty_raw_line_is_a_counted_drop() {
         .collect();
     assert_eq!(events, vec!["text".to_owned()]);
 }
+
+proptest::proptest! {
+    /// Any line, carriage returns anywhere, split into CRI `P` records anywhere (inside
+    /// characters too), comes back byte for byte: only each record's `\n` is framing.
+    #[test]
+    fn any_split_of_any_line_is_reassembled_exactly(
+        text in "[a-z\r é😀\t]{1,60}",
+        cuts in proptest::collection::vec(0usize..200, 0..6),
+    ) {
+        let bytes = text.as_bytes();
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut records = Vec::new();
+        let mut from = 0;
+        for &cut in &cuts {
+            records.extend_from_slice(b"2026-12-03T10:00:00.000000000Z stdout P ");
+            records.extend_from_slice(&bytes[from..cut]);
+            records.push(b'\n');
+            from = cut;
+        }
+        records.extend_from_slice(b"2026-12-03T10:00:00.000000000Z stdout F ");
+        records.extend_from_slice(&bytes[from..]);
+        records.push(b'\n');
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spool = spool(dir.path());
+        let metrics = Metrics::default();
+        let routing = routing(&[], MessageFormat::Raw);
+        let mut file = pipeline(&routing, None);
+        let safe = file.process(&records, 0, &mut spool, &metrics).expect("process");
+        proptest::prop_assert_eq!(safe, records.len() as u64);
+        spool.seal_all();
+        spool.commit(b"{}").expect("commit");
+        let events: Vec<String> = spool
+            .ready(&|_| false)
+            .iter()
+            .flat_map(|chunk| Spool::read(chunk).expect("read").events)
+            .map(|event| event.message)
+            .collect();
+        proptest::prop_assert_eq!(events, vec![text]);
+    }
+}

@@ -43,13 +43,17 @@ pub(super) fn parse(line: &[u8]) -> Result<Record<'_>, ParseError> {
         _ => return Err(malformed("stream is neither stdout nor stderr")),
     };
     let timestamp_ms = parse_rfc3339_ms(record.time.as_bytes()).map_err(malformed)?;
+    // Only the line's own ending goes: the final `\n`, and a `\r` right before it (DESIGN
+    // §3). A partial record's trailing `\r` is content: the line goes on after it.
     let partial = !record.log.ends_with('\n');
+    let ending = |log: &str| match log.strip_suffix('\n') {
+        Some(rest) => log.len() - rest.strip_suffix('\r').unwrap_or(rest).len(),
+        None => 0,
+    };
     let message = match record.log {
-        Cow::Borrowed(log) => Cow::Borrowed(log.strip_suffix('\n').unwrap_or(log).as_bytes()),
+        Cow::Borrowed(log) => Cow::Borrowed(log[..log.len() - ending(log)].as_bytes()),
         Cow::Owned(mut log) => {
-            if !partial {
-                log.pop();
-            }
+            log.truncate(log.len() - ending(&log));
             Cow::Owned(log.into_bytes())
         }
     };
@@ -94,12 +98,18 @@ mod tests {
     }
 
     #[test]
-    fn escapes_are_decoded_and_only_the_last_newline_stripped() {
+    fn escapes_are_decoded_and_only_the_line_ending_stripped() {
         let r = record(
-            r#"{"log":"caf\u00e9 \"q\" \\ \ud83d\ude00 a\nb\r\n","stream":"stdout","time":"2026-11-25T10:00:00Z"}"#,
+            r#"{"log":"caf\u00e9 \"q\" \\ \ud83d\ude00 a\r\nb\r\n","stream":"stdout","time":"2026-11-25T10:00:00Z"}"#,
         );
         assert!(!r.partial);
-        assert_eq!(&*r.message, "café \"q\" \\ 😀 a\nb\r".as_bytes());
+        assert_eq!(&*r.message, "café \"q\" \\ 😀 a\r\nb".as_bytes());
+        // Borrowed (no escapes but the ending): the same rule.
+        let r = record(r#"{"log":"plain\r\r\n","stream":"stdout","time":"2026-11-25T10:00:00Z"}"#);
+        assert_eq!(&*r.message, b"plain\r");
+        // A partial record's trailing CR is content.
+        let r = record(r#"{"log":"half\r","stream":"stdout","time":"2026-11-25T10:00:00Z"}"#);
+        assert_eq!((r.partial, &*r.message), (true, &b"half\r"[..]));
     }
 
     #[test]
@@ -169,7 +179,9 @@ mod tests {
             prop_assert_eq!(r.timestamp_ms, timestamp_ms);
             prop_assert_eq!(r.stream, if stderr { Stream::Stderr } else { Stream::Stdout });
             prop_assert_eq!(r.partial, partial);
-            prop_assert_eq!(&*r.message, log.as_bytes());
+            // A complete line's `\r\n` is its ending; a partial record keeps every byte.
+            let expected = if partial { log.as_str() } else { log.strip_suffix('\r').unwrap_or(&log) };
+            prop_assert_eq!(&*r.message, expected.as_bytes());
         }
     }
 }
