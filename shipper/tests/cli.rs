@@ -302,3 +302,91 @@ fn readme_settings_table_matches_the_binary() {
         .collect();
     assert!(unknown.is_empty(), "README table rows the binary does not know: {unknown:?}");
 }
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `GET path` over plain HTTP/1.0; `None` while nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// Poll `check` every 100 ms for up to 30 s.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Two shippers on one state directory (a force-deleted pod still running, a DaemonSet
+/// surge): the second waits for the first's lock, says so on /readyz, touches nothing, and
+/// starts once the first has exited.
+#[test]
+fn a_second_instance_waits_for_the_state_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let start = |name: &str, port: u16| {
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log file");
+        shipper()
+            .arg("run")
+            .env("CLUSTER_NAME", "c")
+            .env("NODE_NAME", "n")
+            .env("SHIPPER_STATE_DIR", &state)
+            .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
+            .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHIPPER_LOG_FORMAT", "text")
+            .env("SHIPPER_SHUTDOWN_GRACE", "1s")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn shipper")
+    };
+    let read_log =
+        |name: &str| std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default();
+    let terminate = |child: &std::process::Child| {
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    };
+
+    let (first_port, second_port) = (free_port(), free_port());
+    let mut first = start("first", first_port);
+    wait_for("the first shipper to recover its spool", || read_log("first").contains("spool recovered"));
+    let mut second = start("second", second_port);
+    wait_for("the second shipper to say it waits on /readyz", || {
+        http_get(second_port, "/readyz").is_some_and(|answer| answer.contains("waiting for another shipper"))
+    });
+    let waiting = read_log("second");
+    assert!(waiting.contains("another shipper holds this state directory"), "{waiting}");
+    assert!(!waiting.contains("spool recovered"), "the second instance touched the spool:\n{waiting}");
+    assert!(
+        http_get(second_port, "/metrics").is_some_and(|m| m.contains("shipper_state_lock_waiting 1")),
+        "the wait is exported"
+    );
+
+    terminate(&first);
+    assert!(first.wait().expect("first exits").success());
+    wait_for("the second shipper to take over", || read_log("second").contains("spool recovered"));
+    assert!(read_log("second").contains("state directory lock acquired"));
+    terminate(&second);
+    assert!(second.wait().expect("second exits").success(), "{}", read_log("second"));
+}

@@ -42,7 +42,9 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.pods.is_synced() {
+    if state.metrics.state_lock_waiting.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for another shipper to release the state directory\n")
+    } else if state.pods.is_synced() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "pod metadata not synced yet\n")

@@ -9,6 +9,7 @@
 mod dispatch;
 mod http;
 mod ingest;
+mod lock;
 mod pipeline;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ pub enum AgentError {
     /// Reading stopped because the spool failed.
     #[error("ingest stopped: {0}")]
     Ingest(String),
+    /// The state directory's lock cannot be taken (not: another process holds it).
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     /// The HTTP endpoint could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -72,6 +76,28 @@ const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut signals = Signals::new();
     let metrics = Arc::new(Metrics::default());
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| AgentError::StateDir { path: config.state_dir.clone(), reason: e.to_string() })?;
+    let pods = Arc::new(PodCache::new(RETAIN_DELETED_PODS));
+    let shutdown = CancellationToken::new();
+    let stop_delivery = CancellationToken::new();
+
+    // Served first, so that an instance waiting for the state directory says so on /readyz.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Listen { addr: config.listen, source })?;
+    tracing::info!(addr = %config.listen, "serving /metrics, /healthz, /readyz");
+    let http = tokio::spawn(http::serve(listener, metrics.clone(), pods.clone(), stop_delivery.clone()));
+
+    let Some(_state_lock) =
+        lock::acquire(&config.state_dir, &metrics.state_lock_waiting, signals.recv()).await?
+    else {
+        tracing::info!("signal while waiting for the state directory: exiting, nothing touched");
+        stop_delivery.cancel();
+        let _ = http.await;
+        return Ok(());
+    };
+
     let spool_dir = config.state_dir.join("spool");
     std::fs::create_dir_all(&spool_dir)
         .map_err(|e| AgentError::StateDir { path: spool_dir.clone(), reason: e.to_string() })?;
@@ -120,16 +146,6 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         },
         restored,
     )?;
-
-    let pods = Arc::new(PodCache::new(RETAIN_DELETED_PODS));
-    let shutdown = CancellationToken::new();
-    let stop_delivery = CancellationToken::new();
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| AgentError::Listen { addr: config.listen, source })?;
-    tracing::info!(addr = %config.listen, "serving /metrics, /healthz, /readyz");
-    let http = tokio::spawn(http::serve(listener, metrics.clone(), pods.clone(), stop_delivery.clone()));
 
     let watch = {
         let pods = pods.clone();

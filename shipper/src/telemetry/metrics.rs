@@ -244,6 +244,8 @@ pub struct Metrics {
     pub streams_paused: AtomicI64,
     /// 1 once pod metadata has synced.
     pub metadata_ready: AtomicI64,
+    /// 1 while another process holds the state directory and this one waits for it.
+    pub state_lock_waiting: AtomicI64,
     /// Lines read and skipped because their container is excluded, by deciding rule.
     pub lines_excluded: LabeledCounter,
     /// Files whose `{workload}` came from the pod name (metadata never arrived), by rule.
@@ -452,6 +454,12 @@ impl Metrics {
             gload(&self.streams_paused),
         );
         g(&mut out, "shipper_metadata_ready", "1 once pod metadata has synced.", gload(&self.metadata_ready));
+        g(
+            &mut out,
+            "shipper_state_lock_waiting",
+            "1 while another shipper holds the state directory and this one waits, touching nothing.",
+            gload(&self.state_lock_waiting),
+        );
         self.lines_excluded.render(
             &mut out,
             "shipper_lines_excluded_total",
