@@ -390,3 +390,71 @@ fn a_second_instance_waits_for_the_state_directory() {
     terminate(&second);
     assert!(second.wait().expect("second exits").success(), "{}", read_log("second"));
 }
+
+/// A second SIGTERM exits at once, even with a PutLogEvents call hanging on a backend that
+/// never answers: what is spooled stays for the next start.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let id = "a".repeat(64);
+    let mut lines = String::new();
+    for i in 0..100 {
+        lines.push_str(&format!("2026-12-03T10:00:00.000000000Z stdout F line {i}\n"));
+    }
+    std::fs::write(logs.join(format!("web-0_shop_app-{id}.log")), lines).expect("log file");
+    // Accepts connections and never answers: the call in flight hangs.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", blackhole.local_addr().expect("addr"));
+    let held = std::thread::spawn(move || blackhole.incoming().take(8).flatten().collect::<Vec<_>>());
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("shipper.log")).expect("log");
+    let mut child = shipper()
+        .arg("run")
+        .env("CLUSTER_NAME", "c")
+        .env("NODE_NAME", "n")
+        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
+        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
+        .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHIPPER_LOG_FORMAT", "text")
+        .env("SHIPPER_METADATA_WAIT", "50ms")
+        .env("SHIPPER_SHUTDOWN_GRACE", "60s")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .stdout(log.try_clone().expect("clone"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn shipper");
+    let read_log = || std::fs::read_to_string(dir.path().join("shipper.log")).unwrap_or_default();
+    wait_for("lines in the spool", || {
+        http_get(port, "/metrics")
+            .is_some_and(|m| m.lines().any(|l| l.starts_with("shipper_events_spooled_total 1")))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let term = || {
+        assert!(
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success()
+        )
+    };
+    term();
+    wait_for("the drain to start", || read_log().contains("shutdown requested"));
+    let sent = std::time::Instant::now();
+    term();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(5),
+            "still running 5 s after the second signal:\n{}",
+            read_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{}", read_log());
+    drop(held);
+}
