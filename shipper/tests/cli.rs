@@ -340,6 +340,9 @@ fn a_second_instance_waits_for_the_state_directory() {
     let state = dir.path().join("state");
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).expect("logs dir");
+    // As an older version left it: open to everyone.
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let start = |name: &str, port: u16| {
         let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log file");
         shipper()
@@ -382,6 +385,21 @@ fn a_second_instance_waits_for_the_state_directory() {
         http_get(second_port, "/metrics").is_some_and(|m| m.contains("shipper_state_lock_waiting 1")),
         "the wait is exported"
     );
+
+    // Everything under the state directory is its owner's alone (every tenant's logs).
+    let mut open_to_others = Vec::new();
+    let mut stack = vec![state.clone()];
+    while let Some(path) = stack.pop() {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        if meta.permissions().mode() & 0o077 != 0 {
+            open_to_others.push(format!("{} {:o}", path.display(), meta.permissions().mode()));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).expect("read dir").flatten().map(|e| e.path()));
+        }
+    }
+    assert!(open_to_others.is_empty(), "readable by others: {open_to_others:?}");
 
     terminate(&first);
     assert!(first.wait().expect("first exits").success());

@@ -76,8 +76,17 @@ const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut signals = Signals::new();
     let metrics = Arc::new(Metrics::default());
+    // The spool, the manifest and the dead letters hold every tenant's logs: everything the
+    // agent creates is its owner's alone (files 0600, directories 0700), and the state
+    // directory itself is closed to others, also when an older version created it open.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| AgentError::StateDir { path: config.state_dir.clone(), reason: e.to_string() })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| AgentError::StateDir { path: config.state_dir.clone(), reason: e.to_string() })?;
+    }
     let pods = Arc::new(PodCache::new(RETAIN_DELETED_PODS));
     let shutdown = CancellationToken::new();
     let stop_delivery = CancellationToken::new();
