@@ -10,6 +10,9 @@ use crate::source::{ContainerRef, FileKey};
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::{DropReason, Metrics};
 
+/// Queue slots a file keeps between reads (a read chunk of short lines needs ~1,000).
+const KEPT_QUEUE_CAPACITY: usize = 64;
+
 /// Largest line held while merging partial records; longer lines are cut into pieces.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
@@ -427,7 +430,26 @@ impl FilePipeline {
             }
             Metrics::add(&metrics.events_spooled, pieces as u64);
         }
+        self.release_buffers();
         Ok(())
+    }
+
+    /// Give back what one burst grew the per-file queues to: drained vectors keep their
+    /// capacity, and 400 files after one burst of short lines each would hold ~125 MiB.
+    fn release_buffers(&mut self) {
+        for queue in [&mut self.lines, &mut self.assembled] {
+            if queue.capacity() > KEPT_QUEUE_CAPACITY {
+                queue.shrink_to(KEPT_QUEUE_CAPACITY);
+            }
+        }
+        if self.messages.capacity() > KEPT_QUEUE_CAPACITY {
+            self.messages.shrink_to(KEPT_QUEUE_CAPACITY);
+        }
+    }
+
+    /// Elements the per-file queues hold on to between reads (test hook and bound).
+    pub fn queue_capacity(&self) -> usize {
+        self.lines.capacity() + self.assembled.capacity() + self.messages.capacity()
     }
 }
 

@@ -246,3 +246,17 @@ proptest::proptest! {
         proptest::prop_assert_eq!(events, vec![text]);
     }
 }
+
+#[test]
+fn a_burst_of_short_lines_leaves_no_grown_queues_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Envelope);
+    let mut file = pipeline(&routing, None);
+    let lines: Vec<String> = (0..5_000).map(|i| format!("l{i}")).collect();
+    let bytes = cri(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    file.process(&bytes, 0, &mut spool, &metrics).expect("process");
+    assert_eq!(metrics.events_spooled.load(std::sync::atomic::Ordering::Relaxed), 5_000);
+    assert!(file.queue_capacity() <= 3 * 64, "queues kept {} slots after the burst", file.queue_capacity());
+}
