@@ -69,6 +69,7 @@ scenarios! {
     short_lived_pod => "short-lived-pod",
     pod_relabel => "pod-relabel",
     api_unavailable_at_start => "api-unavailable-at-start",
+    workload_groups_no_api => "workload-groups-no-api",
     big_and_partial_lines => "big-and-partial-lines",
     container_restart => "container-restart",
     many_pods => "many-pods",
