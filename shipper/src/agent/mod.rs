@@ -72,6 +72,7 @@ const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut signals = Signals::new();
     let metrics = Arc::new(Metrics::default());
+    Metrics::set(&metrics.spool_max_bytes, i64::try_from(config.spool_max_bytes).unwrap_or(i64::MAX));
     let spool_dir = config.state_dir.join("spool");
     std::fs::create_dir_all(&spool_dir)
         .map_err(|e| AgentError::StateDir { path: spool_dir.clone(), reason: e.to_string() })?;
