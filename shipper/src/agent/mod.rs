@@ -76,6 +76,7 @@ const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut signals = Signals::new();
     let metrics = Arc::new(Metrics::default());
+    Metrics::set(&metrics.spool_max_bytes, i64::try_from(config.spool_max_bytes).unwrap_or(i64::MAX));
     // The spool, the manifest and the dead letters hold every tenant's logs: everything the
     // agent creates is its owner's alone (files 0600, directories 0700), and the state
     // directory itself is closed to others, also when an older version created it open.

@@ -236,6 +236,8 @@ pub struct Metrics {
     pub spool_bytes: AtomicI64,
     /// Events currently held in the spool.
     pub spool_events: AtomicI64,
+    /// The spool's size cap (`spool_max_bytes`), set once at startup.
+    pub spool_max_bytes: AtomicI64,
     /// Files currently tailed.
     pub files_tailed: AtomicI64,
     /// 1 while reading is paused because the spool is full.
@@ -440,6 +442,12 @@ impl Metrics {
         c(&mut out, "shipper_streams_created_total", "Log streams created.", load(&self.streams_created));
         g(&mut out, "shipper_spool_bytes", "Bytes held in the spool.", gload(&self.spool_bytes));
         g(&mut out, "shipper_spool_events", "Events held in the spool.", gload(&self.spool_events));
+        g(
+            &mut out,
+            "shipper_spool_max_bytes",
+            "The spool's size cap (spool_max_bytes): reading pauses when shipper_spool_bytes reaches it.",
+            gload(&self.spool_max_bytes),
+        );
         g(&mut out, "shipper_files_tailed", "Container log files tailed.", gload(&self.files_tailed));
         g(
             &mut out,
@@ -568,6 +576,7 @@ mod tests {
             "shipper_events_dropped_total{reason=\"too_old\"} 3",
             "shipper_spool_bytes 0",
             "shipper_spool_events 0",
+            "shipper_spool_max_bytes 0",
             "shipper_put_requests_total{outcome=\"throttled\"} 1",
             "shipper_retries_total 0",
             "shipper_files_tailed 0",
