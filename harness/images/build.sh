@@ -19,6 +19,8 @@
 # BuildKit cache mounts here) would redo a full release build on every source change.
 # Needs: root (debootstrap), docker, cargo, python3.11 with pip (the images' Python is
 # Debian 12's 3.11: wheels built here fit); installs debootstrap with apt-get if missing.
+# Every binary and wheel put into an image is first checked against the base's glibc
+# (check-glibc.sh): a host with a newer glibc builds binaries the image cannot load.
 set -euo pipefail
 
 SCRIPT_VERSION=1
@@ -82,6 +84,19 @@ build_base() {
         "$tarball" "$BASE_IMAGE" >/dev/null
 }
 
+# The base's glibc version (e.g. 2.36), the limit for every binary that goes into an image.
+base_glibc() {
+    docker run --rm "$BASE_IMAGE" getconf GNU_LIBC_VERSION | sed -n 's/^glibc \([0-9][0-9.]*\)$/\1/p'
+}
+
+# Refuse binaries (or wheels) the base cannot load, naming the symbols.
+check_glibc() {
+    "$IMAGES/check-glibc.sh" "$BASE_GLIBC" "$@" || {
+        say "glibc check failed: the base $BASE_IMAGE has glibc $BASE_GLIBC (see above)"
+        exit 1
+    }
+}
+
 # $1 = localstack|moto, $2 = the pinned package whose version names the tag.
 build_emulator() {
     local name=$1 package=$2 pins=$IMAGES/pins/$1.txt
@@ -105,6 +120,8 @@ build_emulator() {
         python3 -m pip wheel --quiet --disable-pip-version-check -r "$pins" -w "$wheels"
         touch "$wheels/.complete"
     fi
+    say "$name: glibc check of the wheels (compiled ones must load on the base)"
+    check_glibc "$wheels"/*.whl >/dev/null
     local context
     context=$(mktemp -d)
     # shellcheck disable=SC2064 # expand now: the trap must remove this very directory
@@ -146,6 +163,8 @@ build_shipper() {
     target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     local binary=$target_dir/$profile_dir/shipper
+    say "shipper: glibc check against the base's $BASE_GLIBC"
+    check_glibc "$binary"
     local key image
     key=$(cat <(echo "$BASE_KEY") "$ROOT/deploy/Dockerfile" "$binary" | key_of)
     image=shipper-harness/shipper:$key
@@ -185,6 +204,8 @@ build_writer() {
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     local binary=$target_dir/debug/harness
     say "writer: harness binary ready in $((SECONDS - t0))s"
+    say "writer: glibc check against the base's $BASE_GLIBC"
+    check_glibc "$binary"
     local key image
     key=$(cat <(echo "$BASE_KEY") "$IMAGES/writer/Dockerfile" "$binary" | key_of)
     image=shipper-harness/writer:$key
@@ -213,6 +234,9 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 LOCALSTACK_IMAGE="" MOTO_IMAGE="" SHIPPER_IMAGE="" WRITER_IMAGE=""
 build_base
+BASE_GLIBC=$(base_glibc)
+[[ -n $BASE_GLIBC ]] || { say "base: cannot read the glibc version of $BASE_IMAGE"; exit 1; }
+say "base: glibc $BASE_GLIBC"
 for target in "${targets[@]}"; do
     case $target in
         all)
@@ -242,6 +266,7 @@ fi
 cat >"$MANIFEST.partial" <<EOF
 # Written by harness/images/build.sh; read by the harness's container tier (feature e2e).
 SHIPPER_HARNESS_BASE_IMAGE=$BASE_IMAGE
+SHIPPER_HARNESS_BASE_GLIBC=$BASE_GLIBC
 SHIPPER_HARNESS_LOCALSTACK_IMAGE=$LOCALSTACK_IMAGE
 SHIPPER_HARNESS_MOTO_IMAGE=$MOTO_IMAGE
 SHIPPER_HARNESS_SHIPPER_IMAGE=$SHIPPER_IMAGE

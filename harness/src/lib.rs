@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod kind_overlay;
 pub mod kind_pods;
 pub mod manifests;
+pub mod preflight;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -4,6 +4,7 @@
 //!     harness list [DIR]
 //!     harness up [--backend ...]
 //!     harness bench [--workload NAME]... [--quick] [--lines N] [--debug]
+//!     harness kind-preflight
 //!     harness write --run R --pod P --container C --lines N [--rate R] [--sizes a,b] [--stream s]
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use harness::bench::{self, BenchOptions};
 use harness::cluster::ClusterChoice;
+use harness::preflight;
 use harness::runner::{self, BackendChoice, RunOptions};
 use harness::scenario::Scenario;
 
@@ -54,6 +56,10 @@ enum Command {
         #[arg(long, default_value = "moto")]
         backend: String,
     },
+    /// Check what the kind tier needs (docker, kind, kubectl and their skew, free disk,
+    /// inotify limits, the binaries' glibc against the base image, the images), without
+    /// creating a cluster; print one list of what to fix; exit 1 if anything blocks.
+    KindPreflight,
     /// Print one scenario container's lines at its rate, as a kind-tier pod does: the same
     /// payloads, classes and streams the local tier's SimNode writes for it.
     Write(harness::writer::WriterArgs),
@@ -202,6 +208,26 @@ async fn main() -> ExitCode {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
+        }
+        Command::KindPreflight => {
+            let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo.join("target"));
+            let cache = std::env::var_os("SHIPPER_HARNESS_CACHE")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/shipper-harness"))
+                });
+            let expect = match preflight::expectations(&repo, &target, cache.as_deref()) {
+                Ok(e) => e,
+                Err(e) => return fail(&e),
+            };
+            let (text, ready) = preflight::render(&preflight::run(&preflight::SystemProbe, &expect));
+            print!("{text}");
+            if ready { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Command::Up { backend } => match runner::up(BackendChoice::parse(&backend)).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -373,11 +373,13 @@ fn images_are_the_release_in_base_and_the_local_build_in_kind() {
         assert_eq!(format!("{renamed}:{}", image.new_tag.as_deref().unwrap_or("latest")), kind);
     }
 
-    // The e2e workflow builds and loads that very tag.
-    let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/e2e.yml");
-    let workflow: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(workflow).expect("e2e.yml")).expect("e2e.yml parses");
-    assert_eq!(workflow["env"]["SHIPPER_IMAGE"].as_str(), Some(kind.as_str()));
+    // The kind runner tags build.sh's shipper image as that very tag and loads it; the e2e
+    // workflow builds nothing else under it (issue #13: its own build was silently replaced).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runner = std::fs::read_to_string(root.join("src/runner/kind.rs")).expect("runner");
+    assert!(runner.contains(&format!("const SHIPPER_TAG: &str = \"{kind}\";")), "the runner loads {kind}");
+    let workflow = std::fs::read_to_string(root.join("../.github/workflows/e2e.yml")).expect("e2e.yml");
+    assert!(!workflow.contains(&kind), "the workflow builds no image of its own as {kind}");
 }
 
 #[test]

@@ -54,6 +54,15 @@ const SHIPPER_TAG: &str = "shipper:e2e";
 const SHIPPER_STATE_DIR: &str = "/var/lib/shipper";
 /// How long a rollout, a node join or a writer pod may take beyond its own lines.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a node may take to be Ready again after a reconnect or a restart: kubelet,
+/// containerd and the node's pods all start at once on a loaded 4-vCPU runner (kind's own
+/// `--wait` for a fresh cluster is 120 s on an idle one).
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a relabel waits for the first accepted event of its pod (the file's group is
+/// decided by then); beyond it the relabel would race the shipper's first look at the file.
+const RELABEL_GATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts of the scrape after the drain (a pod restarting may miss one).
+const FINAL_SCRAPE_ATTEMPTS: u32 = 5;
 
 fn kind_error(e: ContainerError) -> RunError {
     RunError::Component { component: "kind", reason: e.to_string() }
@@ -199,30 +208,68 @@ struct ShipperPods {
     seen: BTreeSet<String>,
     metrics: BTreeMap<String, f64>,
     peak_spool: u64,
+    /// Why the last scrape was incomplete; `None` after a complete one.
+    failure: Option<String>,
+}
+
+/// The sum of every pod's metrics, or why not: one failed scrape makes the whole snapshot
+/// unusable (a sum without that pod's spool would look drained).
+fn sum_scrapes(scrapes: Vec<(String, Result<String, String>)>) -> Result<BTreeMap<String, f64>, String> {
+    if scrapes.is_empty() {
+        return Err("no shipper pod to scrape".into());
+    }
+    let mut total: BTreeMap<String, f64> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (pod, result) in scrapes {
+        match result {
+            Ok(text) => {
+                for (name, value) in parse_prometheus(&text) {
+                    *total.entry(name).or_default() += value;
+                }
+            }
+            Err(reason) => failed.push(format!("{pod}: {reason}")),
+        }
+    }
+    if failed.is_empty() { Ok(total) } else { Err(format!("scrape failed for {}", failed.join("; "))) }
 }
 
 impl ShipperPods {
+    /// Scrape every shipper pod; the metrics are replaced only by a complete scrape, and a
+    /// failed one is remembered with its reason.
     fn scrape(&mut self, cluster: &KindCluster) -> Result<BTreeMap<String, String>, ContainerError> {
         let pods = cluster.pod_nodes(SHIPPER_NAMESPACE)?;
-        let mut total: BTreeMap<String, f64> = BTreeMap::new();
-        let mut complete = true;
-        for pod in pods.keys() {
-            self.seen.insert(pod.clone());
-            match cluster.pod_metrics(SHIPPER_NAMESPACE, pod, SHIPPER_METRICS_PORT) {
-                Ok(text) => {
-                    for (name, value) in parse_prometheus(&text) {
-                        *total.entry(name).or_default() += value;
-                    }
-                }
-                Err(_) => complete = false,
-            }
-        }
-        if complete && !pods.is_empty() {
-            self.peak_spool =
-                self.peak_spool.max(total.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
-            self.metrics = total;
-        }
+        self.seen.extend(pods.keys().cloned());
+        let scrapes = pods
+            .keys()
+            .map(|pod| {
+                let result = cluster.pod_metrics(SHIPPER_NAMESPACE, pod, SHIPPER_METRICS_PORT);
+                (pod.clone(), result.map_err(|e| e.to_string()))
+            })
+            .collect();
+        self.record(sum_scrapes(scrapes));
         Ok(pods)
+    }
+
+    fn record(&mut self, scrape: Result<BTreeMap<String, f64>, String>) {
+        match scrape {
+            Ok(total) => {
+                self.peak_spool =
+                    self.peak_spool.max(total.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
+                self.metrics = total;
+                self.failure = None;
+            }
+            Err(reason) => self.failure = Some(reason),
+        }
+    }
+
+    /// The check on the scrape after the drain: the report's metrics (the spool drained, the
+    /// counters reconciled) come from it, never from an older snapshot.
+    fn final_check(&self) -> Option<Check> {
+        self.failure.as_ref().map(|reason| Check {
+            name: "shipper metrics scraped after the drain".into(),
+            ok: false,
+            detail: format!("{reason}: the metrics would be an older snapshot, so they are not judged"),
+        })
     }
 }
 
@@ -370,6 +417,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
                 run: &run,
                 t0,
                 scheduled: steps[next_step - 1].at,
+                expected_groups: &scenario.expect.groups,
             };
             apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
         }
@@ -451,7 +499,18 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
     };
     let written = (ledger.len() + ledger.excluded_len()) as u64;
     let (delivered, drained_at) = gate.wait(&mut samples, || written, async |_| Ok(())).await?;
-    let shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
+    let mut shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
+    for _ in 1..FINAL_SCRAPE_ATTEMPTS {
+        if shippers.failure.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
+    }
+    checks.extend(shippers.final_check());
+    if shippers.failure.is_some() {
+        shippers.metrics.clear();
+    }
     let nodes: BTreeSet<String> = cluster.nodes().map_err(kind_error)?.into_iter().collect();
     checks.push(daemonset_check(&nodes, &shipper_nodes));
     checks.extend(faults.restarts.iter().map(node_restart_check));
@@ -599,6 +658,25 @@ struct FaultContext<'a> {
     t0: Instant,
     /// When the step being applied was due.
     scheduled: Duration,
+    /// The scenario's expected groups (`[expect.groups]`: group → streams).
+    expected_groups: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// Whether an event of one of `streams` was accepted, in the group `expected` names for it
+/// (any group when it names none): the gate of a relabel.
+fn first_event_accepted(
+    accepted: &BTreeMap<String, BTreeMap<String, crate::gateway::journal::StreamTotals>>,
+    expected: &BTreeMap<String, Vec<String>>,
+    streams: &[String],
+) -> bool {
+    streams.iter().any(|stream| {
+        let groups: Vec<&String> =
+            expected.iter().filter(|(_, s)| s.contains(stream)).map(|(g, _)| g).collect();
+        accepted.iter().any(|(group, by_stream)| {
+            (groups.is_empty() || groups.contains(&group))
+                && by_stream.get(stream).is_some_and(|t| t.events > 0)
+        })
+    })
 }
 
 async fn apply(
@@ -632,19 +710,49 @@ async fn apply(
                 ctx.backend.unpause().await.map_err(kind_error)?;
             }
             // In the order they were disconnected, so each gets its address back.
-            for (node, ip) in std::mem::take(&mut faults.disconnected) {
-                docker::reconnect_keeping_address(KIND_NETWORK, &node, ip).map_err(kind_error)?;
+            let reconnected = std::mem::take(&mut faults.disconnected);
+            for (node, ip) in &reconnected {
+                docker::reconnect_keeping_address(KIND_NETWORK, node, *ip).map_err(kind_error)?;
+            }
+            // The run goes on once the nodes are Ready again (kubelet's lease renewed); a
+            // node that is not is reported as broken.
+            if !reconnected.is_empty() {
+                let nodes: Vec<String> = reconnected.into_iter().map(|(node, _)| node).collect();
+                ctx.cluster.wait_nodes_ready(&nodes, NODE_READY_TIMEOUT).map_err(kind_error)?;
             }
             ctx.gateway.clear();
             ctx.gateway.listening().await;
         }
         Action::Kill(_) => {
-            // The DaemonSet starts a new shipper pod; its state is on the node's hostPath.
+            // SIGKILL in place, then the pod gone before the DaemonSet's replacement starts on
+            // the same hostPath state.
             for pod in ctx.cluster.pod_nodes(SHIPPER_NAMESPACE).map_err(kind_error)?.keys() {
-                ctx.cluster.delete_pod(SHIPPER_NAMESPACE, pod).map_err(kind_error)?;
+                ctx.cluster.kill_pod(SHIPPER_NAMESPACE, pod, CLUSTER_TIMEOUT).map_err(kind_error)?;
             }
         }
         Action::PodRelabel(name, labels) => {
+            // The scenario relabels a pod that logs: its file's group is decided by the
+            // shipper's first look at it, which on kind comes 1-2.5 s after the pod is created.
+            // Relabelling before then would make the group a coin flip, so wait (bounded) for
+            // the first accepted event of the pod.
+            let streams: Vec<String> = pods
+                .iter()
+                .filter(|p| &p.spec.name == name)
+                .flat_map(|p| p.spec.containers.iter().map(|c| format!("{}_{}", p.spec.name, c.name)))
+                .collect();
+            let deadline = Instant::now() + RELABEL_GATE_TIMEOUT;
+            while !first_event_accepted(&ctx.gateway.summary().accepted, ctx.expected_groups, &streams) {
+                if Instant::now() >= deadline {
+                    return Err(RunError::Component {
+                        component: "kind",
+                        reason: format!(
+                            "pod_relabel of {name}: no event of {streams:?} accepted within \
+                             {RELABEL_GATE_TIMEOUT:?}; relabelling now would race the shipper's first look"
+                        ),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             for pod in pods.iter().filter(|p| &p.spec.name == name) {
                 ctx.cluster
                     .relabel_pod(&pod.spec.namespace, name, labels, &[RUN_LABEL])
@@ -731,7 +839,7 @@ async fn restart_node(
     ctx.cluster.restart_node(&node, down_for).map_err(kind_error)?;
     let shipper_pod = ctx
         .cluster
-        .wait_pod_restarted(SHIPPER_NAMESPACE, &node, &before, CLUSTER_TIMEOUT)
+        .wait_pod_restarted(SHIPPER_NAMESPACE, &node, &before, NODE_READY_TIMEOUT)
         .map_err(kind_error)?;
     Ok(NodeRestart {
         node,
@@ -897,6 +1005,61 @@ groups = { g = ["web-0_nginx"] }
         assert_eq!(check.name, "node restart at 16.0s");
         assert!(check.detail.contains("killed at 17.5s (waited for writers shop/web-0 to exit first)"));
         assert!(check.detail.contains("Ready again at 52.0s with shipper pod shipper-x"));
+    }
+
+    #[test]
+    fn a_failed_scrape_fails_the_check_and_never_keeps_old_metrics() {
+        let metrics = "shipper_spool_bytes 10\nshipper_events_delivered_total 5\n";
+        let ok = |pod: &str, text: &str| (pod.to_owned(), Ok(text.to_owned()));
+        let mut pods = ShipperPods::default();
+        pods.record(sum_scrapes(vec![ok("a", metrics), ok("b", "shipper_spool_bytes 0\n")]));
+        assert_eq!(pods.metrics.get("shipper_spool_bytes"), Some(&10.0));
+        assert_eq!(pods.peak_spool, 10);
+        assert!(pods.final_check().is_none());
+        // The worker's pod cannot be reached: the sum without it would look drained.
+        pods.record(sum_scrapes(vec![
+            ok("a", "shipper_spool_bytes 0\n"),
+            ("b".to_owned(), Err("context deadline exceeded".to_owned())),
+        ]));
+        let check = pods.final_check().expect("a failing check");
+        assert!(!check.ok);
+        assert!(check.detail.contains("b: context deadline exceeded"), "{}", check.detail);
+        // A complete scrape afterwards clears it.
+        pods.record(sum_scrapes(vec![
+            ok("a", "shipper_spool_bytes 0\n"),
+            ok("b", "shipper_spool_bytes 0\n"),
+        ]));
+        assert!(pods.final_check().is_none());
+        assert_eq!(pods.metrics.get("shipper_spool_bytes"), Some(&0.0));
+        assert!(sum_scrapes(Vec::new()).is_err(), "no pod is no evidence");
+    }
+
+    #[test]
+    fn the_relabel_waits_for_an_accepted_event_of_the_pods_group() {
+        use crate::gateway::StreamTotals;
+        let expected =
+            BTreeMap::from([("k8s_local_shop_web_nginx".to_owned(), vec!["web-0_nginx".to_owned()])]);
+        let streams = vec!["web-0_nginx".to_owned()];
+        let totals = |events| StreamTotals { events, bytes: 0, requests: 1 };
+        let mut accepted = BTreeMap::new();
+        assert!(!first_event_accepted(&accepted, &expected, &streams));
+        // Another pod's events, or this pod's stream in another group, do not open the gate.
+        accepted.insert(
+            "k8s_local_shop_web_nginx".to_owned(),
+            BTreeMap::from([("web-1_nginx".to_owned(), totals(3))]),
+        );
+        accepted.insert(
+            "k8s_local_shop_web-v2_nginx".to_owned(),
+            BTreeMap::from([("web-0_nginx".to_owned(), totals(3))]),
+        );
+        assert!(!first_event_accepted(&accepted, &expected, &streams));
+        accepted
+            .get_mut("k8s_local_shop_web_nginx")
+            .expect("group")
+            .insert("web-0_nginx".to_owned(), totals(1));
+        assert!(first_event_accepted(&accepted, &expected, &streams));
+        // Without an expected layout, any group.
+        assert!(first_event_accepted(&accepted, &BTreeMap::new(), &streams));
     }
 
     #[test]

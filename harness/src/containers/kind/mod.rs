@@ -192,9 +192,16 @@ impl KindCluster {
                 last = format!("pods of {namespace}: {now:?}");
             }
             if std::time::Instant::now() >= deadline {
+                let health = match self.nodes_health(&[node.to_owned()]) {
+                    Ok(Ok(())) => "the node is Ready".to_owned(),
+                    Ok(Err(broken)) => format!("the node is broken: {broken}"),
+                    Err(e) => format!("the API server did not answer: {e}"),
+                };
                 return Err(ContainerError::Unhealthy {
                     what: format!("node {node} after its restart"),
-                    reason: format!("no pod of {namespace} ready again on it within {timeout:?}; {last}"),
+                    reason: format!(
+                        "no pod of {namespace} ready again on it within {timeout:?} ({health}); {last}"
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_secs(1));
@@ -218,9 +225,16 @@ impl KindCluster {
         Ok(nodes)
     }
 
-    /// Take a worker out of the cluster: stop its container, then delete its Node object (so
-    /// the DaemonSet has no pod for it). [`KindCluster::join_node`] brings it back.
+    /// Take a worker out of the cluster: remove kindnet's CNI conflist, stop its container,
+    /// then delete its Node object (so the DaemonSet has no pod for it).
+    /// [`KindCluster::join_node`] brings it back.
+    ///
+    /// The conflist holds the node's pod CIDR; the node rejoins with a new one, and a stale
+    /// conflist would give its pods addresses the control plane cannot route to (the metrics
+    /// scrapes through the API server's proxy then hang). Without it the node stays NotReady
+    /// until kindnet writes the new one.
     pub fn hold_back_node(&self, node: &str) -> Result<(), ContainerError> {
+        super::docker::run(["exec", node, "rm", "-f", KINDNET_CONFLIST])?;
         super::docker::run(["stop", node])?;
         self.kubectl(&["delete", "node", node, "--ignore-not-found", "--wait=true"], None).map(drop)
     }
@@ -320,9 +334,140 @@ impl KindCluster {
 
     /// Prometheus text of pod `namespace/pod`'s `port` `/metrics`, through the API server's
     /// pod proxy (no port-forward, no route from the host to pod IPs needed).
+    /// Bounded by [`SCRAPE_TIMEOUT`]: a pod the API server cannot reach fails the scrape
+    /// instead of hanging it.
     pub fn pod_metrics(&self, namespace: &str, pod: &str, port: u16) -> Result<String, ContainerError> {
-        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics");
-        self.kubectl(&["get", "--raw", &path], None)
+        let args = metrics_args(namespace, pod, port);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kubectl(&args, None)
+    }
+
+    /// A kill of pod `namespace/pod` (the shipper's `kill` fault): its container is SIGKILLed
+    /// in place (`crictl stop --timeout 0` inside its node, as the OOM killer would), then the
+    /// pod is deleted without force and waited for until gone, so the DaemonSet's replacement
+    /// never overlaps the old process on the node's spool (a forced delete returns while the
+    /// old container may still run, and kubelet restarting it in place backs off for seconds).
+    pub fn kill_pod(&self, namespace: &str, pod: &str, timeout: Duration) -> Result<(), ContainerError> {
+        let target = format!("pod/{pod}");
+        let text = self.kubectl(
+            &[
+                "get",
+                "-n",
+                namespace,
+                &target,
+                "-o",
+                "jsonpath={.spec.nodeName} {.status.containerStatuses[0].containerID}",
+            ],
+            None,
+        )?;
+        if let Some((node, id)) = parse_node_and_container(&text) {
+            super::docker::run(["exec", node.as_str(), "crictl", "stop", "--timeout", "0", id.as_str()])?;
+        }
+        let wait = format!("--timeout={}s", timeout.as_secs().max(1));
+        self.kubectl(
+            &["delete", "pod", "-n", namespace, pod, "--ignore-not-found", "--wait=true", &wait],
+            None,
+        )
+        .map(drop)
+    }
+
+    /// Each of `nodes`' health: `Ok(())` when every one is registered and Ready, else what is
+    /// wrong with each that is not (bounded by [`SCRAPE_TIMEOUT`]).
+    pub fn nodes_health(&self, nodes: &[String]) -> Result<Result<(), String>, ContainerError> {
+        let timeout = format!("--request-timeout={}s", SCRAPE_TIMEOUT.as_secs());
+        let template = "jsonpath={range .items[*]}{.metadata.name}{range .status.conditions[*]} \
+                        {.type}={.status}{end}{\"\\n\"}{end}";
+        let text = self.kubectl(&[&timeout, "get", "nodes", "-o", template], None)?;
+        Ok(not_ready(nodes, &text))
+    }
+
+    /// Wait until every node of `nodes` is Ready (after a reconnect or a restart). A node that
+    /// is not Ready within `timeout` is reported with its conditions: a broken node, not a
+    /// scenario failure.
+    pub fn wait_nodes_ready(&self, nodes: &[String], timeout: Duration) -> Result<(), ContainerError> {
+        poll_until(timeout, Duration::from_secs(2), || match self.nodes_health(nodes) {
+            Ok(health) => health,
+            Err(e) => Err(format!("the API server did not answer: {e}")),
+        })
+        .map_err(|reason| ContainerError::Unhealthy {
+            what: format!("node(s) {}", nodes.join(", ")),
+            reason: format!("not Ready within {timeout:?} (a broken node): {reason}"),
+        })
+    }
+}
+
+/// kindnet's CNI config on a node (written by its kindnet pod, with the node's pod CIDR).
+pub const KINDNET_CONFLIST: &str = "/etc/cni/net.d/10-kindnet.conflist";
+
+/// The longest one API request of a scrape or a health probe may take.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `kubectl` arguments of a metrics scrape through the API server's pod proxy, with a request
+/// timeout: without one, a pod the control plane cannot route to hangs the scrape.
+fn metrics_args(namespace: &str, pod: &str, port: u16) -> Vec<String> {
+    vec![
+        format!("--request-timeout={}s", SCRAPE_TIMEOUT.as_secs()),
+        "get".into(),
+        "--raw".into(),
+        format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics"),
+    ]
+}
+
+/// `node containerd://id` → (node, id); `None` while the pod has no node or no container.
+fn parse_node_and_container(text: &str) -> Option<(String, String)> {
+    let (node, id) = text.trim().split_once(' ')?;
+    let id = id.trim();
+    let id = id.split_once("://").map_or(id, |(_, id)| id);
+    (!node.is_empty() && !id.is_empty()).then(|| (node.to_owned(), id.to_owned()))
+}
+
+/// Of `expected` nodes, given `name Type=Status ...` lines, the ones not Ready and why
+/// (missing, or Ready=False/Unknown with the other conditions that are set).
+fn not_ready(expected: &[String], text: &str) -> Result<(), String> {
+    let seen: BTreeMap<&str, Vec<&str>> = text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            Some((fields.next()?, fields.collect()))
+        })
+        .collect();
+    let broken: Vec<String> = expected
+        .iter()
+        .filter_map(|node| match seen.get(node.as_str()) {
+            None => Some(format!("{node}: not registered")),
+            Some(conditions) if conditions.contains(&"Ready=True") => None,
+            Some(conditions) => {
+                let ready =
+                    conditions.iter().find(|c| c.starts_with("Ready=")).copied().unwrap_or("Ready missing");
+                let other: Vec<&str> = conditions
+                    .iter()
+                    .filter(|c| !c.starts_with("Ready=") && c.ends_with("=True"))
+                    .copied()
+                    .collect();
+                Some(format!(
+                    "{node}: {ready}{}",
+                    if other.is_empty() { String::new() } else { format!(", {}", other.join(", ")) }
+                ))
+            }
+        })
+        .collect();
+    if broken.is_empty() { Ok(()) } else { Err(broken.join("; ")) }
+}
+
+/// Call `check` every `interval` until it returns `Ok`, or `timeout` has passed: then the
+/// last reason it gave.
+pub fn poll_until<T>(
+    timeout: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(done) => return Ok(done),
+            Err(reason) if std::time::Instant::now() >= deadline => return Err(reason),
+            Err(_) => std::thread::sleep(interval),
+        }
     }
 }
 
@@ -382,6 +527,52 @@ mod tests {
         let pairs = parse_pairs(text);
         assert_eq!(pairs.get("shop/web-1").map(String::as_str), Some("Succeeded"));
         assert_eq!(pairs.len(), 2);
+    }
+
+    #[test]
+    fn every_scrape_has_a_request_timeout() {
+        let args = metrics_args("shipper", "shipper-x", 2021);
+        assert_eq!(args[0], "--request-timeout=5s");
+        assert_eq!(args[3], "/api/v1/namespaces/shipper/pods/shipper-x:2021/proxy/metrics");
+    }
+
+    #[test]
+    fn the_kill_finds_the_container_on_its_node() {
+        assert_eq!(
+            parse_node_and_container("kind-worker containerd://0af3\n"),
+            Some(("kind-worker".to_owned(), "0af3".to_owned()))
+        );
+        assert_eq!(parse_node_and_container("kind-worker "), None, "no container yet: nothing to stop");
+        assert_eq!(parse_node_and_container(""), None);
+    }
+
+    #[test]
+    fn nodes_not_ready_are_reported_with_their_conditions() {
+        let nodes: Vec<String> = ["cp", "w1", "w2"].iter().map(|s| s.to_string()).collect();
+        let all_ready =
+            "cp MemoryPressure=False Ready=True\nw1 Ready=True\nw2 DiskPressure=False Ready=True\n";
+        assert_eq!(not_ready(&nodes, all_ready), Ok(()));
+        let broken = "cp Ready=True\nw1 MemoryPressure=False NetworkUnavailable=True Ready=False\n";
+        assert_eq!(
+            not_ready(&nodes, broken),
+            Err("w1: Ready=False, NetworkUnavailable=True; w2: not registered".to_owned())
+        );
+        assert_eq!(not_ready(&nodes[..1], "cp Ready=Unknown\n"), Err("cp: Ready=Unknown".to_owned()));
+    }
+
+    #[test]
+    fn polling_stops_when_ready_and_gives_the_last_reason_at_the_deadline() {
+        let mut calls = 0;
+        let done = poll_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            calls += 1;
+            if calls < 3 { Err(format!("attempt {calls}")) } else { Ok(calls) }
+        });
+        assert_eq!(done, Ok(3));
+        let start = std::time::Instant::now();
+        let never: Result<(), String> =
+            poll_until(Duration::from_millis(50), Duration::from_millis(5), || Err("w1: Ready=False".into()));
+        assert_eq!(never, Err("w1: Ready=False".to_owned()));
+        assert!(start.elapsed() >= Duration::from_millis(50), "waited the whole timeout");
     }
 
     #[test]
