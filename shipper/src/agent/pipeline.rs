@@ -447,8 +447,9 @@ impl FilePipeline {
         }
     }
 
-    /// Elements the per-file queues hold on to between reads (test hook and bound).
-    pub fn queue_capacity(&self) -> usize {
+    /// Elements the per-file queues hold on to between reads.
+    #[cfg(test)]
+    pub(crate) fn queue_capacity(&self) -> usize {
         self.lines.capacity() + self.assembled.capacity() + self.messages.capacity()
     }
 }
