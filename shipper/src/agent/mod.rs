@@ -168,6 +168,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 policy: Arc::new(config.group_settings.clone()),
                 retention_apply: config.retention_apply,
                 create_groups: config.create_groups,
+                pending_file: Some(config.state_dir.join("groups-pending.json")),
             },
         },
         metrics.clone(),

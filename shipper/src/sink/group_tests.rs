@@ -185,3 +185,26 @@ async fn without_create_groups_a_missing_group_blocks_only_its_stream_until_it_e
     assert_eq!(metrics.streams_blocked_group_missing.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(!fake.calls().contains(&Op::CreateLogGroup));
 }
+
+#[tokio::test]
+async fn a_retention_pending_at_a_restart_is_applied_by_the_next_process() {
+    let fake = FakeCloudWatch::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let groups =
+        GroupOptions { pending_file: Some(dir.path().join("groups-pending.json")), ..options(settings()) };
+    // The first process creates the group, then every PutRetentionPolicy fails until it
+    // stops (the batch is deferred, as the dispatcher lets it).
+    fake.fail_next(Op::PutRetentionPolicy, Fault::Unavailable, 3);
+    let (first, _) = sink(&fake.url, dir.path(), groups.clone());
+    let cancel = CancellationToken::new();
+    let delivery = bounded(first.deliver_or_defer(&batch(STREAM, 1), &cancel, Some(3))).await.unwrap();
+    assert!(matches!(delivery, Delivery::Deferred { .. }), "{delivery:?}");
+    drop(first);
+    assert!(fake.group_settings(GROUP).unwrap().get("retentionInDays").is_none());
+
+    let (second, _) = sink(&fake.url, dir.path(), groups);
+    bounded(second.deliver(&batch(STREAM, 1), &cancel)).await.unwrap();
+    assert_eq!(fake.group_settings(GROUP).unwrap()["retentionInDays"], json!(14));
+    let saved = std::fs::read_to_string(dir.path().join("groups-pending.json")).unwrap();
+    assert_eq!(saved, "[]");
+}

@@ -6,7 +6,9 @@
 //! when it grows past a cap (a second check costs one more DescribeLogGroups, nothing else);
 //! the pending set only holds groups this process created and has not finished configuring.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::{GroupPolicy, GroupSettings, RetentionApply};
@@ -27,6 +29,10 @@ pub struct GroupOptions {
     pub retention_apply: RetentionApply,
     /// Whether missing groups are created.
     pub create_groups: bool,
+    /// Where groups created but not yet given their retention are remembered, so a restart
+    /// between CreateLogGroup and PutRetentionPolicy does not forget them (`None`: memory
+    /// only).
+    pub pending_file: Option<PathBuf>,
 }
 
 impl Default for GroupOptions {
@@ -35,6 +41,7 @@ impl Default for GroupOptions {
             policy: Arc::new(GroupPolicy::default()),
             retention_apply: RetentionApply::Created,
             create_groups: true,
+            pending_file: None,
         }
     }
 }
@@ -76,10 +83,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl GroupState {
     pub(crate) fn new(options: GroupOptions, rate: f64) -> Self {
+        let pending = options.pending_file.as_deref().map(load_pending).unwrap_or_default();
+        if !pending.is_empty() {
+            tracing::info!(
+                groups = pending.len(),
+                "log groups created earlier still wait for their retention"
+            );
+        }
         Self {
             options,
             limiter: GroupCreateLimiter::new(rate),
-            pending_retention: Mutex::default(),
+            pending_retention: Mutex::new(pending),
             checked: Mutex::default(),
             denied: Mutex::default(),
             untagged: Mutex::default(),
@@ -106,7 +120,9 @@ impl GroupState {
     pub(crate) fn created(&self, group: &str) {
         lock(&self.untagged).remove(group);
         if self.settings(group).retention_days.is_some() {
-            lock(&self.pending_retention).insert(group.to_owned());
+            let mut pending = lock(&self.pending_retention);
+            pending.insert(group.to_owned());
+            self.save_pending(&pending);
         }
     }
 
@@ -128,12 +144,28 @@ impl GroupState {
 
     /// The retention of `group` is settled (applied, already right, or denied).
     pub(crate) fn retention_done(&self, group: &str) {
-        lock(&self.pending_retention).remove(group);
+        {
+            let mut pending = lock(&self.pending_retention);
+            if pending.remove(group) {
+                self.save_pending(&pending);
+            }
+        }
         let mut checked = lock(&self.checked);
         if checked.len() >= CHECKED_CAPACITY {
             checked.clear();
         }
         checked.insert(group.to_owned());
+    }
+
+    /// Persist the pending set (rare: once per group created and once per retention set).
+    /// A failure is logged; the set still lives in memory for this process.
+    fn save_pending(&self, pending: &HashSet<String>) {
+        let Some(path) = &self.options.pending_file else { return };
+        let sorted: BTreeSet<&String> = pending.iter().collect();
+        if let Err(e) = write_durably(path, &serde_json::to_vec(&sorted).unwrap_or_default()) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "cannot save the groups waiting for their retention; a restart now would forget them");
+        }
     }
 
     /// Count and log a denial, once per group and setting.
@@ -169,4 +201,30 @@ impl GroupState {
             Metrics::set(&metrics.streams_blocked_group_missing, blocked.len() as i64);
         }
     }
+}
+
+/// The pending groups saved by an earlier process (none if the file is missing or unreadable).
+fn load_pending(path: &Path) -> HashSet<String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<Vec<String>>(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable pending-retention file");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+    .into_iter()
+    .collect()
+}
+
+/// Write `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
