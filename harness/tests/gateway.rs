@@ -42,8 +42,17 @@ impl Upstream {
             async move {
                 let is_put =
                     headers.get("x-amz-target").is_some_and(|t| t.as_bytes().ends_with(b".PutLogEvents"));
+                let is_describe =
+                    headers.get("x-amz-target").is_some_and(|t| t.as_bytes().ends_with(b".DescribeLogGroups"));
                 recorder.received.lock().expect("recorder lock").push(Received { headers, body });
-                let answer = if is_put { r#"{"nextSequenceToken":"49650"}"# } else { "{}" };
+                // Like moto 5.x: DescribeLogGroups without `logGroupClass`.
+                let answer = if is_put {
+                    r#"{"nextSequenceToken":"49650"}"#
+                } else if is_describe {
+                    r#"{"logGroups":[{"logGroupName":"k8s_cold","retentionInDays":3},{"logGroupName":"k8s_old"}]}"#
+                } else {
+                    "{}"
+                };
                 (StatusCode::OK, [("content-type", "application/x-amz-json-1.1")], answer)
             }
         });
@@ -392,4 +401,141 @@ async fn shaping_faults_delay_but_still_deliver() {
     put(&sdk(&gateway), vec![event(T0, "slow but sure")]).await.expect("shaped request still succeeds");
     assert_eq!(upstream.received().len(), 1);
     assert_eq!(gateway.journal()[0].outcome, Outcome::Forwarded { status: 200 });
+}
+
+#[tokio::test]
+async fn put_retention_policy_accepts_only_the_service_values() {
+    let (upstream, gateway) = proxied().await;
+    let client = sdk(&gateway);
+    let error = client
+        .put_retention_policy()
+        .log_group_name("k8s_a")
+        .retention_in_days(31)
+        .send()
+        .await
+        .expect_err("31 is not a retention CloudWatch knows");
+    assert_eq!(error.code(), Some("InvalidParameterException"));
+    let message = error.message().unwrap_or_default();
+    assert!(message.contains("'31' at 'retentionInDays'"), "{message}");
+    assert!(message.contains("enum value set: [1, 3, 5, 7, 14, 30"), "{message}");
+    assert!(upstream.received().is_empty(), "an invalid call is never forwarded");
+    let rejected = gateway
+        .journal()
+        .into_iter()
+        .any(|e| matches!(e.outcome, Outcome::Rejected { reason: RejectReason::InvalidRetention, .. }));
+    assert!(rejected, "journaled with its reason");
+
+    client
+        .put_retention_policy()
+        .log_group_name("k8s_a")
+        .retention_in_days(3653)
+        .send()
+        .await
+        .expect("valid");
+    assert_eq!(upstream.received().len(), 1);
+}
+
+#[tokio::test]
+async fn create_log_group_settings_are_checked_and_tags_need_tag_resource() {
+    let (upstream, gateway) = proxied().await;
+    let client = sdk(&gateway);
+    let bad_class = client
+        .create_log_group()
+        .log_group_name("k8s_a")
+        .log_group_class("COLD".into())
+        .send()
+        .await
+        .expect_err("unknown class");
+    assert_eq!(bad_class.code(), Some("InvalidParameterException"));
+    let reserved = client
+        .create_log_group()
+        .log_group_name("k8s_a")
+        .tags("aws:owner", "me")
+        .send()
+        .await
+        .expect_err("reserved tag key");
+    assert_eq!(reserved.code(), Some("InvalidParameterException"));
+    assert!(upstream.received().is_empty());
+
+    // A policy without logs:TagResource: CreateLogGroup with tags is denied, without tags not.
+    gateway.inject(Fault::new(FaultKind::AccessDenied).only(["TagResource"])).expect("valid fault");
+    let denied = client
+        .create_log_group()
+        .log_group_name("k8s_a")
+        .tags("team", "platform")
+        .send()
+        .await
+        .expect_err("tags need TagResource");
+    assert_eq!(denied.code(), Some("AccessDeniedException"));
+    assert!(denied.message().unwrap_or_default().contains("logs:TagResource"), "{denied:?}");
+    let tag = client
+        .tag_resource()
+        .resource_arn("arn:aws:logs:us-east-1:123456789012:log-group:k8s_a")
+        .tags("team", "platform")
+        .send()
+        .await
+        .expect_err("TagResource denied");
+    assert_eq!(tag.code(), Some("AccessDeniedException"));
+    client
+        .create_log_group()
+        .log_group_name("k8s_a")
+        .log_group_class(aws_sdk_cloudwatchlogs::types::LogGroupClass::InfrequentAccess)
+        .kms_key_id("arn:aws:kms:us-east-1:123456789012:key/x")
+        .send()
+        .await
+        .expect("no tags: allowed");
+    assert_eq!(upstream.received().len(), 1);
+    assert_eq!(gateway.group_classes().get("k8s_a").map(String::as_str), Some("INFREQUENT_ACCESS"));
+}
+
+#[tokio::test]
+async fn access_denied_on_put_retention_policy_spares_the_data_calls() {
+    let (upstream, gateway) = proxied().await;
+    gateway.inject(Fault::new(FaultKind::AccessDenied).only(["PutRetentionPolicy"])).expect("valid fault");
+    let client = sdk(&gateway);
+    let error = client
+        .put_retention_policy()
+        .log_group_name("k8s_test_ns_app_c")
+        .retention_in_days(14)
+        .send()
+        .await
+        .expect_err("denied");
+    assert_eq!(error.code(), Some("AccessDeniedException"));
+    assert!(error.message().unwrap_or_default().contains("logs:PutRetentionPolicy"), "{error:?}");
+    client.create_log_group().log_group_name("k8s_test_ns_app_c").send().await.expect("create passes");
+    put(&client, vec![event(T0, "x")]).await.expect("put passes");
+    assert_eq!(upstream.received().len(), 2);
+
+    gateway.clear();
+    gateway
+        .inject(Fault::new(FaultKind::Throttle).only(["PutRetentionPolicy", "DescribeLogGroups"]))
+        .expect("valid");
+    let throttled = client.describe_log_groups().send().await.expect_err("throttled");
+    assert_eq!(throttled.code(), Some("ThrottlingException"));
+}
+
+#[tokio::test]
+async fn describe_log_groups_answers_the_class_the_emulator_drops() {
+    let (_upstream, gateway) = proxied().await;
+    let client = sdk(&gateway);
+    client
+        .create_log_group()
+        .log_group_name("k8s_cold")
+        .log_group_class(aws_sdk_cloudwatchlogs::types::LogGroupClass::InfrequentAccess)
+        .send()
+        .await
+        .expect("created");
+    let groups = client.describe_log_groups().send().await.expect("described");
+    let classes: Vec<(Option<&str>, Option<&str>, Option<i32>)> = groups
+        .log_groups()
+        .iter()
+        .map(|g| (g.log_group_name(), g.log_group_class().map(|c| c.as_str()), g.retention_in_days()))
+        .collect();
+    assert_eq!(
+        classes,
+        vec![
+            (Some("k8s_cold"), Some("INFREQUENT_ACCESS"), Some(3)),
+            (Some("k8s_old"), Some("STANDARD"), None)
+        ]
+    );
 }

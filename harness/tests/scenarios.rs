@@ -87,6 +87,9 @@ scenarios! {
     exclusions => "exclusions",
     stack_traces => "stack-traces",
     json_logs => "json-logs",
+    group_settings => "group-settings",
+    retention_denied => "retention-denied",
+    no_create => "no-create",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

@@ -113,6 +113,9 @@ pub struct RouteReport {
     pub multiline: Option<MultilineDecision>,
     /// The message format.
     pub message_format: crate::route::MessageFormat,
+    /// The settings the group gets if the shipper creates it, and the `[[group_settings]]`
+    /// rule (`group`, `*` for the default) they come from.
+    pub group_settings: crate::config::groups::ResolvedRule,
 }
 
 /// `shipper route`: where a container's lines go and why.
@@ -161,6 +164,7 @@ pub fn route(
     };
     let image = info.images.get(container).map(String::as_str).unwrap_or("");
     let plan = routing.plan(&input, image, true);
+    let group_settings = config.group_settings.resolve(&plan.dest.group).clone();
     Ok(RouteReport {
         group: plan.dest.group,
         stream: plan.dest.stream,
@@ -169,5 +173,6 @@ pub fn route(
         workload: info.workload.clone(),
         multiline: plan.multiline,
         message_format: config.message_format,
+        group_settings,
     })
 }

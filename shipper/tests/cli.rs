@@ -476,3 +476,59 @@ fn a_second_signal_exits_at_once() {
     assert!(status.success(), "{}", read_log());
     drop(held);
 }
+
+#[test]
+fn check_prints_the_resolved_group_settings_and_route_the_ones_a_group_gets() {
+    let rules = r#"[{ group = "k8s_prod_shop_*", retention_days = 90, tags = { team = "shop" } }]"#;
+    let out = shipper()
+        .arg("check")
+        .env("CLUSTER_NAME", "prod")
+        .env("NODE_NAME", "n1")
+        .env("SHIPPER_RETENTION_DAYS", "14")
+        .env("SHIPPER_TAGS", r#"{ owner = "platform" }"#)
+        .env("SHIPPER_GROUP_SETTINGS", rules)
+        .env("SHIPPER_CREATE_GROUPS", "false")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let effective: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        effective["group_settings"],
+        serde_json::json!([
+            { "group": "k8s_prod_shop_*", "retention_days": 90, "log_group_class": null, "kms_key_id": null,
+              "tags": { "owner": "platform", "team": "shop" } },
+            { "group": "*", "retention_days": 14, "log_group_class": null, "kms_key_id": null,
+              "tags": { "owner": "platform" } },
+        ])
+    );
+    assert_eq!(effective["create_groups"], false);
+    assert_eq!(effective["retention_apply"], "created");
+
+    let bad = shipper()
+        .arg("check")
+        .env("CLUSTER_NAME", "prod")
+        .env("NODE_NAME", "n1")
+        .env("SHIPPER_RETENTION_DAYS", "10")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SHIPPER_RETENTION_DAYS") && stderr.contains("1, 3, 5, 7, 14, 30"), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pod = pod_file(dir.path(), serde_json::json!({ "app": "web" }));
+    let out = shipper()
+        .args(["route", "--pod"])
+        .arg(&pod)
+        .args(["--container", "nginx"])
+        .env("CLUSTER_NAME", "prod")
+        .env("SHIPPER_RETENTION_DAYS", "14")
+        .env("SHIPPER_GROUP_SETTINGS", rules)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let routed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(routed["group"], "k8s_prod_shop_web_nginx");
+    assert_eq!(routed["group_settings"]["group"], "k8s_prod_shop_*");
+    assert_eq!(routed["group_settings"]["retention_days"], 90);
+}

@@ -4,6 +4,7 @@
 //! Expectations come only from the ledger and the payloads: nothing here imports the
 //! shipper, so a shipper bug cannot hide in a shared helper.
 
+pub mod groups;
 mod payload;
 mod read;
 mod trace;

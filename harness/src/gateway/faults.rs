@@ -341,6 +341,23 @@ impl FaultSet {
             .map(|a| (a.id, a.fault.kind))
     }
 
+    /// An `access_denied` fault naming `implied` explicitly in its `ops`, for a request that
+    /// needs that permission too (CreateLogGroup with tags needs `logs:TagResource`).
+    pub fn denied_for_implied(
+        &self,
+        implied: &str,
+        group: Option<&str>,
+        rng: &mut fastrand::Rng,
+    ) -> Option<(FaultId, FaultKind)> {
+        self.active
+            .iter()
+            .filter(|a| a.fault.kind == FaultKind::AccessDenied)
+            .filter(|a| a.fault.ops.as_ref().is_some_and(|ops| ops.iter().any(|op| op == implied)))
+            .filter(|a| a.fault.applies_to_group(group))
+            .find(|a| roll(rng, a.fault.probability))
+            .map(|a| (a.id, a.fault.kind))
+    }
+
     /// Decides what the active faults that are not group-scoped do to one request for
     /// `operation`.
     pub fn plan(&self, operation: &str, rng: &mut fastrand::Rng) -> Plan {

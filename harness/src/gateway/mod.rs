@@ -1,9 +1,11 @@
 //! The fault-injecting CloudWatch Logs gateway (DESIGN §4).
 //!
 //! An HTTP proxy on `127.0.0.1:0` between the shipper and an emulator. It
-//! - validates every PutLogEvents / CreateLogGroup / CreateLogStream against real CloudWatch
+//! - validates every PutLogEvents / CreateLogGroup (name, class, KMS key, tags) /
+//!   CreateLogStream / PutRetentionPolicy / TagResource / TagLogGroup against real CloudWatch
 //!   rules ([`rules`]) and answers violations exactly as AWS does; valid requests are forwarded
-//!   byte-for-byte (headers included) and the upstream's answer relayed unchanged;
+//!   byte-for-byte (headers included) and the upstream's answer relayed unchanged, except
+//!   DescribeLogGroups, whose groups get the `logGroupClass` moto 5.x does not keep;
 //! - injects faults on a timeline ([`faults`]): blackhole, refuse, reset, latency, bandwidth,
 //!   throttling, 503, ambiguous success;
 //! - journals every request and what it did ([`journal`]).
@@ -152,6 +154,7 @@ impl Gateway {
             group_bucket: Mutex::new(rules::TokenBucket::new(options.create_log_group_per_second, now)),
             stream_bucket: Mutex::new(rules::TokenBucket::new(options.create_log_stream_per_second, now)),
             journal: Mutex::new(journal::Journal::new(options.journal_capacity)),
+            group_classes: Mutex::new(std::collections::BTreeMap::new()),
             request_ids: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
@@ -216,6 +219,12 @@ impl GatewayHandle {
         lock(&self.shared.journal).entries()
     }
 
+    /// The class of each log group created through this gateway (`STANDARD` when the
+    /// request named none). The emulator does not keep it; the audit reads it here.
+    pub fn group_classes(&self) -> std::collections::BTreeMap<String, String> {
+        lock(&self.shared.group_classes).clone()
+    }
+
     /// Cumulative counts, including accepted events/bytes per group and stream.
     pub fn summary(&self) -> Summary {
         lock(&self.shared.journal).summary()
@@ -252,6 +261,9 @@ struct Shared {
     group_bucket: Mutex<rules::TokenBucket>,
     stream_bucket: Mutex<rules::TokenBucket>,
     journal: Mutex<journal::Journal>,
+    /// `logGroupClass` of every group created through the gateway. moto 5.x drops the class,
+    /// so the gateway keeps it and answers it in DescribeLogGroups as CloudWatch does.
+    group_classes: Mutex<std::collections::BTreeMap<String, String>>,
     request_ids: AtomicU64,
     shutdown: CancellationToken,
 }
@@ -284,6 +296,19 @@ impl Shared {
         let faults = lock(&self.faults);
         let mut rng = lock(&self.rng);
         faults.answer_for_group(operation, group, &mut rng)
+    }
+
+    /// Whether fault `id` names `operation` itself (or all operations).
+    fn fault_covers(&self, id: FaultId, operation: &str) -> bool {
+        lock(&self.faults).list().iter().any(|a| {
+            a.id == id && a.fault.ops.as_ref().is_none_or(|ops| ops.iter().any(|op| op == operation))
+        })
+    }
+
+    fn denied_for_implied(&self, implied: &str, group: Option<&str>) -> Option<(FaultId, FaultKind)> {
+        let faults = lock(&self.faults);
+        let mut rng = lock(&self.rng);
+        faults.denied_for_implied(implied, group, &mut rng)
     }
 
     fn refuse_connection(&self) -> Option<FaultId> {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultId, FaultKind};
 use super::journal::{Entry, Outcome};
-use super::rules::{self, BatchStats, NamedRequest, PutLogEventsRequest, Rejection};
+use super::rules::{self, BatchStats, GroupSettingsRequest, NamedRequest, PutLogEventsRequest, Rejection};
 use super::{Shared, Upstream, control, lock, wire};
 
 /// How long to wait before retrying to re-open the listener after a refusal ended.
@@ -158,6 +158,10 @@ struct RequestInfo {
     group: Option<String>,
     stream: Option<String>,
     stats: BatchStats,
+    /// CreateLogGroup: the class asked for (`STANDARD` when none).
+    class: Option<String>,
+    /// CreateLogGroup carries tags (so it needs `logs:TagResource` too).
+    tagged: bool,
 }
 
 impl RequestInfo {
@@ -224,7 +228,13 @@ async fn handle(
         tokio::time::sleep(plan.latency).await;
     }
     let verdict = inspect(&body, &mut info);
-    let terminal = plan.terminal.or_else(|| shared.answer_for_group(&info.operation, info.group.as_deref()));
+    let terminal = plan
+        .terminal
+        .or_else(|| shared.answer_for_group(&info.operation, info.group.as_deref()))
+        .or_else(|| {
+            // As in IAM: CreateLogGroup with tags is denied without logs:TagResource.
+            info.tagged.then(|| shared.denied_for_implied("TagResource", info.group.as_deref())).flatten()
+        });
 
     match terminal {
         Some((_, FaultKind::Throttle)) => {
@@ -238,9 +248,12 @@ async fn handle(
         }
         Some((_, FaultKind::AccessDenied)) => {
             shared.record(info.entry(faulted(FaultKind::AccessDenied, None)));
+            let action = match terminal {
+                Some((id, _)) if info.tagged && !shared.fault_covers(id, &info.operation) => "TagResource",
+                _ => info.operation.rsplit('.').next().unwrap_or_default(),
+            };
             let message = format!(
-                "User is not authorized to perform: logs:{} on resource: log-group:{}",
-                info.operation.rsplit('.').next().unwrap_or_default(),
+                "User is not authorized to perform: logs:{action} on resource: log-group:{}",
                 info.group.as_deref().unwrap_or("*")
             );
             return paced(wire::error(400, "AccessDeniedException", &message, request_id), plan.bandwidth)
@@ -284,6 +297,17 @@ async fn handle(
         },
         None => wire::acknowledge(&info.operation, request_id),
     };
+    let response = match info.operation.as_str() {
+        "CreateLogGroup" if response.status().is_success() => {
+            if let Some(group) = &info.group {
+                let class = info.class.clone().unwrap_or_else(|| "STANDARD".to_owned());
+                lock(&shared.group_classes).insert(group.clone(), class);
+            }
+            response
+        }
+        "DescribeLogGroups" if response.status().is_success() => with_group_classes(&shared, response).await,
+        _ => response,
+    };
     let status = response.status();
     if let (true, Some(group), Some(stream)) =
         (status.is_success() && info.operation == "PutLogEvents", &info.group, &info.stream)
@@ -314,17 +338,43 @@ fn inspect(body: &[u8], info: &mut RequestInfo) -> Result<(), Rejection> {
             info.stats = rules::check_put_log_events(&request)?;
             Ok(())
         }
-        "CreateLogGroup" | "CreateLogStream" => {
+        "CreateLogGroup" | "PutRetentionPolicy" | "TagResource" | "TagLogGroup" => {
+            let request: GroupSettingsRequest = serde_json::from_slice(body).map_err(Rejection::malformed)?;
+            let group = match (&request.log_group_name, &request.resource_arn) {
+                (Some(name), _) => name.clone(),
+                (None, Some(arn)) if info.operation == "TagResource" => {
+                    rules::group_from_arn(arn)?.to_owned()
+                }
+                _ => String::new(),
+            };
+            info.group = Some(group.clone());
+            match info.operation.as_str() {
+                "CreateLogGroup" => {
+                    rules::check_group_name(&group, true)?;
+                    rules::check_create_settings(&request)?;
+                    info.class = request.log_group_class.clone();
+                    info.tagged = request.tags.as_ref().is_some_and(|t| !t.is_empty());
+                    Ok(())
+                }
+                "PutRetentionPolicy" => {
+                    rules::check_group_name(&group, false)?;
+                    rules::check_retention(request.retention_in_days.as_ref()).map(|_| ())
+                }
+                _ => {
+                    if info.operation == "TagLogGroup" {
+                        rules::check_group_name(&group, false)?;
+                    }
+                    rules::check_tags(&request.tags.unwrap_or_default())
+                }
+            }
+        }
+        "CreateLogStream" => {
             let request: NamedRequest<'_> = serde_json::from_slice(body).map_err(Rejection::malformed)?;
             let group = request.log_group_name.as_deref().unwrap_or_default();
             info.group = request.log_group_name.as_deref().map(str::to_owned);
             info.stream = request.log_stream_name.as_deref().map(str::to_owned);
-            if info.operation == "CreateLogGroup" {
-                rules::check_group_name(group, true)
-            } else {
-                rules::check_group_name(group, false)?;
-                rules::check_stream_name(request.log_stream_name.as_deref().unwrap_or_default())
-            }
+            rules::check_group_name(group, false)?;
+            rules::check_stream_name(request.log_stream_name.as_deref().unwrap_or_default())
         }
         "-" => Ok(()),
         _ => {
@@ -336,6 +386,29 @@ fn inspect(body: &[u8], info: &mut RequestInfo) -> Result<(), Rejection> {
             Ok(())
         }
     }
+}
+
+/// Adds `logGroupClass` to each group of a DescribeLogGroups answer that lacks it, as
+/// CloudWatch always returns it: the class the gateway saw at creation, else `STANDARD`.
+async fn with_group_classes(shared: &Shared, response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut head, body) = response.into_parts();
+    let Ok(bytes) = body.collect().await.map(http_body_util::Collected::to_bytes);
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(head, Full::new(bytes));
+    };
+    if let Some(groups) = value.get_mut("logGroups").and_then(serde_json::Value::as_array_mut) {
+        let classes = lock(&shared.group_classes);
+        for group in groups.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            if group.contains_key("logGroupClass") {
+                continue;
+            }
+            let name = group.get("logGroupName").and_then(serde_json::Value::as_str).unwrap_or_default();
+            let class = classes.get(name).cloned().unwrap_or_else(|| "STANDARD".to_owned());
+            group.insert("logGroupClass".to_owned(), serde_json::Value::String(class));
+        }
+    }
+    head.headers.remove(hyper::header::CONTENT_LENGTH);
+    Response::from_parts(head, Full::new(Bytes::from(value.to_string())))
 }
 
 /// Applies the per-account create quotas; every call counts, as at the AWS front door.

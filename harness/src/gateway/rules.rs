@@ -59,6 +59,16 @@ pub enum RejectReason {
     SpanTooLong,
     /// The operation's rate quota was exceeded (CreateLogGroup 10/s, CreateLogStream 50/s).
     RateExceeded,
+    /// PutRetentionPolicy with a `retentionInDays` outside CloudWatch's enum.
+    InvalidRetention,
+    /// CreateLogGroup with a `logGroupClass` outside CloudWatch's enum.
+    InvalidGroupClass,
+    /// Tags breaking CloudWatch's limits (count, key/value length or pattern).
+    InvalidTags,
+    /// A `kmsKeyId` longer than 256 characters.
+    InvalidKmsKeyId,
+    /// TagResource whose `resourceArn` names no log group.
+    InvalidResourceArn,
 }
 
 /// A request the gateway refuses, with the exact error CloudWatch would answer.
@@ -151,6 +161,128 @@ pub struct NamedRequest<'a> {
     /// `logStreamName`, when present.
     #[serde(borrow, default)]
     pub log_stream_name: Option<Cow<'a, str>>,
+}
+
+/// The parts of a CreateLogGroup / TagResource / TagLogGroup / PutRetentionPolicy body the
+/// rules look at.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSettingsRequest {
+    /// `logGroupName` (CreateLogGroup, TagLogGroup, PutRetentionPolicy).
+    #[serde(default)]
+    pub log_group_name: Option<String>,
+    /// `resourceArn` (TagResource).
+    #[serde(default)]
+    pub resource_arn: Option<String>,
+    /// `logGroupClass` (CreateLogGroup).
+    #[serde(default)]
+    pub log_group_class: Option<String>,
+    /// `kmsKeyId` (CreateLogGroup).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// `tags` (CreateLogGroup, TagResource, TagLogGroup).
+    #[serde(default)]
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    /// `retentionInDays` (PutRetentionPolicy); a number, kept raw to judge it as AWS does.
+    #[serde(default)]
+    pub retention_in_days: Option<serde_json::Value>,
+}
+
+/// The retention periods CloudWatch accepts (PutRetentionPolicy API reference).
+pub const VALID_RETENTION_DAYS: [i64; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+/// The log group classes CloudWatch accepts.
+pub const LOG_GROUP_CLASSES: [&str; 3] = ["STANDARD", "INFREQUENT_ACCESS", "DELIVERY"];
+/// Most tags per resource.
+pub const MAX_TAGS: usize = 50;
+
+/// Checks PutRetentionPolicy's `retentionInDays` against the service's enum.
+pub fn check_retention(value: Option<&serde_json::Value>) -> Result<i64, Rejection> {
+    let allowed = VALID_RETENTION_DAYS.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let shown = value.map_or_else(|| "null".to_owned(), ToString::to_string);
+    match value.and_then(serde_json::Value::as_i64) {
+        Some(days) if VALID_RETENTION_DAYS.contains(&days) => Ok(days),
+        _ => Err(Rejection::invalid(
+            RejectReason::InvalidRetention,
+            validation_error(
+                &shown,
+                "retentionInDays",
+                &format!("Member must satisfy enum value set: [{allowed}]"),
+            ),
+        )),
+    }
+}
+
+/// Checks tags as the model does: at most 50; keys 1–128 and values 0–256 characters of
+/// letters, digits, spaces and `_.:/=+-@`; keys not starting with `aws:`.
+pub fn check_tags(tags: &std::collections::BTreeMap<String, String>) -> Result<(), Rejection> {
+    let bad = |message: String| Err(Rejection::invalid(RejectReason::InvalidTags, message));
+    if tags.len() > MAX_TAGS {
+        return bad(format!(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to {MAX_TAGS}"
+        ));
+    }
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > 128 || !key.chars().all(allowed) {
+            return bad(validation_error(
+                key,
+                "tags",
+                r"Map keys must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1, Member must satisfy regular expression pattern: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]+)$]",
+            ));
+        }
+        if key.starts_with("aws:") {
+            return bad("Tag keys starting with 'aws:' are reserved for AWS use.".to_owned());
+        }
+        if value.chars().count() > 256 || !value.chars().all(allowed) {
+            return bad(validation_error(
+                value,
+                "tags",
+                r"Map value must satisfy constraint: [Member must have length less than or equal to 256, Member must satisfy regular expression pattern: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$]",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks CreateLogGroup's optional class, key and tags.
+pub fn check_create_settings(request: &GroupSettingsRequest) -> Result<(), Rejection> {
+    if let Some(class) = &request.log_group_class
+        && !LOG_GROUP_CLASSES.contains(&class.as_str())
+    {
+        return Err(Rejection::invalid(
+            RejectReason::InvalidGroupClass,
+            validation_error(
+                class,
+                "logGroupClass",
+                "Member must satisfy enum value set: [STANDARD, INFREQUENT_ACCESS, DELIVERY]",
+            ),
+        ));
+    }
+    if let Some(key) = &request.kms_key_id
+        && key.chars().count() > 256
+    {
+        return Err(Rejection::invalid(
+            RejectReason::InvalidKmsKeyId,
+            validation_error(key, "kmsKeyId", "Member must have length less than or equal to 256"),
+        ));
+    }
+    request.tags.as_ref().map_or(Ok(()), check_tags)
+}
+
+/// The log group a TagResource `resourceArn` names
+/// (`arn:PARTITION:logs:REGION:ACCOUNT:log-group:NAME`, optionally ending in `:*`).
+pub fn group_from_arn(arn: &str) -> Result<&str, Rejection> {
+    let name = arn
+        .split_once(":log-group:")
+        .filter(|(head, _)| head.starts_with("arn:") && head.contains(":logs:"))
+        .map(|(_, name)| name.strip_suffix(":*").unwrap_or(name));
+    match name {
+        Some(name) if !name.is_empty() => Ok(name),
+        _ => {
+            Err(Rejection::invalid(RejectReason::InvalidResourceArn, format!("Invalid resource ARN: {arn}")))
+        }
+    }
 }
 
 /// What a valid PutLogEvents batch carries.
@@ -456,6 +588,51 @@ mod tests {
             log_events: vec![event(1, "a")],
         });
         assert_eq!(reason(rejected), RejectReason::InvalidStreamName);
+    }
+
+    #[test]
+    fn retention_must_be_one_of_the_service_values() {
+        for days in VALID_RETENTION_DAYS {
+            assert_eq!(check_retention(Some(&serde_json::json!(days))), Ok(days));
+        }
+        for bad in
+            [serde_json::json!(0), serde_json::json!(31), serde_json::json!(-1), serde_json::json!("7")]
+        {
+            let rejection = check_retention(Some(&bad)).expect_err("invalid retention");
+            assert_eq!(rejection.reason, RejectReason::InvalidRetention);
+            assert_eq!(rejection.error_type, "InvalidParameterException");
+            assert!(rejection.message.contains("retentionInDays"), "{}", rejection.message);
+            assert!(rejection.message.contains("3653]"), "{}", rejection.message);
+        }
+        assert!(check_retention(None).is_err());
+    }
+
+    #[test]
+    fn create_settings_and_tags_follow_the_model() {
+        let ok = GroupSettingsRequest {
+            log_group_class: Some("INFREQUENT_ACCESS".into()),
+            kms_key_id: Some("arn:aws:kms:us-east-1:1:key/x".into()),
+            tags: Some([("team".to_owned(), "a b@c".to_owned())].into()),
+            ..GroupSettingsRequest::default()
+        };
+        assert!(check_create_settings(&ok).is_ok());
+        let class = GroupSettingsRequest { log_group_class: Some("COLD".into()), ..Default::default() };
+        assert_eq!(check_create_settings(&class).map_err(|r| r.reason), Err(RejectReason::InvalidGroupClass));
+        let many: std::collections::BTreeMap<_, _> =
+            (0..51).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(check_tags(&many).map_err(|r| r.reason), Err(RejectReason::InvalidTags));
+        for (k, v) in [("", "v"), ("aws:x", "v"), ("k", "semi;colon"), ("k!", "v")] {
+            let tags = [(k.to_owned(), v.to_owned())].into();
+            assert!(check_tags(&tags).is_err(), "{k:?}={v:?}");
+        }
+    }
+
+    #[test]
+    fn tag_resource_arns_name_their_group() {
+        assert_eq!(group_from_arn("arn:aws:logs:us-east-1:123:log-group:k8s_a_b"), Ok("k8s_a_b"));
+        assert_eq!(group_from_arn("arn:aws:logs:us-east-1:123:log-group:k8s/x:*"), Ok("k8s/x"));
+        assert!(group_from_arn("arn:aws:s3:::bucket").is_err());
+        assert!(group_from_arn("k8s_a_b").is_err());
     }
 
     #[test]

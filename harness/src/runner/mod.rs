@@ -373,6 +373,11 @@ pub async fn run_scenario_with(
         }
     }
 
+    // Groups an operator made before the shipper came (Terraform, CloudFormation).
+    for group in &scenario.existing_groups {
+        audit::groups::create_group(&env.client, group).await.map_err(component("backend"))?;
+    }
+
     let s = &scenario.shipper;
     let grace = shutdown_grace(scenario);
     let extra = shipper_settings_env(scenario);
@@ -538,6 +543,16 @@ pub async fn run_scenario_with(
         checks.push(restarts);
     }
     checks.extend(delivered_by_checks(scenario, &delivered_by, &ledger));
+    if !scenario.expect.group_settings.is_empty() {
+        let read = audit::groups::read_group_settings(&env.client, &env.gateway.group_classes())
+            .await
+            .map_err(component("backend"))?;
+        checks.push(audit::groups::group_settings_check(
+            &scenario.expect.group_settings,
+            scenario.expected_layout().keys(),
+            &read,
+        ));
+    }
     if !scenario.expect.dropped.is_empty() {
         checks.push(dead_letter_check(scenario, &work.path().join("state"), workload.aged()));
     }
@@ -684,6 +699,11 @@ async fn apply(
         Action::PodRelabel(pod, labels) => {
             if let Some(ns) = workload.namespace_of(pod) {
                 env.standin.set_labels(&ns, pod, labels.iter()).map_err(component("stand-in API"))?;
+            }
+        }
+        Action::CreateGroups(groups) => {
+            for group in groups {
+                audit::groups::create_group(&env.client, group).await.map_err(component("backend"))?;
             }
         }
         Action::NodeJoin | Action::PodReschedule(_) => {

@@ -31,6 +31,7 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
                  `pod_reschedule`"
             }
             FaultKind::ShipperTerm => "the shipper pod's exit code after SIGTERM is not observable",
+            FaultKind::CreateGroup => "creating groups in the kind tier's backend mid-run is not implemented",
             FaultKind::NodeRestart
                 if scenario.faults.iter().any(|g| {
                     g.kind == FaultKind::NetworkDisconnect && g.at.0 <= f.at.0 && f.at.0 < g.end()
@@ -41,6 +42,11 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
             _ => continue,
         };
         reasons.push(format!("fault {} at {:?}: {why}", fault_name(f.kind), f.at.0));
+    }
+    if !scenario.existing_groups.is_empty() || !scenario.expect.group_settings.is_empty() {
+        reasons.push(
+            "existing_groups and [expect.group_settings] are read and written on the local tier only".into(),
+        );
     }
     for pod in scenario.expanded_pods() {
         if let Some(owner) = &pod.owner {

@@ -47,6 +47,8 @@ pub enum Action {
     /// Crash the node; it is back after the delay (kind tier). The local and container
     /// tiers SIGKILL the shipper and restart it after the delay, as for [`Action::Kill`].
     NodeRestart(Duration),
+    /// Create these log groups in the backend (an operator's action, past the gateway).
+    CreateGroups(Vec<String>),
 }
 
 /// The scenario's faults as an ordered list of steps; random points come from `seed`.
@@ -97,6 +99,9 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             FaultKind::NodeJoin => steps.push(Step { at, action: Action::NodeJoin }),
             FaultKind::PodReschedule => steps.push(Step { at, action: Action::PodReschedule(pod) }),
             FaultKind::NodeRestart => steps.push(Step { at, action: Action::NodeRestart(restart) }),
+            FaultKind::CreateGroup => {
+                steps.push(Step { at, action: Action::CreateGroups(f.groups.clone().unwrap_or_default()) })
+            }
         }
     }
     steps.sort_by_key(|s| s.at);

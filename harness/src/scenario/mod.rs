@@ -166,6 +166,15 @@ impl Scenario {
             return Err("at most one `node_join`: the multi-node kind config holds one worker back".into());
         }
         self.validate_new_keys(&pods)?;
+        for f in self.faults.iter().filter(|f| f.kind == FaultKind::CreateGroup) {
+            if f.groups.as_ref().is_none_or(Vec::is_empty) {
+                return Err(format!("create_group at {:?} needs `groups`: the names to create", f.at.0));
+            }
+        }
+        for key in self.expect.group_settings.keys() {
+            glob::Pattern::new(key)
+                .map_err(|e| format!("[expect.group_settings] key {key:?} is not a glob: {e}"))?;
+        }
         for d in &self.expect.delivered_by {
             if let Some(g) = d.groups.iter().find(|g| !self.expect.groups.contains_key(*g)) {
                 return Err(format!(

@@ -43,6 +43,10 @@ pub struct Scenario {
     /// Faults on the timeline.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Log groups that exist in the backend before the shipper starts (created by the harness
+    /// directly, as Terraform would), e.g. for `create_groups = false`.
+    #[serde(default)]
+    pub existing_groups: Vec<String>,
     /// The verdict's expectations.
     pub expect: Expect,
 }
@@ -292,6 +296,9 @@ pub enum FaultKind {
     /// container tiers (no node to restart, writers already done) SIGKILL the shipper and
     /// start it again with the same state, like `shipper_kill`.
     NodeRestart,
+    /// The harness creates the log groups named by `groups` in the backend (as an operator
+    /// would), at `at`.
+    CreateGroup,
 }
 
 /// `node_restart`: every scenario pod that starts before the restart must have its last line
@@ -393,6 +400,27 @@ pub struct Expect {
     /// The shape of the shipper's messages (default: the six-key envelope, `log` a string).
     #[serde(default)]
     pub message: MessageExpect,
+    /// Settings the audit reads back from each log group, keyed by exact group name or glob:
+    /// every group in `[expect.groups]` that a key matches (an exact key, else the longest
+    /// matching glob) must carry exactly these settings, and every key must match some group.
+    #[serde(default)]
+    pub group_settings: BTreeMap<String, GroupSettingsExpect>,
+}
+
+/// The settings one log group must carry (`[expect.group_settings]`). Absent keys mean the
+/// service's defaults: never expire, `STANDARD`, no KMS key, no tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettingsExpect {
+    /// `retentionInDays` (absent: never expire).
+    pub retention_days: Option<u32>,
+    /// `logGroupClass` (absent: `STANDARD`).
+    pub class: Option<String>,
+    /// `kmsKeyId` (absent: none).
+    pub kms_key_id: Option<String>,
+    /// Tags, exactly (absent: none).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// `[expect.message]`: which message shape the audit accepts, and fields every event carries.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::kube::PodCache;
-use crate::sink::{CloudWatch, SinkOptions};
+use crate::sink::{CloudWatch, GroupOptions, SinkOptions};
 use crate::source::{SourceState, Tailer, TailerOptions};
 use crate::spool::{Spool, SpoolOptions};
 use crate::telemetry::{DropReason, Metrics};
@@ -190,6 +190,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             request_timeout: Duration::from_secs(30),
             dead_letter_dir: config.state_dir.join("dead-letters"),
             create_group_rate: 5.0,
+            groups: GroupOptions {
+                policy: Arc::new(config.group_settings.clone()),
+                retention_apply: config.retention_apply,
+                create_groups: config.create_groups,
+                pending_file: Some(config.state_dir.join("groups-pending.json")),
+            },
         },
         metrics.clone(),
     );

@@ -1,11 +1,13 @@
 //! The layers a setting can come from, and how they merge.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use super::groups::GroupRuleSpec;
 use crate::multiline::CustomDetector;
 use crate::route::{MatcherSpec, MultilineRuleSpec};
 
@@ -95,6 +97,33 @@ pub struct Settings {
     /// On a first install, skip files last written longer ago than this, e.g. `1h` (default: off).
     #[arg(long, env = "SHIPPER_IGNORE_OLDER")]
     pub ignore_older: Option<String>,
+    /// Retention of the log groups the shipper creates, in days (CloudWatch's values only:
+    /// 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    /// 2922, 3288, 3653); default: never expire.
+    #[arg(long, env = "SHIPPER_RETENTION_DAYS")]
+    pub retention_days: Option<String>,
+    /// Class of the log groups the shipper creates: `STANDARD` or `INFREQUENT_ACCESS`.
+    #[arg(long, env = "SHIPPER_LOG_GROUP_CLASS")]
+    pub log_group_class: Option<String>,
+    /// ARN of the KMS key that encrypts the log groups the shipper creates.
+    #[arg(long, env = "SHIPPER_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// Tags of the log groups the shipper creates, as a TOML inline table:
+    /// `{ team = "platform" }`.
+    #[arg(long, env = "SHIPPER_TAGS")]
+    pub tags: Option<String>,
+    /// Per-group overrides, first match wins, as a TOML array:
+    /// `[{ group = "k8s_prod_*", retention_days = 90 }]`.
+    #[arg(long, env = "SHIPPER_GROUP_SETTINGS")]
+    pub group_settings: Option<String>,
+    /// Which groups get the retention: `created` (only those the shipper creates) or
+    /// `always` (also existing ones, checked once per group per process).
+    #[arg(long, env = "SHIPPER_RETENTION_APPLY")]
+    pub retention_apply: Option<String>,
+    /// Whether the shipper creates missing log groups (`true`); with `false` a stream whose
+    /// group is missing waits in the spool until someone creates the group.
+    #[arg(long, env = "SHIPPER_CREATE_GROUPS")]
+    pub create_groups: Option<String>,
     /// Typed lists from the config file (the env/flag values above, when set, win).
     #[arg(skip)]
     pub file_lists: FileLists,
@@ -112,6 +141,10 @@ pub struct FileLists {
     pub multiline_rules: Option<Vec<MultilineRuleSpec>>,
     /// `multiline_detectors`
     pub multiline_detectors: Option<Vec<CustomDetector>>,
+    /// `tags`
+    pub tags: Option<BTreeMap<String, String>>,
+    /// `group_settings`
+    pub group_settings: Option<Vec<GroupRuleSpec>>,
 }
 
 /// The config file (TOML). Same keys as `Settings`, snake_case; unknown keys are errors.
@@ -170,6 +203,20 @@ pub struct FileSettings {
     pub read_from: Option<String>,
     /// See [`Settings::ignore_older`].
     pub ignore_older: Option<String>,
+    /// See [`Settings::retention_days`].
+    pub retention_days: Option<u32>,
+    /// See [`Settings::log_group_class`].
+    pub log_group_class: Option<String>,
+    /// See [`Settings::kms_key_id`].
+    pub kms_key_id: Option<String>,
+    /// `[tags]` table.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// `[[group_settings]]` tables.
+    pub group_settings: Option<Vec<GroupRuleSpec>>,
+    /// See [`Settings::retention_apply`].
+    pub retention_apply: Option<String>,
+    /// See [`Settings::create_groups`].
+    pub create_groups: Option<bool>,
 }
 
 /// `log_paths` (and other lists of names) in the file: a list or a comma-separated string.
@@ -226,11 +273,20 @@ impl Settings {
             multiline_max_bytes: self.multiline_max_bytes.or(file.multiline_max_bytes),
             read_from: self.read_from.or(file.read_from),
             ignore_older: self.ignore_older.or(file.ignore_older),
+            retention_days: self.retention_days.or(file.retention_days.map(|n| n.to_string())),
+            log_group_class: self.log_group_class.or(file.log_group_class),
+            kms_key_id: self.kms_key_id.or(file.kms_key_id),
+            tags: self.tags,
+            group_settings: self.group_settings,
+            retention_apply: self.retention_apply.or(file.retention_apply),
+            create_groups: self.create_groups.or(file.create_groups.map(|b| b.to_string())),
             file_lists: FileLists {
                 include: file.include,
                 exclude: file.exclude,
                 multiline_rules: file.multiline_rules,
                 multiline_detectors: file.multiline_detectors,
+                tags: file.tags,
+                group_settings: file.group_settings,
             },
         }
     }

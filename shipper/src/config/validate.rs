@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Settings;
+use super::groups::{GroupPolicy, RawGroupSettings, RetentionApply, toml_map};
 use crate::multiline::{CustomDetector, Detector, Limits, MultilineError};
 use crate::route::{
     DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Filter, MatcherSpec, MessageField, MessageFormat,
@@ -108,6 +109,14 @@ pub struct Config {
     /// `SHIPPER_IGNORE_OLDER` (`None`: off)
     #[serde(with = "humantime_serde_option")]
     pub ignore_older: Option<Duration>,
+    /// `SHIPPER_RETENTION_DAYS`, `SHIPPER_LOG_GROUP_CLASS`, `SHIPPER_KMS_KEY_ID`,
+    /// `SHIPPER_TAGS` and `SHIPPER_GROUP_SETTINGS`, resolved: the rules in order, each with
+    /// the settings a matching group gets, then the default (`group = "*"`).
+    pub group_settings: GroupPolicy,
+    /// `SHIPPER_RETENTION_APPLY`
+    pub retention_apply: RetentionApply,
+    /// `SHIPPER_CREATE_GROUPS`
+    pub create_groups: bool,
 }
 
 impl Config {
@@ -461,6 +470,40 @@ impl Settings {
             Some(v) => Some(duration("SHIPPER_IGNORE_OLDER", Some(v), "")?),
         };
 
+        let group_settings = RawGroupSettings {
+            retention_days: self.retention_days,
+            log_group_class: self.log_group_class,
+            kms_key_id: self.kms_key_id,
+            tags: match self.tags {
+                Some(text) => Some(toml_map("SHIPPER_TAGS", &text)?),
+                None => self.file_lists.tags,
+            },
+            group_settings: match self.group_settings {
+                Some(text) => toml_list("SHIPPER_GROUP_SETTINGS", &text)?,
+                None => self.file_lists.group_settings.unwrap_or_default(),
+            },
+        }
+        .resolve()?;
+        let retention_apply = match self.retention_apply {
+            None => RetentionApply::default(),
+            Some(v) => v.trim().parse().map_err(|reason| ConfigError::Invalid {
+                key: "SHIPPER_RETENTION_APPLY",
+                value: v,
+                reason,
+            })?,
+        };
+        let create_groups = match self.create_groups.as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "SHIPPER_CREATE_GROUPS",
+                    value: other.to_owned(),
+                    reason: "use true or false".into(),
+                });
+            }
+        };
+
         let config = Config {
             cluster_name,
             node_name,
@@ -500,6 +543,9 @@ impl Settings {
             multiline_max_bytes: multiline_max_bytes as usize,
             read_from,
             ignore_older,
+            group_settings,
+            retention_apply,
+            create_groups,
         };
         let invalid = |key, value: String, reason: String| ConfigError::Invalid { key, value, reason };
         fn json<T: Serialize>(value: &T) -> String {
@@ -591,6 +637,68 @@ mod tests {
         assert_eq!(c.node_name, "file-node");
         assert_eq!(c.log_paths, vec!["/a/*.log".to_owned(), "/b/*.log".to_owned()]);
         assert_eq!(c.flush_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn group_settings_come_from_the_file_or_from_env_as_toml() {
+        let file: FileSettings = toml::from_str(
+            r#"
+            retention_days = 30
+            log_group_class = "INFREQUENT_ACCESS"
+            retention_apply = "always"
+            create_groups = false
+            [tags]
+            team = "platform"
+            [[group_settings]]
+            group = "k8s_*_prod_*"
+            retention_days = 365
+            log_group_class = "STANDARD"
+            "#,
+        )
+        .expect("parses");
+        let c = base().over(file.clone()).resolve().expect("valid");
+        assert_eq!(c.retention_apply, RetentionApply::Always);
+        assert!(!c.create_groups);
+        let prod = &c.group_settings.resolve("k8s_c_prod_web_x").settings;
+        assert_eq!(prod.retention_days, Some(365));
+        assert_eq!(prod.log_group_class, Some(crate::config::LogGroupClass::Standard));
+        assert_eq!(prod.tags.get("team").map(String::as_str), Some("platform"));
+        let other = &c.group_settings.resolve("k8s_c_dev_web_x").settings;
+        assert_eq!(other.retention_days, Some(30));
+        let printed = serde_json::to_value(&c).expect("json");
+        assert_eq!(printed["group_settings"][0]["group"], "k8s_*_prod_*");
+        assert_eq!(printed["group_settings"][1]["group"], "*");
+        assert_eq!(printed["group_settings"][1]["log_group_class"], "INFREQUENT_ACCESS");
+
+        // Env (TOML inline syntax) wins over the file.
+        let env = Settings {
+            retention_days: Some("7".into()),
+            tags: Some(r#"{ team = "search" }"#.into()),
+            group_settings: Some(r#"[{ group = "x*", retention_days = 1 }]"#.into()),
+            create_groups: Some("true".into()),
+            ..base()
+        };
+        let c = env.over(file).resolve().expect("valid");
+        assert!(c.create_groups);
+        assert_eq!(c.group_settings.resolve("xy").settings.retention_days, Some(1));
+        let default = &c.group_settings.resolve("k8s_c_prod_web_x").settings;
+        assert_eq!(default.retention_days, Some(7));
+        assert_eq!(default.tags.get("team").map(String::as_str), Some("search"));
+
+        let defaults = base().resolve().expect("valid");
+        assert!(defaults.create_groups);
+        assert_eq!(defaults.retention_apply, RetentionApply::Created);
+        assert_eq!(defaults.group_settings.resolve("any").settings, Default::default());
+        for (settings, key) in [
+            (Settings { retention_days: Some("10".into()), ..base() }, "SHIPPER_RETENTION_DAYS"),
+            (Settings { retention_apply: Some("sometimes".into()), ..base() }, "SHIPPER_RETENTION_APPLY"),
+            (Settings { create_groups: Some("no".into()), ..base() }, "SHIPPER_CREATE_GROUPS"),
+            (Settings { tags: Some("[1]".into()), ..base() }, "SHIPPER_TAGS"),
+            (Settings { group_settings: Some("{}".into()), ..base() }, "SHIPPER_GROUP_SETTINGS"),
+        ] {
+            let err = settings.resolve().expect_err(key);
+            assert!(err.to_string().starts_with(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@ mod classify;
 mod client;
 mod create;
 mod deadletter;
+#[cfg(test)]
+mod group_tests;
+mod groups;
 mod rejected;
 mod retry;
 #[cfg(test)]
@@ -32,9 +35,11 @@ use calls::CallResult;
 use classify::Failure;
 use create::{GroupCreateLimiter, KNOWN_STREAMS_CAPACITY, KnownStreams};
 use deadletter::DeadLetterFile;
+use groups::{GroupState, Setting};
 use rejected::Rejections;
 use retry::or_cancel;
 
+pub use groups::GroupOptions;
 pub use retry::Backoff;
 
 pub use client::{client_for_endpoint, client_from_env};
@@ -51,8 +56,11 @@ pub struct SinkOptions {
     pub request_timeout: Duration,
     /// Where rejected events are written, one JSON object per line.
     pub dead_letter_dir: PathBuf,
-    /// Log groups created per second at most (CreateLogGroup is 10 TPS per account).
+    /// Log groups created per second at most (CreateLogGroup is 10 TPS per account); also
+    /// the pace of DescribeLogGroups / PutRetentionPolicy.
     pub create_group_rate: f64,
+    /// Group settings, and whether groups are created at all.
+    pub groups: GroupOptions,
 }
 
 /// What happened to a batch.
@@ -102,6 +110,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     known_streams: KnownStreams,
     group_limiter: GroupCreateLimiter,
+    groups: GroupState,
     dead_letters: Arc<DeadLetterFile>,
 }
 
@@ -122,6 +131,8 @@ enum Step {
     Put,
     CreateStream,
     CreateGroup,
+    /// Apply (or, for groups this process did not create, check) the group's retention.
+    Retention,
 }
 
 impl Step {
@@ -130,6 +141,7 @@ impl Step {
             Step::Put => "PutLogEvents",
             Step::CreateStream => "CreateLogStream",
             Step::CreateGroup => "CreateLogGroup",
+            Step::Retention => "PutRetentionPolicy",
         }
     }
 }
@@ -142,6 +154,7 @@ impl CloudWatch {
             inner: Arc::new(Inner {
                 client,
                 group_limiter: GroupCreateLimiter::new(options.create_group_rate),
+                groups: GroupState::new(options.groups.clone(), options.create_group_rate),
                 known_streams: KnownStreams::new(KNOWN_STREAMS_CAPACITY),
                 options,
                 metrics,
@@ -264,7 +277,9 @@ impl CloudWatch {
     ) -> Result<Answer, Cancelled> {
         let inner = &*self.inner;
         let mut backoff = Backoff::new(inner.options.backoff_base, inner.options.backoff_cap);
-        let mut step = Step::Put;
+        let mut step = if inner.groups.needs_retention(&dest.group) { Step::Retention } else { Step::Put };
+        // Where to go once the retention is settled.
+        let mut after_retention = Step::Put;
         let mut failures_in_a_row: u32 = 0;
         loop {
             let result = match step {
@@ -277,6 +292,7 @@ impl CloudWatch {
                     match result {
                         CallResult::Ok(rejections) => {
                             inner.known_streams.insert(dest);
+                            inner.groups.unblock(&inner.metrics, dest);
                             return Ok(Answer::Accepted(rejections));
                         }
                         CallResult::Failed { failure: Failure::DataAlreadyAccepted, .. } => {
@@ -323,18 +339,55 @@ impl CloudWatch {
                     }
                     other => other,
                 },
+                Step::CreateGroup if !inner.groups.options.create_groups => {
+                    // Not ours to create: wait for someone else to, asking CreateLogStream
+                    // (which says NotFound while the group is missing) at each retry.
+                    inner.groups.block(&inner.metrics, dest);
+                    step = Step::CreateStream;
+                    failures_in_a_row = failures_in_a_row.saturating_add(1);
+                    self.count_retry(report);
+                    if defer_after.is_some_and(|n| failures_in_a_row >= n) {
+                        return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
+                    }
+                    retry::sleep(cancel, backoff.next_delay()).await?;
+                    continue;
+                }
                 Step::CreateGroup => {
                     let wait = inner.group_limiter.reserve();
                     retry::sleep(cancel, wait).await?;
-                    match self.create_group(dest, cancel).await? {
-                        CallResult::Ok(()) => {
+                    let settings = inner.groups.settings(&dest.group);
+                    let with_tags = inner.groups.with_tags(&dest.group) && !settings.tags.is_empty();
+                    match self.create_group(dest, settings, with_tags, cancel).await? {
+                        CallResult::Ok(created) => {
+                            if created {
+                                inner.groups.created(&dest.group);
+                            }
                             backoff.reset();
                             step = Step::CreateStream;
+                            if inner.groups.needs_retention(&dest.group) {
+                                after_retention = Step::CreateStream;
+                                step = Step::Retention;
+                            }
                             continue;
                         }
-                        other => other,
+                        // Tags need logs:TagResource too: create the group without them
+                        // rather than hold the data.
+                        CallResult::Failed { denied: true, detail, .. } if with_tags => {
+                            inner.groups.denied(&inner.metrics, &dest.group, Setting::Tags, &detail);
+                            inner.groups.drop_tags(&dest.group);
+                            continue;
+                        }
+                        other => other.map(|_| ()),
                     }
                 }
+                Step::Retention => match self.apply_retention(&dest.group, cancel).await? {
+                    CallResult::Ok(()) => {
+                        backoff.reset();
+                        step = after_retention;
+                        continue;
+                    }
+                    other => other,
+                },
             };
             let CallResult::Failed { failure, detail, .. } = result else {
                 continue;
@@ -354,6 +407,57 @@ impl CloudWatch {
                 return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
             }
             retry::sleep(cancel, backoff.next_delay()).await?;
+        }
+    }
+
+    /// Settle `group`'s retention: look it up unless this process just created the group,
+    /// then PutRetentionPolicy when it differs. A denial or a refused value is logged and
+    /// settles it (the data must go on); other failures are returned to be retried.
+    async fn apply_retention(
+        &self,
+        group: &str,
+        cancel: &CancellationToken,
+    ) -> Result<CallResult<()>, Cancelled> {
+        let inner = &*self.inner;
+        let Some(days) = inner.groups.settings(group).retention_days else {
+            inner.groups.retention_done(group);
+            return Ok(CallResult::Ok(()));
+        };
+        retry::sleep(cancel, inner.groups.limiter.reserve()).await?;
+        let current = if inner.groups.created_pending(group) {
+            CallResult::Ok(Some(None))
+        } else {
+            self.describe_retention(group, cancel).await?
+        };
+        let result = match current {
+            // Missing: if it gets created on the way, its retention is applied then.
+            CallResult::Ok(None) => return Ok(CallResult::Ok(())),
+            CallResult::Ok(Some(Some(now))) if i64::from(now) == i64::from(days) => CallResult::Ok(()),
+            CallResult::Ok(Some(_)) => {
+                retry::sleep(cancel, inner.groups.limiter.reserve()).await?;
+                self.put_retention(group, days, cancel).await?
+            }
+            failed => failed.map(|_| ()),
+        };
+        match result {
+            CallResult::Ok(()) => {
+                inner.groups.retention_done(group);
+                Ok(CallResult::Ok(()))
+            }
+            CallResult::Failed { denied: true, detail, .. } => {
+                inner.groups.denied(&inner.metrics, group, Setting::Retention, &detail);
+                inner.groups.retention_done(group);
+                Ok(CallResult::Ok(()))
+            }
+            CallResult::Failed { failure: Failure::Invalid, detail, .. } => {
+                // Validated at start-up, so only a service that disagrees gets here; never
+                // let it hold (or dead-letter) the data.
+                tracing::error!(group, retention_days = days, error = %detail,
+                    "CloudWatch refused the retention; the group keeps its current one");
+                inner.groups.retention_done(group);
+                Ok(CallResult::Ok(()))
+            }
+            other => Ok(other),
         }
     }
 

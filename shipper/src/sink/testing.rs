@@ -26,6 +26,8 @@ pub(crate) enum Op {
     PutLogEvents,
     CreateLogStream,
     CreateLogGroup,
+    PutRetentionPolicy,
+    DescribeLogGroups,
 }
 
 impl Op {
@@ -34,6 +36,8 @@ impl Op {
             "PutLogEvents" => Some(Op::PutLogEvents),
             "CreateLogStream" => Some(Op::CreateLogStream),
             "CreateLogGroup" => Some(Op::CreateLogGroup),
+            "PutRetentionPolicy" => Some(Op::PutRetentionPolicy),
+            "DescribeLogGroups" => Some(Op::DescribeLogGroups),
             _ => None,
         }
     }
@@ -64,6 +68,9 @@ pub(crate) enum RejectStyle {
 #[derive(Debug)]
 struct Model {
     groups: BTreeMap<String, BTreeMap<String, Vec<(i64, String)>>>,
+    /// Per group: what CreateLogGroup carried (`kmsKeyId`, `logGroupClass`, `tags`) and
+    /// `retentionInDays` once set.
+    settings: BTreeMap<String, serde_json::Map<String, Value>>,
     faults: VecDeque<(Op, Fault)>,
     always: Option<Fault>,
     poison: Option<&'static str>,
@@ -98,6 +105,7 @@ impl FakeCloudWatch {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let model: Shared = Arc::new(Mutex::new(Model {
             groups: BTreeMap::new(),
+            settings: BTreeMap::new(),
             faults: VecDeque::new(),
             always: None,
             poison: None,
@@ -146,6 +154,12 @@ impl FakeCloudWatch {
         let mut m = self.model();
         m.style = style;
         m.retention_ms = retention_ms;
+    }
+
+    /// The group's settings as CloudWatch would describe them (`None`: no such group).
+    pub(crate) fn group_settings(&self, group: &str) -> Option<serde_json::Map<String, Value>> {
+        let m = self.model();
+        m.groups.contains_key(group).then(|| m.settings.get(group).cloned().unwrap_or_default())
     }
 
     /// Every call received, in order.
@@ -208,8 +222,41 @@ fn answer(m: &mut Model, op: Op, req: &Value) -> (StatusCode, Value) {
                     "The specified log group already exists",
                 );
             }
+            let mut settings = serde_json::Map::new();
+            for key in ["kmsKeyId", "logGroupClass", "tags"] {
+                if let Some(v) = req.get(key) {
+                    settings.insert(key.into(), v.clone());
+                }
+            }
+            m.settings.insert(group.clone(), settings);
             m.groups.insert(group, BTreeMap::new());
             ok(json!({}))
+        }
+        Op::PutRetentionPolicy => {
+            if !m.groups.contains_key(&group) {
+                return error(400, "ResourceNotFoundException", "The specified log group does not exist.");
+            }
+            let days = req["retentionInDays"].as_i64().unwrap_or_default();
+            if !crate::config::groups::VALID_RETENTION_DAYS.iter().any(|&d| i64::from(d) == days) {
+                return error(400, "InvalidParameterException", "Invalid retention value");
+            }
+            m.settings.entry(group).or_default().insert("retentionInDays".into(), json!(days));
+            ok(json!({}))
+        }
+        Op::DescribeLogGroups => {
+            let prefix = req["logGroupNamePrefix"].as_str().unwrap_or_default();
+            let groups: Vec<Value> = m
+                .groups
+                .keys()
+                .filter(|name| name.starts_with(prefix))
+                .map(|name| {
+                    let mut g = m.settings.get(name).cloned().unwrap_or_default();
+                    g.remove("tags");
+                    g.insert("logGroupName".into(), json!(name));
+                    Value::Object(g)
+                })
+                .collect();
+            ok(json!({ "logGroups": groups }))
         }
         Op::CreateLogStream => {
             let Some(g) = m.groups.get_mut(&group) else {

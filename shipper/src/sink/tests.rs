@@ -20,6 +20,7 @@ fn options(dir: &Path) -> SinkOptions {
         request_timeout: Duration::from_secs(10),
         dead_letter_dir: dir.to_path_buf(),
         create_group_rate: 1_000.0,
+        groups: GroupOptions::default(),
     }
 }
 

@@ -258,6 +258,12 @@ pub struct Metrics {
     pub multiline_lines: LabeledCounter,
     /// Multiline events emitted, by why they ended.
     pub multiline_flushes: LabeledCounter,
+    /// Streams whose data waits because their log group does not exist and
+    /// `create_groups = false` forbids creating it.
+    pub streams_blocked_group_missing: AtomicI64,
+    /// Group settings CloudWatch refused (AccessDenied), by setting (`retention`, `tags`);
+    /// counted once per group per process.
+    pub group_settings_denied: LabeledCounter,
 }
 
 impl Metrics {
@@ -497,6 +503,17 @@ impl Metrics {
             "shipper_multiline_flushes_total",
             "reason",
             "Multiline events emitted, by why they ended (next_group, timeout, max_lines, max_bytes, ...).",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP shipper_streams_blocked Streams whose data waits in the spool, by reason (group_missing: the log group does not exist and create_groups=false).\n# TYPE shipper_streams_blocked gauge\nshipper_streams_blocked{{reason=\"group_missing\"}} {}",
+            gload(&self.streams_blocked_group_missing)
+        );
+        self.group_settings_denied.render(
+            &mut out,
+            "shipper_group_settings_denied_total",
+            "setting",
+            "Log groups whose retention or tags CloudWatch refused (AccessDenied), by setting; the data is shipped anyway.",
         );
         out
     }
