@@ -51,7 +51,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Record<'_>, ParseError> {
         None => 0,
     };
     let message = match record.log {
-        Cow::Borrowed(log) => Cow::Borrowed(log[..log.len() - ending(log)].as_bytes()),
+        Cow::Borrowed(log) => Cow::Borrowed(&log.as_bytes()[..log.len() - ending(log)]),
         Cow::Owned(mut log) => {
             log.truncate(log.len() - ending(&log));
             Cow::Owned(log.into_bytes())
