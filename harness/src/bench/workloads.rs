@@ -86,6 +86,30 @@ impl WorkloadSpec {
     }
 }
 
+/// The peers' shape (4 files × 250k lines of ~240 B, as fast as possible) with other content
+/// or settings, to compare a feature's cost with the same run without it.
+fn peer_shaped(
+    name: &'static str,
+    about: &'static str,
+    content: Content,
+    env: &'static [(&'static str, &'static str)],
+    quick: bool,
+) -> WorkloadSpec {
+    WorkloadSpec {
+        name,
+        about,
+        files: 4,
+        lines_per_file: if quick { 5_000 } else { 250_000 },
+        message_bytes: 200,
+        records_per_line: 1,
+        rate: None,
+        outage: None,
+        events_per_line: 1,
+        content,
+        env,
+    }
+}
+
 /// The default workloads; `quick` scales them down for a smoke run.
 pub fn all(quick: bool) -> Vec<WorkloadSpec> {
     let pick = |full: u64, small: u64| if quick { small } else { full };
@@ -196,58 +220,34 @@ pub fn all(quick: bool) -> Vec<WorkloadSpec> {
         },
         // The cost of the message formats and of multiline, against the same lines without
         // them: the peers' shape (4 files, ~240 B lines, as fast as possible).
-        WorkloadSpec {
-            name: "json-envelope",
-            about: "peer shape, every line a JSON object, default envelope (log escaped as a string)",
-            files: 4,
-            lines_per_file: pick(250_000, 5_000),
-            message_bytes: 200,
-            records_per_line: 1,
-            rate: None,
-            outage: None,
-            events_per_line: 1,
-            content: Content::Json,
-            env: &[],
-        },
-        WorkloadSpec {
-            name: "json-envelope-json",
-            about: "the same JSON lines with message_format = envelope_json (log embedded as the object)",
-            files: 4,
-            lines_per_file: pick(250_000, 5_000),
-            message_bytes: 200,
-            records_per_line: 1,
-            rate: None,
-            outage: None,
-            events_per_line: 1,
-            content: Content::Json,
-            env: &[("SHIPPER_MESSAGE_FORMAT", "envelope_json")],
-        },
-        WorkloadSpec {
-            name: "traces-plain",
-            about: "peer shape, Java stack traces of 10 lines, multiline off (one event per line)",
-            files: 4,
-            lines_per_file: pick(250_000, 5_000),
-            message_bytes: 200,
-            records_per_line: 1,
-            rate: None,
-            outage: None,
-            events_per_line: 1,
-            content: Content::JavaTraces { lines: 10 },
-            env: &[],
-        },
-        WorkloadSpec {
-            name: "traces-java",
-            about: "the same traces with multiline = java (one event per trace)",
-            files: 4,
-            lines_per_file: pick(250_000, 5_000),
-            message_bytes: 200,
-            records_per_line: 1,
-            rate: None,
-            outage: None,
-            events_per_line: 1,
-            content: Content::JavaTraces { lines: 10 },
-            env: &[("SHIPPER_MULTILINE", "java")],
-        },
+        peer_shaped(
+            "json-envelope",
+            "peer shape, every line a JSON object, default envelope (log escaped as a string)",
+            Content::Json,
+            &[],
+            quick,
+        ),
+        peer_shaped(
+            "json-envelope-json",
+            "the same JSON lines with message_format = envelope_json (log embedded as the object)",
+            Content::Json,
+            &[("SHIPPER_MESSAGE_FORMAT", "envelope_json")],
+            quick,
+        ),
+        peer_shaped(
+            "traces-plain",
+            "peer shape, Java stack traces of 10 lines, multiline off (one event per line)",
+            Content::JavaTraces { lines: 10 },
+            &[],
+            quick,
+        ),
+        peer_shaped(
+            "traces-java",
+            "the same traces with multiline = java (one event per trace)",
+            Content::JavaTraces { lines: 10 },
+            &[("SHIPPER_MULTILINE", "java")],
+            quick,
+        ),
     ]
 }
 

@@ -68,19 +68,27 @@ fn spool(dir: &std::path::Path) -> Spool {
     Spool::open(dir, options).expect("spool").0
 }
 
-/// Every event spooled so far, as the `log` values of their messages.
-fn logs(spool: &mut Spool) -> Vec<String> {
+/// Every message spooled so far (and acknowledged: read once).
+fn messages(spool: &mut Spool) -> Vec<String> {
     spool.seal_all();
     spool.commit(b"{}").expect("commit");
     let mut out = Vec::new();
     for chunk in spool.ready(&|_| false) {
-        for event in Spool::read(&chunk).expect("read").events {
-            let message: serde_json::Value = serde_json::from_str(&event.message).expect("JSON");
-            out.push(message["log"].as_str().expect("string log").to_owned());
-        }
+        out.extend(Spool::read(&chunk).expect("read").events.into_iter().map(|event| event.message));
         spool.ack(&chunk).expect("ack");
     }
     out
+}
+
+/// Every event spooled so far, as the `log` values of their messages.
+fn logs(spool: &mut Spool) -> Vec<String> {
+    messages(spool)
+        .iter()
+        .map(|message| {
+            let message: serde_json::Value = serde_json::from_str(message).expect("JSON");
+            message["log"].as_str().expect("string log").to_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -193,15 +201,7 @@ fn an_empty_raw_line_is_a_counted_drop() {
     let bytes = b"2026-12-03T10:00:00.000000000Z stdout F \n2026-12-03T10:00:00.000000000Z stdout F text\n";
     file.process(bytes, 0, &mut spool, &metrics).expect("process");
     assert_eq!(metrics.dropped_total(DropReason::EmptyMessage), 1);
-    spool.seal_all();
-    spool.commit(b"{}").expect("commit");
-    let events: Vec<String> = spool
-        .ready(&|_| false)
-        .iter()
-        .flat_map(|chunk| Spool::read(chunk).expect("read").events)
-        .map(|event| event.message)
-        .collect();
-    assert_eq!(events, vec!["text".to_owned()]);
+    assert_eq!(messages(&mut spool), vec!["text".to_owned()]);
 }
 
 proptest::proptest! {
@@ -235,15 +235,7 @@ proptest::proptest! {
         let mut file = pipeline(&routing, None);
         let safe = file.process(&records, 0, &mut spool, &metrics).expect("process");
         proptest::prop_assert_eq!(safe, records.len() as u64);
-        spool.seal_all();
-        spool.commit(b"{}").expect("commit");
-        let events: Vec<String> = spool
-            .ready(&|_| false)
-            .iter()
-            .flat_map(|chunk| Spool::read(chunk).expect("read").events)
-            .map(|event| event.message)
-            .collect();
-        proptest::prop_assert_eq!(events, vec![text]);
+        proptest::prop_assert_eq!(messages(&mut spool), vec![text]);
     }
 }
 
