@@ -16,7 +16,11 @@ mod groups;
 mod rejected;
 mod retry;
 #[cfg(test)]
+mod role_tests;
+#[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod testing_sts;
 #[cfg(test)]
 mod tests;
 
@@ -281,6 +285,8 @@ impl CloudWatch {
         // Where to go once the retention is settled.
         let mut after_retention = Step::Put;
         let mut failures_in_a_row: u32 = 0;
+        // PutLogEvents answers of "stream not found" since the last success.
+        let mut not_found_in_a_row: u32 = 0;
         loop {
             let result = match step {
                 Step::Put => {
@@ -309,15 +315,29 @@ impl CloudWatch {
                             );
                             return Ok(Answer::Invalid { names });
                         }
-                        CallResult::Failed { failure: Failure::NotFound, .. } => {
+                        CallResult::Failed { failure: Failure::NotFound, detail, .. } => {
                             if inner.known_streams.contains(dest) {
                                 tracing::warn!(group = %dest.group, stream = %dest.stream,
                                     "log stream disappeared, re-creating it");
                                 inner.known_streams.remove(dest);
                             }
                             self.count_retry(report);
-                            backoff.reset();
                             step = Step::CreateStream;
+                            not_found_in_a_row += 1;
+                            if not_found_in_a_row == 1 {
+                                // The usual case: a new stream. Create it at once.
+                                backoff.reset();
+                                continue;
+                            }
+                            // Created (or said to exist) a moment ago and still not found:
+                            // something else deletes it, or the service lags. Back off like
+                            // any failure instead of spinning between the two calls.
+                            failures_in_a_row = failures_in_a_row.saturating_add(1);
+                            log_failure(dest, Step::Put, Failure::NotFound, &detail, failures_in_a_row);
+                            if defer_after.is_some_and(|n| failures_in_a_row >= n) {
+                                return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
+                            }
+                            retry::sleep(cancel, backoff.next_delay()).await?;
                             continue;
                         }
                         other => other.map(|_| ()),

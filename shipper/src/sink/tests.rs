@@ -534,3 +534,33 @@ async fn fewer_failures_than_allowed_are_retried_in_place() {
     assert_eq!(delivery, Delivery::Done(DeliveryReport { accepted: 3, dropped: vec![], retries: 2 }));
     assert_eq!(fake.stored(GROUP, STREAM), events);
 }
+
+/// A stream PutLogEvents keeps not finding right after CreateLogStream said it exists (a
+/// janitor deleting it, a lagging service) is a failure that backs off and gives way, not a
+/// loop between the two calls with no sleep.
+#[tokio::test]
+async fn a_stream_that_stays_missing_backs_off_instead_of_spinning() {
+    let fake = FakeCloudWatch::start().await;
+    fake.with_stream(GROUP, Some(STREAM));
+    let missing = Fault::Error {
+        status: 400,
+        kind: "ResourceNotFoundException",
+        message: "The specified log stream does not exist.",
+    };
+    fake.fail_next(Op::PutLogEvents, missing, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let (cw, _metrics) = sink(&fake.url, dir.path());
+
+    let delivery =
+        bounded(cw.deliver_or_defer(&batch(&as_refs(&recent(2))), &CancellationToken::new(), Some(3)))
+            .await
+            .unwrap();
+
+    let Delivery::Deferred { .. } = delivery else {
+        panic!("expected a deferral after 3 failures, got {delivery:?} after {:?}", fake.calls())
+    };
+    let puts = fake.calls().iter().filter(|op| **op == Op::PutLogEvents).count();
+    // The first "not found" is a new stream (create at once); the next three are failures.
+    assert_eq!(puts, 4, "{:?}", fake.calls());
+    assert!(dead_letters(dir.path()).is_empty(), "a deferral drops nothing");
+}
