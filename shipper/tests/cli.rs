@@ -532,3 +532,126 @@ fn check_prints_the_resolved_group_settings_and_route_the_ones_a_group_gets() {
     assert_eq!(routed["group_settings"]["group"], "k8s_prod_shop_*");
     assert_eq!(routed["group_settings"]["retention_days"], 90);
 }
+
+/// Runs the shipper with one line to send, `HTTPS_PROXY` pointing at a recorder, no endpoint
+/// override and `env`; returns the first request line the proxy saw. The proxy answers 502,
+/// so nothing leaves the machine.
+fn first_proxied_request(env: &[(&str, &str)]) -> String {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let id = "b".repeat(64);
+    std::fs::write(logs.join(format!("web-0_shop_app-{id}.log")), "2026-12-03T10:00:00Z stdout F hello\n")
+        .expect("log file");
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut conn in proxy.incoming().flatten() {
+            let mut first = String::new();
+            let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+            if reader.read_line(&mut first).is_ok() && seen_tx.send(first.trim_end().to_owned()).is_err() {
+                return;
+            }
+            let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let mut command = shipper();
+    command
+        .arg("run")
+        .env("CLUSTER_NAME", "c")
+        .env("NODE_NAME", "n")
+        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
+        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
+        .env("SHIPPER_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SHIPPER_METADATA_WAIT", "50ms")
+        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
+        .env_remove("AWS_ENDPOINT_URL_STS")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn shipper");
+    let seen = seen_rx.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.expect("no request reached the proxy within 30 s")
+}
+
+/// `HTTPS_PROXY` carries the shipper's calls (CONNECT through the proxy), and the SDK's
+/// standard variables pick the FIPS and dual-stack endpoints, for CloudWatch Logs and, with
+/// a role to assume, for STS: what the README's "Proxies, FIPS and dual-stack endpoints"
+/// promises, seen on the wire of the real binary.
+#[test]
+fn proxy_fips_and_dual_stack_come_from_the_sdks_variables() {
+    for (env, want) in [
+        (vec![], "CONNECT logs.us-east-1.amazonaws.com:443"),
+        (vec![("AWS_USE_FIPS_ENDPOINT", "true")], "CONNECT logs-fips.us-east-1.amazonaws.com:443"),
+        (vec![("AWS_USE_DUALSTACK_ENDPOINT", "true")], "CONNECT logs.us-east-1.api.aws:443"),
+        (
+            vec![("SHIPPER_ROLE_ARN", "arn:aws:iam::123456789012:role/w"), ("AWS_USE_FIPS_ENDPOINT", "true")],
+            "CONNECT sts-fips.us-east-1.amazonaws.com:443",
+        ),
+    ] {
+        let seen = first_proxied_request(&env);
+        assert!(seen.starts_with(want), "{env:?}: the proxy saw {seen:?}, want {want:?}");
+    }
+}
+
+/// `shipper check` shows the role to assume with its default session name, and refuses what
+/// STS would refuse, naming the key.
+#[test]
+fn check_shows_the_role_and_refuses_what_sts_would() {
+    let check = |envs: &[(&str, &str)]| {
+        let mut cmd = shipper();
+        cmd.arg("check").env("CLUSTER_NAME", "prod").env("NODE_NAME", "ip-10-0-1-7.ec2.internal");
+        for (key, value) in envs {
+            cmd.env(key, value);
+        }
+        cmd.output().expect("runs")
+    };
+    let out = check(&[
+        ("SHIPPER_ROLE_ARN", "arn:aws:iam::210987654321:role/k8s-log-writer"),
+        ("SHIPPER_EXTERNAL_ID", "prod-eu-1"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let effective: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        effective["assume_role"],
+        serde_json::json!({
+            "role_arn": "arn:aws:iam::210987654321:role/k8s-log-writer",
+            "external_id": "prod-eu-1",
+            "session_name": "shipper-ip-10-0-1-7.ec2.internal",
+        })
+    );
+    let effective: serde_json::Value = serde_json::from_slice(&check(&[]).stdout).expect("JSON");
+    assert_eq!(effective["assume_role"], serde_json::Value::Null);
+
+    for (envs, key) in [
+        (vec![("SHIPPER_ROLE_ARN", "k8s-log-writer")], "SHIPPER_ROLE_ARN"),
+        (vec![("SHIPPER_EXTERNAL_ID", "prod-eu-1")], "SHIPPER_EXTERNAL_ID"),
+        (
+            vec![
+                ("SHIPPER_ROLE_ARN", "arn:aws:iam::210987654321:role/w"),
+                ("SHIPPER_ROLE_SESSION_NAME", "a b"),
+            ],
+            "SHIPPER_ROLE_SESSION_NAME",
+        ),
+    ] {
+        let out = check(&envs);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{envs:?}: {stderr}");
+        assert!(stderr.contains(key), "{envs:?}: {stderr}");
+    }
+}

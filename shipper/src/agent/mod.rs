@@ -181,7 +181,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })
     };
 
-    let client = crate::sink::client_from_env(Duration::from_secs(30), config.aws_region.clone()).await;
+    let client = crate::sink::client_from_env(
+        Duration::from_secs(30),
+        config.aws_region.clone(),
+        config.assume_role.as_ref(),
+    )
+    .await;
     let sink = CloudWatch::new(
         client,
         SinkOptions {

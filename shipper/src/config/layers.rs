@@ -124,6 +124,16 @@ pub struct Settings {
     /// group is missing waits in the spool until someone creates the group.
     #[arg(long, env = "SHIPPER_CREATE_GROUPS")]
     pub create_groups: Option<String>,
+    /// ARN of a role to assume on top of the default credentials chain (cross-account
+    /// shipping), e.g. `arn:aws:iam::123456789012:role/log-writer`.
+    #[arg(long, env = "SHIPPER_ROLE_ARN")]
+    pub role_arn: Option<String>,
+    /// External ID the role's trust policy asks for (with `SHIPPER_ROLE_ARN`).
+    #[arg(long, env = "SHIPPER_EXTERNAL_ID")]
+    pub external_id: Option<String>,
+    /// Session name of the assumed role (with `SHIPPER_ROLE_ARN`); default `shipper-<node>`.
+    #[arg(long, env = "SHIPPER_ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
     /// Typed lists from the config file (the env/flag values above, when set, win).
     #[arg(skip)]
     pub file_lists: FileLists,
@@ -217,6 +227,12 @@ pub struct FileSettings {
     pub retention_apply: Option<String>,
     /// See [`Settings::create_groups`].
     pub create_groups: Option<bool>,
+    /// See [`Settings::role_arn`].
+    pub role_arn: Option<String>,
+    /// See [`Settings::external_id`].
+    pub external_id: Option<String>,
+    /// See [`Settings::role_session_name`].
+    pub role_session_name: Option<String>,
 }
 
 /// `log_paths` (and other lists of names) in the file: a list or a comma-separated string.
@@ -280,6 +296,9 @@ impl Settings {
             group_settings: self.group_settings,
             retention_apply: self.retention_apply.or(file.retention_apply),
             create_groups: self.create_groups.or(file.create_groups.map(|b| b.to_string())),
+            role_arn: self.role_arn.or(file.role_arn),
+            external_id: self.external_id.or(file.external_id),
+            role_session_name: self.role_session_name.or(file.role_session_name),
             file_lists: FileLists {
                 include: file.include,
                 exclude: file.exclude,

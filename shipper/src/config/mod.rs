@@ -5,8 +5,10 @@
 
 pub mod groups;
 mod layers;
+pub mod role;
 pub mod validate;
 
 pub use groups::{GroupPolicy, GroupSettings, LogGroupClass, RetentionApply};
 pub use layers::{FileSettings, Settings};
+pub use role::AssumeRole;
 pub use validate::{Config, ConfigError};

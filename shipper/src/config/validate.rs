@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::Settings;
 use super::groups::{GroupPolicy, RawGroupSettings, RetentionApply, toml_map};
+use super::role::AssumeRole;
 use crate::multiline::{CustomDetector, Detector, Limits, MultilineError};
 use crate::route::{
     DEFAULT_GROUP_TEMPLATE, DEFAULT_STREAM_TEMPLATE, Filter, MatcherSpec, MessageField, MessageFormat,
@@ -117,6 +118,9 @@ pub struct Config {
     pub retention_apply: RetentionApply,
     /// `SHIPPER_CREATE_GROUPS`
     pub create_groups: bool,
+    /// `SHIPPER_ROLE_ARN`, `SHIPPER_EXTERNAL_ID`, `SHIPPER_ROLE_SESSION_NAME` (`None`: the
+    /// default chain's own identity writes).
+    pub assume_role: Option<AssumeRole>,
 }
 
 impl Config {
@@ -504,6 +508,9 @@ impl Settings {
             }
         };
 
+        let assume_role =
+            AssumeRole::new(self.role_arn, self.external_id, self.role_session_name, &node_name)?;
+
         let config = Config {
             cluster_name,
             node_name,
@@ -546,6 +553,7 @@ impl Settings {
             group_settings,
             retention_apply,
             create_groups,
+            assume_role,
         };
         let invalid = |key, value: String, reason: String| ConfigError::Invalid { key, value, reason };
         fn json<T: Serialize>(value: &T) -> String {

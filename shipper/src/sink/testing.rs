@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +19,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::rejected::{MAX_EVENT_AGE_MS, MAX_EVENT_FUTURE_MS};
+use super::testing_sts::{self, StsModel};
 
 /// The operations the sink calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -77,6 +78,10 @@ struct Model {
     style: RejectStyle,
     retention_ms: Option<i64>,
     calls: Vec<Op>,
+    /// The access key that signed each call in `calls`.
+    signers: Vec<String>,
+    /// Requests without `X-Amz-Target` go to STS.
+    sts: StsModel,
 }
 
 type Shared = Arc<Mutex<Model>>;
@@ -112,6 +117,8 @@ impl FakeCloudWatch {
             style: RejectStyle::Aws,
             retention_ms: None,
             calls: Vec::new(),
+            signers: Vec::new(),
+            sts: StsModel { lifetime: Duration::from_secs(3600), ..StsModel::default() },
         }));
         let app = Router::new().route("/", post(handle)).with_state(Arc::clone(&model));
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -167,6 +174,24 @@ impl FakeCloudWatch {
         self.model().calls.clone()
     }
 
+    /// The access key that signed each call, in order (as `calls`).
+    pub(crate) fn signers(&self) -> Vec<String> {
+        self.model().signers.clone()
+    }
+
+    /// The lifetime of the credentials STS issues, and how many AssumeRole calls it denies
+    /// first.
+    pub(crate) fn sts(&self, lifetime: Duration, deny_next: usize) {
+        let mut m = self.model();
+        m.sts.lifetime = lifetime;
+        m.sts.deny_next = deny_next;
+    }
+
+    /// Every STS call's parameters (and `signer`), in order.
+    pub(crate) fn sts_calls(&self) -> Vec<BTreeMap<String, String>> {
+        self.model().sts.calls.clone()
+    }
+
     /// The events stored in a stream, in arrival order.
     pub(crate) fn stored(&self, group: &str, stream: &str) -> Vec<(i64, String)> {
         self.model().groups.get(group).and_then(|g| g.get(stream)).cloned().unwrap_or_default()
@@ -187,9 +212,16 @@ fn fault_answer(fault: &Fault) -> (StatusCode, Value) {
 }
 
 async fn handle(State(model): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let op = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).and_then(Op::parse);
+    let Some(target) = headers.get("x-amz-target") else {
+        return testing_sts::answer(&mut model.lock().unwrap().sts, &headers, &body);
+    };
+    let op = target.to_str().ok().and_then(Op::parse);
     let (status, body) = match (op, serde_json::from_slice::<Value>(&body)) {
-        (Some(op), Ok(req)) => answer(&mut model.lock().unwrap(), op, &req),
+        (Some(op), Ok(req)) => {
+            let mut m = model.lock().unwrap();
+            m.signers.push(testing_sts::signer(&headers));
+            answer(&mut m, op, &req)
+        }
         _ => error(400, "UnknownOperationException", "bad request"),
     };
     (status, [(header::CONTENT_TYPE, "application/x-amz-json-1.1")], body.to_string()).into_response()
