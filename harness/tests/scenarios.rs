@@ -90,6 +90,7 @@ scenarios! {
     group_settings => "group-settings",
     retention_denied => "retention-denied",
     no_create => "no-create",
+    assume_role => "assume-role",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

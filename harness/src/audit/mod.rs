@@ -5,6 +5,7 @@
 //! shipper, so a shipper bug cannot hide in a shared helper.
 
 pub mod groups;
+pub mod identity;
 mod payload;
 mod read;
 mod trace;

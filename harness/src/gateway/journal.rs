@@ -108,6 +108,10 @@ pub struct Summary {
     pub accepted: BTreeMap<String, BTreeMap<String, StreamTotals>>,
     /// Journal entries dropped because the journal was at capacity.
     pub journal_dropped: u64,
+    /// Accepted PutLogEvents requests per signing access key: which identity wrote the data
+    /// (the role's session keys, not the node's, when the shipper assumes a role).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub signers: BTreeMap<String, u64>,
 }
 
 /// The bounded journal plus its cumulative summary.
@@ -159,6 +163,11 @@ impl Journal {
         totals.events += u64::from(events);
         totals.bytes += bytes;
         totals.requests += 1;
+    }
+
+    /// Counts an accepted PutLogEvents request signed by `access_key`.
+    pub fn signed(&mut self, access_key: &str) {
+        *self.summary.signers.entry(access_key.to_owned()).or_default() += 1;
     }
 
     /// The kept entries, oldest first.

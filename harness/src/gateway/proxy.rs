@@ -162,6 +162,8 @@ struct RequestInfo {
     class: Option<String>,
     /// CreateLogGroup carries tags (so it needs `logs:TagResource` too).
     tagged: bool,
+    /// The access key that signed the request (`-` when unsigned).
+    signer: String,
 }
 
 impl RequestInfo {
@@ -198,8 +200,11 @@ async fn handle(
         return control::handle(&shared, request).await;
     }
     let request_id = shared.next_request_id();
-    let mut info =
-        RequestInfo { operation: wire::operation(request.headers()).to_owned(), ..RequestInfo::default() };
+    let mut info = RequestInfo {
+        operation: wire::operation(request.headers()).to_owned(),
+        signer: wire::signer(request.headers()).unwrap_or("-").to_owned(),
+        ..RequestInfo::default()
+    };
     let plan = shared.plan(&info.operation);
     let (parts, mut body) = request.into_parts();
 
@@ -312,7 +317,9 @@ async fn handle(
     if let (true, Some(group), Some(stream)) =
         (status.is_success() && info.operation == "PutLogEvents", &info.group, &info.stream)
     {
-        lock(&shared.journal).accept(group, stream, info.stats.events, info.stats.bytes);
+        let mut journal = lock(&shared.journal);
+        journal.accept(group, stream, info.stats.events, info.stats.bytes);
+        journal.signed(&info.signer);
     }
     if ambiguous {
         shared.record(info.entry(faulted(FaultKind::Ambiguous, Some(status.as_u16()))));

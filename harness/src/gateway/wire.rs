@@ -22,6 +22,12 @@ pub fn operation(headers: &HeaderMap) -> &str {
         .map_or("-", |target| target.strip_prefix(TARGET_PREFIX).unwrap_or(target))
 }
 
+/// The access key that signed the request (SigV4 `Authorization: ... Credential=KEY/...`).
+pub fn signer(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    auth.split("Credential=").nth(1)?.split('/').next().filter(|key| !key.is_empty())
+}
+
 fn request_id(seq: u64) -> String {
     format!("6a7c0000-0000-4000-8000-{seq:012x}")
 }

@@ -553,6 +553,15 @@ pub async fn run_scenario_with(
             &read,
         ));
     }
+    if let Some(want) = &scenario.expect.written_by {
+        let signers = env.gateway.summary().signers;
+        let mut owners = BTreeMap::new();
+        for key in signers.keys() {
+            let owner = audit::identity::caller_arn(&env.backend.endpoint, key).await;
+            owners.insert(key.clone(), owner.map_err(|e| e.to_string()));
+        }
+        checks.push(audit::identity::written_by_check(want, &owners, &signers));
+    }
     if !scenario.expect.dropped.is_empty() {
         checks.push(dead_letter_check(scenario, &work.path().join("state"), workload.aged()));
     }

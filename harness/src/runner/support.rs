@@ -48,6 +48,9 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
             "existing_groups and [expect.group_settings] are read and written on the local tier only".into(),
         );
     }
+    if scenario.expect.written_by.is_some() {
+        reasons.push("expect.written_by is checked by the local and container tiers' loop only".into());
+    }
     for pod in scenario.expanded_pods() {
         if let Some(owner) = &pod.owner {
             reasons.push(format!(

@@ -405,6 +405,10 @@ pub struct Expect {
     /// matching glob) must carry exactly these settings, and every key must match some group.
     #[serde(default)]
     pub group_settings: BTreeMap<String, GroupSettingsExpect>,
+    /// The identity that must have signed every accepted PutLogEvents, as the backend's STS
+    /// names it (`arn:aws:sts::<account>:assumed-role/<role>/<session>` when the shipper
+    /// assumes a role through `SHIPPER_ROLE_ARN`).
+    pub written_by: Option<String>,
 }
 
 /// The settings one log group must carry (`[expect.group_settings]`). Absent keys mean the
