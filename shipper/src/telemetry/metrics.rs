@@ -248,6 +248,10 @@ pub struct Metrics {
     pub metadata_ready: AtomicI64,
     /// 1 while another process holds the state directory and this one waits for it.
     pub state_lock_waiting: AtomicI64,
+    /// Connections open on the `/metrics` listener.
+    pub http_connections: AtomicI64,
+    /// `/metrics` listener connections closed to make room for a new one (at the cap).
+    pub http_connections_evicted: AtomicU64,
     /// Lines read and skipped because their container is excluded, by deciding rule.
     pub lines_excluded: LabeledCounter,
     /// Files whose `{workload}` came from the pod name (metadata never arrived), by rule.
@@ -380,6 +384,12 @@ impl Metrics {
             );
         }
         c(&mut out, "shipper_retries_total", "CloudWatch calls retried.", load(&self.retries));
+        c(
+            &mut out,
+            "shipper_http_connections_evicted_total",
+            "Connections to the /metrics listener closed, oldest first, to make room at the connection cap.",
+            load(&self.http_connections_evicted),
+        );
         for (name, help, values) in [
             (
                 "shipper_source_lost_files_total",
@@ -473,6 +483,12 @@ impl Metrics {
             "shipper_state_lock_waiting",
             "1 while another shipper holds the state directory and this one waits, touching nothing.",
             gload(&self.state_lock_waiting),
+        );
+        g(
+            &mut out,
+            "shipper_http_connections",
+            "Connections open on the /metrics, /healthz and /readyz listener.",
+            gload(&self.http_connections),
         );
         self.lines_excluded.render(
             &mut out,
