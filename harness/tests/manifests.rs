@@ -243,12 +243,20 @@ fn host_mounts_are_read_only_except_the_state_dir() {
         let (pod, c) = (&s.pod, &s.container);
         // Logs: read-only, at the same path as on the host, because the symlinks in
         // /var/log/containers (and, on Docker-runtime nodes, in /var/log/pods) are absolute.
-        for path in ["/var/log", "/var/lib/docker/containers"] {
+        for path in ["/var/log/pods", "/var/log/containers", "/var/lib/docker/containers"] {
             let (host, read_only) =
                 host_path(pod, c, path).unwrap_or_else(|| panic!("{overlay}: no hostPath mount at {path}"));
             assert_eq!(host, path, "{overlay}: symlink targets resolve only at the host's path");
             assert!(read_only, "{overlay}: {path} must be mounted read-only");
         }
+        // Not the whole of /var/log: it holds the node's own logs (the control plane's audit
+        // log on some nodes).
+        let broad = c.volume_mounts.iter().flatten().find(|m| {
+            host_volume(pod, &m.name).and_then(|v| v.host_path.as_ref()).is_some_and(|h| {
+                ["/", "/var", "/var/log"].contains(&h.path.trim_end_matches('/')) || h.path == "/"
+            })
+        });
+        assert!(broad.is_none(), "{overlay}: mounts a whole host tree: {broad:?}");
         // Every configured log glob is under a read-only host mount.
         for glob in s.log_paths() {
             let covered = c.volume_mounts.iter().flatten().any(|m| {

@@ -655,3 +655,196 @@ fn check_shows_the_role_and_refuses_what_sts_would() {
         assert!(stderr.contains(key), "{envs:?}: {stderr}");
     }
 }
+
+/// A fake AWS endpoint for `trace_logs_hold_no_token_and_no_payload`: answers STS
+/// `AssumeRoleWithWebIdentity` with session credentials and every CloudWatch Logs call with
+/// success; sends each request body to `bodies`.
+fn fake_aws(bodies: std::sync::mpsc::Sender<String>) -> String {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let bodies = bodies.clone();
+            std::thread::spawn(move || {
+                let mut writer = conn.try_clone().expect("clone");
+                let mut reader = std::io::BufReader::new(conn);
+                loop {
+                    let (mut length, mut target) = (0usize, String::new());
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if let Some(v) = lower.strip_prefix("x-amz-target:") {
+                            target = v.trim().to_owned();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let (content_type, answer) = if body.contains("Action=AssumeRoleWithWebIdentity") {
+                        let expires = humantime::format_rfc3339_seconds(
+                            std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+                        );
+                        (
+                            "text/xml",
+                            format!(
+                                "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+                             <AccessKeyId>ASIAWEBIDENTITY</AccessKeyId><SecretAccessKey>SECRET-MARKER-5c1d</SecretAccessKey>\
+                             <SessionToken>SESSION-MARKER-9e2b</SessionToken><Expiration>{expires}</Expiration>\
+                             </Credentials><AssumedRoleUser><AssumedRoleId>AROA:s</AssumedRoleId>\
+                             <Arn>arn:aws:sts::123456789012:assumed-role/w/s</Arn></AssumedRoleUser>\
+                             </AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+                            ),
+                        )
+                    } else if target.ends_with("putlogevents") {
+                        ("application/x-amz-json-1.1", r#"{"nextSequenceToken":"1"}"#.to_owned())
+                    } else {
+                        ("application/x-amz-json-1.1", "{}".to_owned())
+                    };
+                    let _ = bodies.send(body);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if writer
+                        .write_all(head.as_bytes())
+                        .and_then(|()| writer.write_all(answer.as_bytes()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Even at `RUST_LOG=trace` with the SDK's `LOG_SENSITIVE_BODIES=true`, the shipper's log
+/// never holds the IRSA web-identity token, the session credentials STS hands out, or a
+/// line's payload: the SDK and HTTP libraries that would log bodies and signed headers are
+/// capped.
+#[test]
+fn trace_logs_hold_no_token_and_no_payload() {
+    const TOKEN: &str = "TOKEN-MARKER-3f7a";
+    const PAYLOAD: &str = "PAYLOAD-MARKER-81c4";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let id = "c".repeat(64);
+    std::fs::write(
+        logs.join(format!("web-0_shop_app-{id}.log")),
+        format!("2026-12-03T10:00:00Z stdout F {PAYLOAD}\n"),
+    )
+    .expect("log file");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("token");
+    let (bodies_tx, bodies) = std::sync::mpsc::channel();
+    let endpoint = fake_aws(bodies_tx);
+    let log_path = dir.path().join("shipper.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut child = shipper()
+        .arg("run")
+        .env("RUST_LOG", "trace")
+        // What an operator debugging the SDK sets: it un-redacts the bodies the SDK logs.
+        .env("LOG_SENSITIVE_BODIES", "true")
+        .env("CLUSTER_NAME", "c")
+        .env("NODE_NAME", "n")
+        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
+        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
+        .env("SHIPPER_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SHIPPER_LOG_FORMAT", "json")
+        .env("SHIPPER_METADATA_WAIT", "50ms")
+        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/w")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .stdout(log.try_clone().expect("clone"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn shipper");
+    // The token and the payload must both have gone over the wire, or the test proves nothing.
+    let (mut token_sent, mut payload_sent) = (false, false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(token_sent && payload_sent) && std::time::Instant::now() < deadline {
+        if let Ok(body) = bodies.recv_timeout(std::time::Duration::from_millis(200)) {
+            token_sent |= body.contains(TOKEN);
+            payload_sent |= body.contains(PAYLOAD);
+        }
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(token_sent && payload_sent, "token sent {token_sent}, payload sent {payload_sent}:\n{log}");
+    assert!(log.lines().any(|l| l.contains("\"TRACE\"")), "trace logging was not on:\n{log}");
+    for secret in [TOKEN, PAYLOAD, "SESSION-MARKER-9e2b", "SECRET-MARKER-5c1d"] {
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(secret)).take(3).collect();
+        assert!(leaks.is_empty(), "{secret} in the log:\n{}", leaks.join("\n"));
+    }
+}
+
+/// Started with a low soft open-file limit (a runtime's default), the shipper raises it to
+/// the hard limit and exports both the limit and the descriptors it holds.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let binary = env!("CARGO_BIN_EXE_shipper");
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" run", binary])
+        .env("CLUSTER_NAME", "c")
+        .env("NODE_NAME", "n")
+        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
+        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", dir.path().display()))
+        .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn shipper");
+    let mut metrics = String::new();
+    wait_for("/metrics", || {
+        metrics = http_get(port, "/metrics").unwrap_or_default();
+        metrics.contains("shipper_open_fds_limit")
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("Max open files");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(soft, "256", "the soft limit stayed where the runtime put it: {line}");
+    assert_eq!(soft, hard, "{line}");
+    let value = |name: &str| -> i64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).expect(name);
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("value")
+    };
+    let exported = value("shipper_open_fds_limit");
+    assert_eq!(exported.to_string(), if hard == "unlimited" { "-1".to_owned() } else { hard.to_owned() });
+    assert!((3..256).contains(&value("shipper_open_fds")), "{metrics}");
+}

@@ -9,6 +9,7 @@
 mod dispatch;
 mod http;
 mod ingest;
+mod limits;
 mod lock;
 mod pipeline;
 
@@ -76,6 +77,8 @@ const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
 pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut signals = Signals::new();
     let metrics = Arc::new(Metrics::default());
+    let open_files = limits::raise_open_file_limit().map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    Metrics::set(&metrics.open_fds_limit, open_files);
     Metrics::set(&metrics.spool_max_bytes, i64::try_from(config.spool_max_bytes).unwrap_or(i64::MAX));
     // The spool, the manifest and the dead letters hold every tenant's logs: everything the
     // agent creates is its owner's alone (files 0600, directories 0700), and the state

@@ -250,6 +250,8 @@ pub struct Metrics {
     pub state_lock_waiting: AtomicI64,
     /// Connections open on the `/metrics` listener.
     pub http_connections: AtomicI64,
+    /// The soft open-file limit in force (-1: unlimited).
+    pub open_fds_limit: AtomicI64,
     /// `/metrics` listener connections closed to make room for a new one (at the cap).
     pub http_connections_evicted: AtomicU64,
     /// Lines read and skipped because their container is excluded, by deciding rule.
@@ -484,6 +486,13 @@ impl Metrics {
             "1 while another shipper holds the state directory and this one waits, touching nothing.",
             gload(&self.state_lock_waiting),
         );
+        g(&mut out, "shipper_open_fds", "File descriptors the process holds open.", open_fds());
+        g(
+            &mut out,
+            "shipper_open_fds_limit",
+            "The soft open-file limit (raised to the hard limit at start; -1: unlimited).",
+            gload(&self.open_fds_limit),
+        );
         g(
             &mut out,
             "shipper_http_connections",
@@ -533,6 +542,12 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Descriptors open in this process (`/proc/self/fd`, less the one reading it); -1 where
+/// `/proc` is not mounted.
+fn open_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd").map_or(-1, |dir| dir.count() as i64 - 1)
 }
 
 #[cfg(test)]
