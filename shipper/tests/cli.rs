@@ -229,16 +229,19 @@ fn route_names_the_workload_and_the_deciding_rules() {
     assert_eq!(app["multiline"]["rule"], "multiline_rules[0]");
 }
 
+/// `shipper check` for cluster `prod` on node `node` with `envs`.
+fn check_on(node: &str, envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = shipper();
+    cmd.arg("check").env("CLUSTER_NAME", "prod").env("NODE_NAME", node);
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    cmd.output().expect("runs")
+}
+
 #[test]
 fn check_shows_the_new_settings_and_warns_about_risky_templates() {
-    let check = |envs: &[(&str, &str)]| {
-        let mut cmd = shipper();
-        cmd.arg("check").env("CLUSTER_NAME", "prod").env("NODE_NAME", "n1");
-        for (key, value) in envs {
-            cmd.env(key, value);
-        }
-        cmd.output().expect("runs")
-    };
+    let check = |envs: &[(&str, &str)]| check_on("n1", envs);
     let out = check(&[]);
     let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(warnings.contains("fall through to {pod}"), "the default template falls through: {warnings}");
@@ -303,6 +306,24 @@ fn readme_settings_table_matches_the_binary() {
     assert!(unknown.is_empty(), "README table rows the binary does not know: {unknown:?}");
 }
 
+/// `shipper run` with what every run test shares: state in `dir/state`, the logs under
+/// `logs`, `/metrics` on `port`, no Kubernetes API (lines route from file names after
+/// 50 ms), region us-east-1, a 1 s drain. Later `env` calls override any of these.
+fn shipper_run(dir: &std::path::Path, logs: &std::path::Path, port: u16) -> Command {
+    let mut cmd = shipper();
+    cmd.arg("run")
+        .env("CLUSTER_NAME", "c")
+        .env("NODE_NAME", "n")
+        .env("SHIPPER_STATE_DIR", dir.join("state"))
+        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
+        .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHIPPER_METADATA_WAIT", "50ms")
+        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
+        .env("AWS_REGION", "us-east-1")
+        .env("KUBECONFIG", dir.join("no-kubeconfig"));
+    cmd
+}
+
 /// A free loopback port (bound, then released for the child to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -345,20 +366,11 @@ fn a_second_instance_waits_for_the_state_directory() {
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let start = |name: &str, port: u16| {
         let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log file");
-        shipper()
-            .arg("run")
-            .env("CLUSTER_NAME", "c")
-            .env("NODE_NAME", "n")
-            .env("SHIPPER_STATE_DIR", &state)
-            .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
-            .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
+        shipper_run(dir.path(), &logs, port)
             .env("SHIPPER_LOG_FORMAT", "text")
-            .env("SHIPPER_SHUTDOWN_GRACE", "1s")
-            .env("AWS_REGION", "us-east-1")
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
             .stdout(log.try_clone().expect("clone"))
             .stderr(log)
             .spawn()
@@ -428,21 +440,12 @@ fn a_second_signal_exits_at_once() {
     let held = std::thread::spawn(move || blackhole.incoming().take(8).flatten().collect::<Vec<_>>());
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("shipper.log")).expect("log");
-    let mut child = shipper()
-        .arg("run")
-        .env("CLUSTER_NAME", "c")
-        .env("NODE_NAME", "n")
-        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
-        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
-        .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
+    let mut child = shipper_run(dir.path(), &logs, port)
         .env("SHIPPER_LOG_FORMAT", "text")
-        .env("SHIPPER_METADATA_WAIT", "50ms")
         .env("SHIPPER_SHUTDOWN_GRACE", "60s")
-        .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
         .stdout(log.try_clone().expect("clone"))
         .stderr(log)
         .spawn()
@@ -557,26 +560,12 @@ fn first_proxied_request(env: &[(&str, &str)]) -> String {
             let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
         }
     });
-    let mut command = shipper();
+    // No endpoint override and no NO_PROXY: `shipper()` starts from an empty environment.
+    let mut command = shipper_run(dir.path(), &logs, free_port());
     command
-        .arg("run")
-        .env("CLUSTER_NAME", "c")
-        .env("NODE_NAME", "n")
-        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
-        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
-        .env("SHIPPER_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("SHIPPER_METADATA_WAIT", "50ms")
-        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
-        .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("HTTPS_PROXY", &proxy_url)
-        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
-        .env_remove("AWS_ENDPOINT_URL_STS")
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     for (key, value) in env {
@@ -613,14 +602,7 @@ fn proxy_fips_and_dual_stack_come_from_the_sdks_variables() {
 /// STS would refuse, naming the key.
 #[test]
 fn check_shows_the_role_and_refuses_what_sts_would() {
-    let check = |envs: &[(&str, &str)]| {
-        let mut cmd = shipper();
-        cmd.arg("check").env("CLUSTER_NAME", "prod").env("NODE_NAME", "ip-10-0-1-7.ec2.internal");
-        for (key, value) in envs {
-            cmd.env(key, value);
-        }
-        cmd.output().expect("runs")
-    };
+    let check = |envs: &[(&str, &str)]| check_on("ip-10-0-1-7.ec2.internal", envs);
     let out = check(&[
         ("SHIPPER_ROLE_ARN", "arn:aws:iam::210987654321:role/k8s-log-writer"),
         ("SHIPPER_EXTERNAL_ID", "prod-eu-1"),
@@ -755,30 +737,18 @@ fn trace_logs_hold_no_token_and_no_payload() {
     let endpoint = fake_aws(bodies_tx);
     let log_path = dir.path().join("shipper.log");
     let log = std::fs::File::create(&log_path).expect("log");
-    let mut child = shipper()
-        .arg("run")
+    // No static keys (`shipper()` starts from an empty environment): IRSA's web identity.
+    let mut child = shipper_run(dir.path(), &logs, free_port())
         .env("RUST_LOG", "trace")
         // What an operator debugging the SDK sets: it un-redacts the bodies the SDK logs.
         .env("LOG_SENSITIVE_BODIES", "true")
-        .env("CLUSTER_NAME", "c")
-        .env("NODE_NAME", "n")
-        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
-        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", logs.display()))
-        .env("SHIPPER_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("SHIPPER_LOG_FORMAT", "json")
-        .env("SHIPPER_METADATA_WAIT", "50ms")
-        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
-        .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/w")
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_PROFILE")
         .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
         .stdout(log.try_clone().expect("clone"))
         .stderr(log)
         .spawn()
@@ -809,20 +779,16 @@ fn trace_logs_hold_no_token_and_no_payload() {
 fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let binary = env!("CARGO_BIN_EXE_shipper");
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -Sn 256 && exec \"$0\" run", binary])
-        .env("CLUSTER_NAME", "c")
-        .env("NODE_NAME", "n")
-        .env("SHIPPER_STATE_DIR", dir.path().join("state"))
-        .env("SHIPPER_LOG_PATHS", format!("{}/*.log", dir.path().display()))
-        .env("SHIPPER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SHIPPER_SHUTDOWN_GRACE", "1s")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    let mut run = shipper_run(dir.path(), dir.path(), port);
+    run.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    let envs: Vec<_> = run.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" run"])
+        .arg(run.get_program())
+        .env_clear()
+        .envs(envs)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

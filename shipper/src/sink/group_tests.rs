@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::testing::{FakeCloudWatch, Fault, Op};
+use super::testing::{FakeCloudWatch, Fault, Op, fast_options};
 use super::*;
 use crate::config::{GroupPolicy, GroupSettings, LogGroupClass, RetentionApply};
 
@@ -29,14 +29,7 @@ fn settings() -> GroupSettings {
 fn sink(url: &str, dir: &Path, groups: GroupOptions) -> (CloudWatch, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     let client = client_for_endpoint(url, "us-east-1", Duration::from_secs(10));
-    let options = SinkOptions {
-        backoff_base: Duration::from_millis(1),
-        backoff_cap: Duration::from_millis(4),
-        request_timeout: Duration::from_secs(10),
-        dead_letter_dir: dir.to_path_buf(),
-        create_group_rate: 1_000.0,
-        groups,
-    };
+    let options = fast_options(dir, groups);
     (CloudWatch::new(client, options, Arc::clone(&metrics)), metrics)
 }
 

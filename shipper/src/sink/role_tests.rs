@@ -11,7 +11,7 @@ use aws_sdk_cloudwatchlogs::config::{Credentials, Region};
 use tokio_util::sync::CancellationToken;
 
 use super::client::client_from_config;
-use super::testing::{FakeCloudWatch, Op};
+use super::testing::{FakeCloudWatch, Op, fast_options};
 use super::testing_sts::issued_key;
 use super::*;
 use crate::config::AssumeRole;
@@ -43,14 +43,7 @@ async fn sink(
         .load()
         .await;
     let client = client_from_config(&shared, role).await;
-    let options = SinkOptions {
-        backoff_base: Duration::from_millis(1),
-        backoff_cap: Duration::from_millis(4),
-        request_timeout: Duration::from_secs(10),
-        dead_letter_dir: dir.to_path_buf(),
-        create_group_rate: 1_000.0,
-        groups: GroupOptions::default(),
-    };
+    let options = fast_options(dir, GroupOptions::default());
     let metrics = Arc::new(Metrics::default());
     (CloudWatch::new(client, options, Arc::clone(&metrics)), metrics)
 }

@@ -21,6 +21,21 @@ use serde_json::{Value, json};
 use super::rejected::{MAX_EVENT_AGE_MS, MAX_EVENT_FUTURE_MS};
 use super::testing_sts::{self, StsModel};
 
+/// Sink options for tests: millisecond backoff, no create pacing to speak of.
+pub(crate) fn fast_options(
+    dead_letter_dir: &std::path::Path,
+    groups: super::GroupOptions,
+) -> super::SinkOptions {
+    super::SinkOptions {
+        backoff_base: Duration::from_millis(1),
+        backoff_cap: Duration::from_millis(4),
+        request_timeout: Duration::from_secs(10),
+        dead_letter_dir: dead_letter_dir.to_path_buf(),
+        create_group_rate: 1_000.0,
+        groups,
+    }
+}
+
 /// The operations the sink calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) enum Op {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::testing::{FakeCloudWatch, Fault, Op, RejectStyle};
+use super::testing::{FakeCloudWatch, Fault, Op, RejectStyle, fast_options};
 use super::*;
 
 const GROUP: &str = "k8s_test_default_app_main";
@@ -14,14 +14,7 @@ const STREAM: &str = "pod-1_main";
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 fn options(dir: &Path) -> SinkOptions {
-    SinkOptions {
-        backoff_base: Duration::from_millis(1),
-        backoff_cap: Duration::from_millis(4),
-        request_timeout: Duration::from_secs(10),
-        dead_letter_dir: dir.to_path_buf(),
-        create_group_rate: 1_000.0,
-        groups: GroupOptions::default(),
-    }
+    fast_options(dir, GroupOptions::default())
 }
 
 fn sink(url: &str, dir: &Path) -> (CloudWatch, Arc<Metrics>) {
