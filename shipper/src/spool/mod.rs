@@ -133,6 +133,22 @@ pub enum SpoolError {
         /// The chunk file.
         path: PathBuf,
     },
+    /// The manifest was written by a newer shipper (a rollback after an upgrade): its
+    /// format is unknown, so nothing is touched; run the newer version, or move the state
+    /// directory aside to start empty.
+    #[error(
+        "spool manifest {path} has format version {found}, newer than the {supported} this shipper \
+         reads: refusing to start and touching nothing. Run the shipper version that wrote it, or \
+         move the state directory aside to start empty (its data is then not shipped)"
+    )]
+    NewerManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The version it carries.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
     /// An earlier write or fsync of `path` failed, so what reached the disk is unknown and
     /// nothing more is committed. Reopen the spool: recovery returns to the last commit.
     #[error("spool write to {path} failed earlier; reopen the spool to recover")]

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::manifest::{ChunkEntry, MANIFEST_FILE, MANIFEST_TMP_FILE, Manifest, StreamEntry, sync_dir};
+use super::manifest::{
+    ChunkEntry, MANIFEST_FILE, MANIFEST_TMP_FILE, MANIFEST_VERSION, Manifest, ManifestProblem, StreamEntry,
+    sync_dir,
+};
 use super::stream::{Chunk, StreamState, is_stream_id};
 use super::{Recovery, Spool, SpoolError, SpoolOptions, chunk};
 
@@ -33,9 +36,20 @@ pub(super) fn recover(dir: &Path, options: SpoolOptions) -> Result<(Spool, Recov
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut recovery = Recovery::default();
     let quarantine = Quarantine::new(dir.join(QUARANTINE_DIR));
+    let manifest_bytes = Manifest::read_bytes(dir)?;
+    // Checked before anything is touched: a newer shipper's spool is left as it is.
+    if let Some(Err(ManifestProblem::UnknownVersion(found))) = manifest_bytes.as_deref().map(Manifest::parse)
+        && found > MANIFEST_VERSION
+    {
+        return Err(SpoolError::NewerManifest {
+            path: dir.join(MANIFEST_FILE),
+            found,
+            supported: MANIFEST_VERSION,
+        });
+    }
     remove_if_exists(&dir.join(MANIFEST_TMP_FILE))?;
 
-    let manifest = match Manifest::read_bytes(dir)? {
+    let manifest = match manifest_bytes {
         None => None,
         Some(bytes) => match Manifest::parse(&bytes) {
             Ok(manifest) => Some(manifest),

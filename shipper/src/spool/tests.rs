@@ -368,7 +368,9 @@ fn corrupt_record_quarantines_the_chunk_and_keeps_its_good_prefix() {
 
 #[test]
 fn corrupt_or_unknown_manifest_is_quarantined_with_its_chunks() {
-    for garbage in [&b"{not json"[..], br#"{"version":99}"#] {
+    // Version 0 was never written: only damage makes one. (A newer version is refused,
+    // see the next test.)
+    for garbage in [&b"{not json"[..], br#"{"version":0}"#] {
         let tmp = tempfile::tempdir().expect("tempdir");
         {
             let (mut spool, _) = open(tmp.path());
@@ -386,6 +388,47 @@ fn corrupt_or_unknown_manifest_is_quarantined_with_its_chunks() {
         let (_, again) = open(tmp.path());
         assert!(again.quarantined.is_empty());
     }
+}
+
+/// Every file under `dir` with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).expect("read_dir").map(|e| e.expect("entry").path()));
+        } else {
+            files.insert(path.clone(), std::fs::read(&path).expect("read"));
+        }
+    }
+    files
+}
+
+/// A rollback after an upgrade: the manifest is a newer shipper's. Recovery refuses with an
+/// error naming both versions and leaves every file as it was (the newer version can still
+/// ship them), where it used to quarantine the whole spool.
+#[test]
+fn a_newer_manifest_is_refused_and_nothing_is_touched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut spool, _) = open(tmp.path());
+        spool.append(&dest(1), 1, "m").expect("append");
+        spool.commit(b"s").expect("commit");
+    }
+    let newer = format!(
+        r#"{{"version":{},"streams":"a shape this build does not know"}}"#,
+        manifest::MANIFEST_VERSION + 1
+    );
+    std::fs::write(tmp.path().join("manifest"), &newer).expect("write");
+    std::fs::write(tmp.path().join("manifest.tmp"), "half-written by the newer version").expect("write");
+    let before = tree(tmp.path());
+
+    let err = Spool::open(tmp.path(), options()).map(|_| ()).expect_err("a newer manifest must be refused");
+
+    let text = err.to_string();
+    assert!(matches!(err, SpoolError::NewerManifest { found: 2, supported: 1, .. }), "{text}");
+    assert!(text.contains("touching nothing"), "{text}");
+    assert_eq!(tree(tmp.path()), before, "recovery touched the newer spool");
 }
 
 /// Found by the `spool_recovery` fuzz target: a manifest with `next_seq` at `u64::MAX`
