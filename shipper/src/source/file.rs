@@ -49,6 +49,9 @@ pub(super) struct TailedFile {
     /// The file's first bytes, for checkpoint fingerprints.
     head: [u8; FINGERPRINT_BYTES],
     head_len: usize,
+    /// No `\n` will ever come (the file is rotated or deleted and final): the bytes after
+    /// the last one are handed out as a last line rather than lost.
+    pub(super) final_tail: bool,
 }
 
 impl TailedFile {
@@ -73,6 +76,7 @@ impl TailedFile {
             known_len: meta.len(),
             head: [0; FINGERPRINT_BYTES],
             head_len: 0,
+            final_tail: false,
         };
         tailed.load_head();
         tailed
@@ -113,9 +117,10 @@ impl TailedFile {
         self.known_len
     }
 
-    /// Bytes we have not looked at yet (which may hold complete lines).
+    /// Bytes we have not looked at yet (which may hold complete lines), or a final file's
+    /// unterminated last line not yet handed out.
     pub(super) fn has_unread(&self) -> bool {
-        self.known_len > self.scanned_to
+        self.known_len > self.scanned_to || (self.final_tail && self.known_len > self.read_offset)
     }
 
     /// Every handed-out byte is in the spool.
@@ -171,6 +176,7 @@ impl TailedFile {
 
     /// Append complete lines to `out`: up to `limit` bytes, or one whole line if the next
     /// line alone is longer. `None` (and `out` untouched) if no complete line is there yet.
+    /// With `final_tail`, the unterminated rest of the file counts as a complete line.
     pub(super) fn read_lines(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<Option<ReadChunk>> {
         let base = out.len();
         let start = self.read_offset;
@@ -209,6 +215,8 @@ impl TailedFile {
         self.capture_head(start, &out[base..]);
         self.scanned_to = pos;
         self.known_len = self.known_len.max(pos);
+        // A final file's last line has no `\n` and never will: it goes as it is.
+        let complete = complete.or((self.final_tail && out.len() > base).then_some(out.len()));
         let Some(end_in_out) = complete else {
             out.truncate(base);
             return Ok(None);

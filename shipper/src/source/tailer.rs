@@ -119,7 +119,7 @@ impl Tailer {
                 file.phase = if renamed { Phase::Rotated } else { Phase::Deleted };
             }
         }
-        self.finish_drained(&mut events);
+        self.finish_drained();
         self.forget_finished(&mut events);
         let mut dirs: BTreeSet<PathBuf> = self.globs.roots().clone();
         dirs.extend(self.files.values().filter_map(|file| file.dir.clone()));
@@ -305,7 +305,7 @@ impl Tailer {
 
     /// Rotated and deleted files read to their end become finished. A rotated file is
     /// only final once nobody writes to it: its successor has data or it was unlinked.
-    fn finish_drained(&mut self, events: &mut Vec<SourceEvent>) {
+    fn finish_drained(&mut self) {
         let draining: Vec<FileKey> = self
             .files
             .iter()
@@ -329,13 +329,13 @@ impl Tailer {
                 continue;
             }
             if file.known_len() > file.read_offset() {
-                // An unterminated last line: no `\n` will ever complete it.
-                events.push(SourceEvent::Lost {
-                    path: file.path.clone(),
-                    from: file.read_offset(),
-                    to: Some(file.known_len()),
-                    reason: LossReason::Unterminated,
-                });
+                // An unterminated last line (a torn write, a cut compressed copy): no `\n`
+                // will ever complete it, but its bytes are there. Hand them out as the last
+                // line; the file finishes once they are read.
+                tracing::info!(path = %file.path.display(), bytes = file.known_len() - file.read_offset(),
+                    "rotated file ends without a newline: its last line is shipped as it is");
+                file.final_tail = true;
+                continue;
             }
             file.phase = Phase::Finished;
         }

@@ -334,6 +334,34 @@ fn a_deleted_file_is_read_to_its_end_then_closed() {
     assert_eq!(tailer.state(), SourceState::default());
 }
 
+/// A rotated or deleted file whose last line never got its `\n` (a torn write): the bytes
+/// are readable, so they are shipped as the file's last line, not reported lost.
+#[test]
+fn the_unterminated_last_line_of_a_finished_file_is_shipped() {
+    for delete in [false, true] {
+        let node = Node::new();
+        let mut app = node.container("web");
+        app.write(b"one\ntw");
+        let mut tailer = node.tailer(1024, SourceState::default());
+        tailer.scan();
+        if delete {
+            app.remove();
+        } else {
+            app.rotate();
+            app.write(b"three\n");
+        }
+        let mut events = Vec::new();
+        let out = drain(&mut tailer, &mut events);
+        let want: &[u8] = if delete { b"one\ntw" } else { b"one\ntwthree\n" };
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want), "delete {delete}");
+        assert!(!events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })), "{events:?}");
+        assert!(
+            events.iter().any(|e| matches!(e, SourceEvent::Closed { .. })),
+            "the file finished: {events:?}"
+        );
+    }
+}
+
 #[test]
 fn restart_from_state_neither_rereads_nor_skips() {
     let node = Node::new();
@@ -583,9 +611,8 @@ fn check_interleaving(steps: &[Step], read_chunk_bytes: usize) -> Result<(), Tes
                 written.extend_from_slice(bytes);
             }
             Step::Rotate { delete_rotated } => {
-                if written.last().is_some_and(|b| *b != b'\n') {
-                    continue;
-                }
+                // An unterminated last line rotates away with its file, and is shipped as
+                // it is: the bytes still arrive, in order.
                 // The agent looks at least once per rotation interval.
                 events.extend(tailer.scan());
                 let rotated = app.rotate();

@@ -60,7 +60,8 @@ impl DropReason {
 pub enum LossReason {
     /// The file was cut (copytruncate) before these bytes were read.
     Truncated,
-    /// The file ended for good on a line without a newline.
+    /// The file ended for good on a line without a newline. No longer counted (that line
+    /// is shipped as it is); the series stays so dashboards and alerts keep working.
     Unterminated,
     /// The checkpointed file is gone: deleted (kubelet's oldest rotation) while the shipper
     /// was not running.

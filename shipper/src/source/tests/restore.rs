@@ -168,7 +168,6 @@ fn a_corrupt_gz_is_reported_lost_and_the_rest_is_still_read() {
     let live = line(402);
     assert!(out.ends_with(&live), "{}", lossy(&out));
     let from_cut = &out[..out.len() - live.len()];
-    assert_eq!(from_cut.len() % line_len(), 0);
     let expected = lines(2..=400);
     assert!(!from_cut.is_empty() && from_cut.len() < expected.len(), "{}", from_cut.len());
     assert_eq!(lossy(from_cut), lossy(&expected[..from_cut.len()]));
@@ -185,11 +184,9 @@ fn a_corrupt_gz_is_reported_lost_and_the_rest_is_still_read() {
         ] if *a == cut && *a_from >= cut_from && *b == garbage),
         "{at_restore:?}"
     );
-    // And the line the cut went through, if it did not end at a line boundary.
-    assert!(
-        torn.iter().all(|e| matches!(e, SourceEvent::Lost { from, to: Some(_), reason: LossReason::Unterminated, .. } if *from == cut_from)),
-        "{torn:?}"
-    );
+    // The line the cut went through, if it did not end at a line boundary, was shipped as
+    // far as it could be read (the prefix check above): nothing of it is reported lost.
+    assert!(torn.is_empty(), "{torn:?}");
 }
 
 #[test]
