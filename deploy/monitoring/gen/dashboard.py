@@ -49,7 +49,7 @@ ts("Retries", "CloudWatch calls retried per second (any operation), by shipper."
    [(f'sum by (instance) (rate(shipper_retries_total{{{SEL}}}[$__rate_interval]))', "{{instance}}")], unit="reqps", x=12)
 advance()
 row("Drops and losses")
-ts("Dropped events by reason", "Events dropped (dead-lettered or logged) per interval, by reason: too_old, too_new, expired, invalid, spool_corrupt, source_lost, empty_message. Should stay at 0.",
+ts("Dropped events by reason", "Events dropped (dead-lettered or logged) per interval, by reason: too_old, too_new, expired, invalid, spool_corrupt, empty_message. Should stay at 0. Bytes never read are not events: see the two panels of source losses.",
    [(f'sum by (reason) (increase(shipper_events_dropped_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], stack=True, w=8)
 ts("Lost source files by reason", "Files with bytes that can never be read, per interval, by reason (vanished, truncated, unterminated, unreadable). Should stay at 0.",
    [(f'sum by (reason) (increase(shipper_source_lost_files_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], stack=True, x=8, w=8)

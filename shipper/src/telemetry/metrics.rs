@@ -18,21 +18,18 @@ pub enum DropReason {
     Invalid,
     /// A spool record failed its checksum on recovery and was quarantined.
     SpoolCorrupt,
-    /// A source file disappeared (rotated away and deleted) before it was fully read.
-    SourceLost,
     /// An empty line in the `raw` message format (CloudWatch refuses empty messages).
     EmptyMessage,
 }
 
 impl DropReason {
     /// All reasons, in export order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::TooOld,
         DropReason::TooNew,
         DropReason::Expired,
         DropReason::Invalid,
         DropReason::SpoolCorrupt,
-        DropReason::SourceLost,
         DropReason::EmptyMessage,
     ];
 
@@ -44,7 +41,6 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::Invalid => "invalid",
             DropReason::SpoolCorrupt => "spool_corrupt",
-            DropReason::SourceLost => "source_lost",
             DropReason::EmptyMessage => "empty_message",
         }
     }
