@@ -160,6 +160,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         restored,
     )?;
 
+    // The pod cache keeps only the labels and annotations the settings can read.
+    let keys = config.routing().map_err(|e| AgentError::Template(e.to_string()))?.metadata_keys();
     let watch = {
         let pods = pods.clone();
         let metrics = metrics.clone();
@@ -169,7 +171,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             loop {
                 match crate::kube::client_from_env().await {
                     Ok(client) => {
-                        crate::kube::run_pod_watch(client, &node, pods, metrics, cancel).await;
+                        crate::kube::run_pod_watch(client, &node, &keys, pods, metrics, cancel).await;
                         return;
                     }
                     Err(e) => {

@@ -10,6 +10,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{PodCache, PodInfo};
+use crate::route::MetadataKeys;
 use crate::telemetry::Metrics;
 
 /// A client from `KUBECONFIG` (or `~/.kube/config`) if present, else in-cluster config.
@@ -17,11 +18,13 @@ pub async fn client_from_env() -> Result<Client, kube::Error> {
     Client::try_default().await
 }
 
-/// Watch this node's pods until `cancel` fires, keeping `cache` current. Errors are retried
+/// Watch this node's pods until `cancel` fires, keeping `cache` current with what routing
+/// can read of them (`keys`). Errors are retried
 /// with kube-runtime's default backoff; lines keep waiting (bounded) meanwhile.
 pub async fn run_pod_watch(
     client: Client,
     node: &str,
+    keys: &MetadataKeys,
     cache: Arc<PodCache>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -40,7 +43,7 @@ pub async fn run_pod_watch(
                 match event {
                     Ok(watcher::Event::Init) => relisted.clear(),
                     Ok(watcher::Event::InitApply(pod)) => {
-                        if let Some(info) = PodInfo::from_pod(&pod) {
+                        if let Some(info) = PodInfo::from_pod(&pod).map(|info| info.trimmed(keys)) {
                             relisted.push((info.namespace.clone(), info.name.clone()));
                             cache.apply(info);
                         }
@@ -52,7 +55,7 @@ pub async fn run_pod_watch(
                         tracing::info!(pods = cache.len(), node, "pod metadata synced");
                     }
                     Ok(watcher::Event::Apply(pod)) => {
-                        if let Some(info) = PodInfo::from_pod(&pod) {
+                        if let Some(info) = PodInfo::from_pod(&pod).map(|info| info.trimmed(keys)) {
                             cache.apply(info);
                         }
                     }

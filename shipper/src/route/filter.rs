@@ -46,6 +46,13 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Record the label keys the rules read (the `shipper.io/…` annotations are always kept).
+    pub fn metadata_keys(&self, keys: &mut super::MetadataKeys) {
+        for matcher in self.include.iter().chain(&self.exclude) {
+            matcher.metadata_keys(keys);
+        }
+    }
+
     /// Compile both lists; unnamed rules are called `include[i]` / `exclude[i]`.
     pub fn new(include: &[MatcherSpec], exclude: &[MatcherSpec]) -> Result<Self, MatcherError> {
         Ok(Filter { include: compile(include, "include")?, exclude: compile(exclude, "exclude")? })
@@ -115,6 +122,13 @@ pub struct MultilineDecision {
 }
 
 impl MultilineChoice {
+    /// Record the label keys the rules read.
+    pub fn metadata_keys(&self, keys: &mut super::MetadataKeys) {
+        for (matcher, _) in &self.rules {
+            matcher.metadata_keys(keys);
+        }
+    }
+
     /// Compile the rules; `default` is the `multiline` setting (`none` or absent: off).
     pub fn new(rules: &[MultilineRuleSpec], default: Option<&str>) -> Result<Self, MatcherError> {
         let rules = rules

@@ -92,6 +92,13 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Record the label keys its selector reads.
+    pub fn metadata_keys(&self, keys: &mut super::MetadataKeys) {
+        for key in self.labels.iter().flat_map(Selector::keys) {
+            keys.label(key);
+        }
+    }
+
     /// Check and compile `spec`; `default_name` names it when the spec does not.
     pub fn new(spec: &MatcherSpec, default_name: String) -> Result<Self, MatcherError> {
         let name = spec.name.clone().unwrap_or(default_name);

@@ -14,10 +14,13 @@
 //!   `shipper.io/…` annotations).
 //! - `plan.rs`: [`Routing::plan`], every per-container decision in one call, shared by the
 //!   agent and `shipper route`.
+//! - `keys.rs`: [`MetadataKeys`], the labels and annotations all of the above can read (the
+//!   pod cache keeps only those).
 //!
 //! Routing runs once per container, not per line; encoding runs per line.
 
 mod filter;
+mod keys;
 mod matcher;
 mod message;
 mod plan;
@@ -33,6 +36,7 @@ pub use filter::{
     Decision, EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION, Filter, MULTILINE_ANNOTATION,
     MultilineChoice, MultilineDecision, MultilineRuleSpec, NO_MULTILINE,
 };
+pub use keys::{MetadataKeys, OWN_ANNOTATION_PREFIX};
 pub use matcher::{Globs, Matcher, MatcherError, MatcherSpec, glob_match};
 pub use message::{
     CONTINUATION_MARKER, ExtraField, MAX_ENVELOPE_FIELD_BYTES, MessageEncoder, MessageFormat, MessageMeta,
@@ -105,6 +109,12 @@ pub struct Router {
 }
 
 impl Router {
+    /// Record the label and annotation keys the templates read.
+    pub fn metadata_keys(&self, keys: &mut MetadataKeys) {
+        self.group.metadata_keys(keys);
+        self.stream.metadata_keys(keys);
+    }
+
     /// Parse both templates.
     pub fn new(group_template: &str, stream_template: &str) -> Result<Self, TemplateError> {
         Ok(Self { group: Template::parse(group_template)?, stream: Template::parse(stream_template)? })

@@ -5,7 +5,7 @@
 use super::filter::{Decision, Filter, MultilineChoice, MultilineDecision, MultilineRuleSpec};
 use super::matcher::{MatcherError, MatcherSpec};
 use super::message::{ExtraField, MessageEncoder, MessageFormat, MessageMeta};
-use super::{Destination, RouteInput, Router, TemplateError};
+use super::{Destination, MetadataKeys, RouteInput, Router, TemplateError};
 
 /// A key `message_fields` may add to the envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +171,22 @@ impl Routing {
             format: settings.message_format,
             fields: settings.message_fields.to_vec(),
         })
+    }
+
+    /// Every label and annotation key these settings can read.
+    pub fn metadata_keys(&self) -> MetadataKeys {
+        let mut keys = MetadataKeys::default();
+        self.router.metadata_keys(&mut keys);
+        self.filter.metadata_keys(&mut keys);
+        self.multiline.metadata_keys(&mut keys);
+        for field in &self.fields {
+            match field {
+                MessageField::Label(key) => keys.label(key),
+                MessageField::Annotation(key) => keys.annotation(key),
+                _ => {}
+            }
+        }
+        keys
     }
 
     /// The name templates.

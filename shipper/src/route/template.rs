@@ -63,6 +63,21 @@ impl Field {
 }
 
 impl Template {
+    /// Record the label and annotation keys the placeholders read.
+    pub(crate) fn metadata_keys(&self, keys: &mut super::MetadataKeys) {
+        for segment in &self.segments {
+            if let Segment::Placeholder(fields) = segment {
+                for field in fields {
+                    match field {
+                        Field::Label(key) => keys.label(key),
+                        Field::Annotation(key) => keys.annotation(key),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// Parse `text`, explaining any mistake in the error's reason.
     pub(crate) fn parse(text: &str) -> Result<Self, TemplateError> {
         let error = |reason: String| TemplateError { template: text.to_owned(), reason };
