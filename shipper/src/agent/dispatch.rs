@@ -154,6 +154,17 @@ impl Job {
                 self.quarantine(&chunk, &e);
                 return;
             }
+            Ok((Err(SpoolError::Io { source, .. }), chunk))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                // Deleted under us (a cleanup script, a disk that lost it): it can never be
+                // read, and retrying would hold its stream until a restart. Count it and go on.
+                let freed = self.free(&chunk);
+                self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
+                tracing::error!(path = %path.display(), group = %chunk.dest.group, stream = %chunk.dest.stream,
+                    events = freed, "spool chunk file is gone: its events are dropped, the stream goes on");
+                return;
+            }
             Ok((Err(e), _)) => {
                 // Not the chunk's fault (EMFILE, EIO...): keep it and try again later.
                 tracing::error!(error = %e, path = %path.display(), "spooled chunk unreadable; retrying");
@@ -195,6 +206,21 @@ impl Job {
         // Err(Cancelled): shutdown; the chunk stays in the spool for the next start.
     }
 
+    /// Free a chunk that will never be sent; returns its events.
+    fn free(&self, chunk: &ChunkRef) -> u64 {
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        let freed = match spool.ack(chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "freeing an unsendable chunk failed");
+                0
+            }
+        };
+        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
+        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+        freed
+    }
+
     /// A chunk that fails verification now (the disk changed it after recovery checked it):
     /// keep a copy in the spool's quarantine for inspection, count its events as dropped,
     /// free it so the stream goes on.
@@ -210,18 +236,64 @@ impl Job {
                 tracing::error!(error = %e, path = %path.display(), "could not copy a corrupt chunk to quarantine");
             }
         }
-        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-        let freed = match spool.ack(chunk) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "freeing a corrupt chunk failed");
-                0
-            }
-        };
-        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
-        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
-        drop(spool);
+        let freed = self.free(chunk);
         self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
         tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, events = freed, "corrupt spool chunk quarantined; its events are dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::Destination;
+    use crate::sink::testing::{FakeCloudWatch, fast_options};
+    use crate::sink::{GroupOptions, client_for_endpoint};
+    use crate::spool::SpoolOptions;
+
+    fn dest(name: &str) -> Destination {
+        Destination { group: "g".into(), stream: name.into() }
+    }
+
+    /// A chunk file deleted under the shipper: its events are counted as dropped and the
+    /// stream goes on; the other stream is unaffected. It used to be retried every second
+    /// until a restart, holding the stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_chunk_is_counted_and_does_not_hold_its_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SpoolOptions { max_bytes: 1 << 30, flush_interval: Duration::from_secs(3600) };
+        let (mut spool, _) = Spool::open(&dir.path().join("spool"), options).unwrap();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        for i in 0..3 {
+            spool.append(&dest("gone"), now + i, &format!("gone {i}")).unwrap();
+            spool.append(&dest("kept"), now + i, &format!("kept {i}")).unwrap();
+        }
+        spool.seal_all();
+        spool.commit(b"").unwrap();
+        let lost = spool.ready(&|_| false).into_iter().find(|c| c.dest.stream == "gone").unwrap();
+        std::fs::remove_file(&lost.path).unwrap();
+
+        let fake = FakeCloudWatch::start().await;
+        let metrics = Arc::new(Metrics::default());
+        let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(10));
+        let sink =
+            CloudWatch::new(client, fast_options(dir.path(), GroupOptions::default()), metrics.clone());
+        let spool = Arc::new(Mutex::new(spool));
+        let dispatcher = Dispatcher::new(spool.clone(), sink, metrics.clone(), 4, Arc::new(Notify::new()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(dispatcher.run(cancel.clone()));
+        let drained = async {
+            while spool.lock().unwrap().events() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), drained).await;
+        cancel.cancel();
+        run.await.unwrap();
+
+        assert!(outcome.is_ok(), "the spool never drained: the missing chunk holds its stream");
+        assert_eq!(fake.stored("g", "kept").len(), 3);
+        assert!(fake.stored("g", "gone").is_empty());
+        assert_eq!(metrics.dropped_total(DropReason::SpoolCorrupt), 3);
     }
 }

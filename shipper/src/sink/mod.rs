@@ -18,7 +18,7 @@ mod retry;
 #[cfg(test)]
 mod role_tests;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod testing_sts;
 #[cfg(test)]
