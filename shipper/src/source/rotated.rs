@@ -31,15 +31,37 @@ pub(super) struct Family {
     pub(super) base: OsString,
 }
 
-/// The family of the file reached through `path`: a symlink's target (which may dangle)
-/// or the path itself.
+/// Symlinks followed at most (the kernel's own limit is 40; kubelet makes two at most).
+const MAX_SYMLINKS: usize = 16;
+
+/// The family of the file reached through `path`: the end of its symlink chain (whose last
+/// target may dangle), or the path itself. On Docker-runtime nodes the chain has two links:
+/// `/var/log/containers/…` → `/var/log/pods/…/0.log` → `/var/lib/docker/containers/<id>/<id>-json.log`,
+/// and the rotations sit next to the last one.
 pub(super) fn family(path: &Path) -> Option<Family> {
-    let real = match fs::read_link(path) {
-        Ok(target) if target.is_relative() => path.parent()?.join(target),
-        Ok(target) => target,
-        Err(_) => path.to_path_buf(),
-    };
+    let mut real = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match fs::read_link(&real) {
+            Ok(target) if target.is_relative() => real = real.parent()?.join(target),
+            Ok(target) => real = target,
+            Err(_) => break,
+        }
+    }
     Some(Family { dir: real.parent()?.to_path_buf(), base: real.file_name()?.to_os_string() })
+}
+
+/// Docker's json-file driver names its log `<id>-json.log`.
+const DOCKER_JSON_SUFFIX: &str = "-json.log";
+
+/// Sort key of a rotation suffix, oldest first. kubelet's suffixes are timestamps of fixed
+/// width (string order is time order); Docker's json-file driver numbers them, `.1` the
+/// newest, so a larger number is older (and `.10` is older than `.9`, not newer).
+fn age_order<'a>(family: &Family, order: &'a str) -> (std::cmp::Reverse<u64>, &'a str) {
+    let numbered = family.base.to_str().is_some_and(|base| base.ends_with(DOCKER_JSON_SUFFIX));
+    match order.parse::<u64>() {
+        Ok(n) if numbered => (std::cmp::Reverse(n), ""),
+        _ => (std::cmp::Reverse(0), order),
+    }
 }
 
 /// A rotated sibling.
@@ -47,8 +69,8 @@ pub(super) fn family(path: &Path) -> Option<Family> {
 pub(super) struct Sibling {
     /// Where it is.
     pub(super) path: PathBuf,
-    /// Rotation order: the name's suffix after `<base>.`, without `.gz` (a fixed-width
-    /// timestamp, so string order is time order).
+    /// Rotation order: the name's suffix after `<base>.`, without `.gz` (kubelet: a
+    /// fixed-width timestamp; Docker: a number, larger is older; see `age_order`).
     pub(super) order: String,
     /// A gzip file.
     pub(super) compressed: bool,
@@ -82,7 +104,9 @@ pub(super) fn siblings(family: &Family) -> Vec<Sibling> {
         })
         .collect();
     // Plain before compressed within one order, so dedup keeps the plain twin.
-    found.sort_by(|a, b| (&a.order, a.compressed).cmp(&(&b.order, b.compressed)));
+    found.sort_by(|a, b| {
+        (age_order(family, &a.order), a.compressed).cmp(&(age_order(family, &b.order), b.compressed))
+    });
     found.dedup_by(|later, earlier| later.order == earlier.order);
     found
 }
@@ -292,6 +316,32 @@ mod tests {
                 (Some("0.log.20261125-100300".into()), "20261125-100300".to_owned(), false),
             ]
         );
+    }
+
+    /// A Docker-runtime node (cri-dockerd): two symlinks to the json-file, whose rotations
+    /// are numbered newest first. Restore finds them at the end of the chain, oldest first.
+    #[test]
+    fn docker_rotations_are_found_through_both_links_and_ordered_by_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = "f00d";
+        let docker = dir.path().join("docker/containers").join(id);
+        let pods = dir.path().join("pods/shop_web-0_uid/app");
+        fs::create_dir_all(&docker).expect("dirs");
+        fs::create_dir_all(&pods).expect("dirs");
+        let json = docker.join(format!("{id}-json.log"));
+        std::os::unix::fs::symlink(&json, pods.join("0.log")).expect("symlink");
+        let link = dir.path().join("web-0_shop_app-f00d.log");
+        std::os::unix::fs::symlink(pods.join("0.log"), &link).expect("symlink");
+        for suffix in ["", ".1", ".2", ".3.gz", ".10"] {
+            fs::write(docker.join(format!("{id}-json.log{suffix}")), b"x\n").expect("write");
+        }
+
+        let family = family(&link).expect("family");
+        assert_eq!(family, Family { dir: docker.clone(), base: format!("{id}-json.log").into() });
+        let orders: Vec<(String, bool)> =
+            siblings(&family).into_iter().map(|s| (s.order, s.compressed)).collect();
+        let want = [("10", false), ("3", true), ("2", false), ("1", false)];
+        assert_eq!(orders, want.map(|(o, c)| (o.to_owned(), c)));
     }
 
     #[test]
