@@ -183,6 +183,11 @@ impl Ingest {
                     tracing::error!(path = %path.display(), from, to, reason = reason.as_str(),
                         "log data lost: these bytes can never be read");
                 }
+                SourceEvent::OpenFailed { path, reason, error } => {
+                    self.metrics.source_open_failed(reason);
+                    tracing::error!(path = %path.display(), reason = reason.as_str(), %error,
+                        "cannot open container log file; retrying at every scan, nothing of it is read until then");
+                }
                 SourceEvent::Skipped { path, from, to, reason } => {
                     // Skipped by configuration (a first install's read_from / ignore_older):
                     // counted apart from losses.

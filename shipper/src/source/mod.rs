@@ -46,7 +46,7 @@ mod tailer;
 #[cfg(test)]
 mod tests;
 
-use crate::telemetry::{LossReason, SkipReason};
+use crate::telemetry::{LossReason, OpenFailure, SkipReason};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -193,6 +193,9 @@ pub enum SourceEvent {
     /// for a skipped `.gz` rotation, which is not decompressed just to be skipped: its range
     /// is `0..` its compressed size.
     Skipped { path: PathBuf, from: u64, to: u64, reason: SkipReason },
+    /// The file at `path` cannot be opened (reported once until it opens; retried at every
+    /// scan). Once it opens, its rotations made meanwhile are read ahead of it.
+    OpenFailed { path: PathBuf, reason: OpenFailure, error: String },
 }
 
 /// Bytes handed out by `read`: whole lines only.

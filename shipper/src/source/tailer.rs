@@ -19,6 +19,7 @@ use super::rotated;
 use crate::telemetry::{LossReason, SkipReason};
 
 use super::{Checkpoint, FileKey, ReadChunk, ReadFrom, SourceError, SourceEvent, SourceState, TailerOptions};
+use crate::telemetry::OpenFailure;
 
 /// `(st_dev, st_ino)`: unique among files we hold open.
 type Inode = (u64, u64);
@@ -38,6 +39,8 @@ pub struct Tailer {
     restored: Option<Vec<Checkpoint>>,
     watcher: DirWatcher,
     last_scan: Option<Instant>,
+    /// Paths whose live file could not be opened, reported once until it opens.
+    unopenable: HashSet<PathBuf>,
 }
 
 impl Tailer {
@@ -78,6 +81,7 @@ impl Tailer {
             restored: Some(restored.files),
             watcher: DirWatcher::new(),
             last_scan: None,
+            unopenable: HashSet::new(),
         })
     }
 
@@ -253,10 +257,23 @@ impl Tailer {
         let (file, meta) = match open(path) {
             Ok(opened) => opened,
             Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "opening log file");
+                if self.unopenable.insert(path.to_path_buf()) {
+                    let reason = OpenFailure::of(&error);
+                    events.push(SourceEvent::OpenFailed {
+                        path: path.to_path_buf(),
+                        reason,
+                        error: error.to_string(),
+                    });
+                }
                 return false;
             }
         };
+        if self.unopenable.remove(path) && live.is_none() {
+            // It could not be opened for a while: what it rotated meanwhile is still next to
+            // it, unread. Read those first, as a restart does for a path without checkpoints.
+            tracing::info!(path = %path.display(), "log file opens now; reading its rotations from meanwhile first");
+            self.restore_path(path, Vec::new(), None, events);
+        }
         if self.inodes.contains_key(&(meta.dev(), meta.ino())) {
             // Already followed through another path (overlapping globs).
             return false;
@@ -682,6 +699,10 @@ impl Tailer {
 
 /// Open `path` (following symlinks) and `fstat` what was opened.
 fn open(path: &Path) -> io::Result<(File, Metadata)> {
+    #[cfg(test)]
+    if let Some(error) = tests_seam::open_error(path) {
+        return Err(error);
+    }
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -828,4 +849,31 @@ fn search_dirs(path: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = target_dir.into_iter().chain(parent).collect();
     dirs.dedup();
     dirs
+}
+
+/// Tests run as root, whom no file mode refuses: they make `open` fail here instead.
+#[cfg(test)]
+pub(super) mod tests_seam {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static FAILING: RefCell<HashMap<PathBuf, i32>> = RefCell::new(HashMap::new());
+    }
+
+    /// Opening a file through `path` fails with `errno` (on this thread) until `heal`.
+    pub(in crate::source) fn fail_open(path: &Path, errno: i32) {
+        FAILING.with(|f| f.borrow_mut().insert(path.to_path_buf(), errno));
+    }
+
+    /// Opening `path` works again.
+    pub(in crate::source) fn heal(path: &Path) {
+        FAILING.with(|f| f.borrow_mut().remove(path));
+    }
+
+    pub(super) fn open_error(path: &Path) -> Option<io::Error> {
+        FAILING.with(|f| f.borrow().get(path).map(|errno| io::Error::from_raw_os_error(*errno)))
+    }
 }

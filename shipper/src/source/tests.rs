@@ -362,6 +362,40 @@ fn the_unterminated_last_line_of_a_finished_file_is_shipped() {
     }
 }
 
+/// A log file the shipper cannot open (out of descriptors, a mode it may not read) is
+/// reported once, not read, and retried; when it finally opens, what it rotated meanwhile
+/// is read first. It used to be opened as if new, its rotated content silently never read.
+#[test]
+fn a_file_that_cannot_be_opened_is_reported_once_and_its_rotations_are_read_when_it_opens() {
+    const EMFILE: i32 = 24;
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"one\n");
+    tailer::tests_seam::fail_open(&app.link, EMFILE);
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let mut events = Vec::new();
+    assert!(drain(&mut tailer, &mut events).is_empty());
+    app.write(b"two\n");
+    events.extend(tailer.scan());
+    app.rotate();
+    app.write(b"three\n");
+    events.extend(tailer.scan());
+    let failed: Vec<_> = events.iter().filter(|e| matches!(e, SourceEvent::OpenFailed { .. })).collect();
+    assert!(
+        matches!(failed.as_slice(), [SourceEvent::OpenFailed { path, reason: OpenFailure::TooManyOpenFiles, .. }] if *path == app.link),
+        "{events:?}"
+    );
+
+    tailer::tests_seam::heal(&app.link);
+    let mut after = Vec::new();
+    let out = drain(&mut tailer, &mut after);
+    assert_eq!(String::from_utf8_lossy(&out), "one\ntwo\nthree\n");
+    assert!(
+        !after.iter().any(|e| matches!(e, SourceEvent::Lost { .. } | SourceEvent::OpenFailed { .. })),
+        "{after:?}"
+    );
+}
+
 #[test]
 fn restart_from_state_neither_rereads_nor_skips() {
     let node = Node::new();

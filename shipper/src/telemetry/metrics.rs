@@ -106,6 +106,43 @@ impl SkipReason {
     }
 }
 
+/// Why a container log file could not be opened (it is retried at every scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpenFailure {
+    /// `EACCES` / `EPERM`: the file's mode or a security module refuses the shipper.
+    PermissionDenied,
+    /// `EMFILE` / `ENFILE`: out of file descriptors.
+    TooManyOpenFiles,
+    /// Anything else (`EIO`, ...).
+    Other,
+}
+
+impl OpenFailure {
+    /// All reasons, in export order.
+    pub const ALL: [OpenFailure; 3] =
+        [OpenFailure::PermissionDenied, OpenFailure::TooManyOpenFiles, OpenFailure::Other];
+
+    /// The reason an I/O error gives.
+    pub fn of(error: &std::io::Error) -> Self {
+        const EMFILE: i32 = 24;
+        const ENFILE: i32 = 23;
+        match error.kind() {
+            std::io::ErrorKind::PermissionDenied => OpenFailure::PermissionDenied,
+            _ if matches!(error.raw_os_error(), Some(EMFILE | ENFILE)) => OpenFailure::TooManyOpenFiles,
+            _ => OpenFailure::Other,
+        }
+    }
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenFailure::PermissionDenied => "permission_denied",
+            OpenFailure::TooManyOpenFiles => "too_many_open_files",
+            OpenFailure::Other => "other",
+        }
+    }
+}
+
 /// Outcome of one PutLogEvents call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PutOutcome {
@@ -220,6 +257,7 @@ pub struct Metrics {
     /// Bytes known to be lost that way (when the file's size was known), by [`LossReason`].
     source_lost_bytes: [AtomicU64; LossReason::ALL.len()],
     /// Files with bytes skipped by choice on a first install, by [`SkipReason`].
+    source_open_failures: [AtomicU64; OpenFailure::ALL.len()],
     source_skipped_files: [AtomicU64; SkipReason::ALL.len()],
     /// Bytes skipped that way, by [`SkipReason`].
     source_skipped_bytes: [AtomicU64; SkipReason::ALL.len()],
@@ -284,6 +322,16 @@ impl Metrics {
     /// Files that lost bytes so far for `reason`.
     pub fn source_lost_files_total(&self, reason: LossReason) -> u64 {
         self.source_lost_files[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// A container log file could not be opened (counted once per path until it opens).
+    pub fn source_open_failed(&self, reason: OpenFailure) {
+        self.source_open_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Paths whose opening has failed so far for `reason`.
+    pub fn source_open_failures_total(&self, reason: OpenFailure) -> u64 {
+        self.source_open_failures[reason as usize].load(Ordering::Relaxed)
     }
 
     /// Count a file whose `bytes` were skipped by choice for `reason`.
@@ -405,6 +453,18 @@ impl Metrics {
             for r in LossReason::ALL {
                 let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", r.as_str(), load(&values[r as usize]));
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shipper_source_open_failures_total Container log files that could not be opened (once per path until it opens; retried at every scan; its rotations made meanwhile are read once it opens), by reason.\n# TYPE shipper_source_open_failures_total counter"
+        );
+        for r in OpenFailure::ALL {
+            let _ = writeln!(
+                out,
+                "shipper_source_open_failures_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                load(&self.source_open_failures[r as usize])
+            );
         }
         for (name, help, values) in [
             (

@@ -7,4 +7,4 @@ mod logging;
 mod metrics;
 
 pub use logging::{LogFormat, init_logging};
-pub use metrics::{DropReason, LossReason, Metrics, PutOutcome, SkipReason};
+pub use metrics::{DropReason, LossReason, Metrics, OpenFailure, PutOutcome, SkipReason};
