@@ -24,6 +24,31 @@ use crate::telemetry::Metrics;
 /// How long a partial line waits for its continuation before it is shipped as it is.
 const PARTIAL_IDLE_FLUSH: Duration = Duration::from_secs(5);
 
+/// Most bytes all files together may hold for unfinished partial lines (each holds at most
+/// `MAX_LINE_BYTES` per stream). Past it the biggest holders send what they have as
+/// `continued` pieces, until half the budget is held: 100 containers each holding a 1 MiB
+/// partial line cost this much memory, not 100 MiB.
+pub const PARTIAL_LINES_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Which files release their partial lines, biggest first, so that what stays held is at
+/// most half the budget (hysteresis: not a release at every read once at the budget).
+fn to_release(mut held: Vec<(FileKey, usize)>, budget: usize) -> Vec<FileKey> {
+    let mut total: usize = held.iter().map(|(_, bytes)| bytes).sum();
+    if total <= budget {
+        return Vec::new();
+    }
+    held.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut keys = Vec::new();
+    for (key, bytes) in held {
+        if total <= budget / 2 {
+            break;
+        }
+        total -= bytes;
+        keys.push(key);
+    }
+    keys
+}
+
 /// The routing settings cannot be compiled (only for a `Config` not built by validation).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestOptionsError {
@@ -275,6 +300,7 @@ impl Ingest {
     fn read_ready(&mut self) -> Result<usize, SpoolError> {
         let now = Instant::now();
         let mut total = 0;
+        let mut partial_bytes: usize = self.files.values().map(FilePipeline::pending_line_bytes).sum();
         let mut paused = std::collections::HashSet::new();
         for key in self.tailer.readable() {
             if !self.ensure_routed(key, now) {
@@ -300,15 +326,35 @@ impl Ingest {
             let Some(file) = self.files.get_mut(&key) else {
                 continue;
             };
+            let held_before = file.pending_line_bytes();
             let safe = {
                 let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
                 file.process(&self.buf, chunk.start, &mut spool, &self.metrics)?
             };
+            partial_bytes = partial_bytes.saturating_sub(held_before) + file.pending_line_bytes();
             self.pending_safe.insert(key, safe);
             self.pending_safe.extend(file.take_released());
+            if partial_bytes > PARTIAL_LINES_BUDGET {
+                partial_bytes = self.release_partials()?;
+            }
         }
         Metrics::set(&self.metrics.streams_paused, paused.len() as i64);
         Ok(total)
+    }
+
+    /// The partial-line budget is spent: the biggest holders send what they hold as
+    /// pieces. Returns the bytes still held.
+    fn release_partials(&mut self) -> Result<usize, SpoolError> {
+        let held = self.files.iter().map(|(key, file)| (*key, file.pending_line_bytes())).collect();
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        for key in to_release(held, PARTIAL_LINES_BUDGET) {
+            if let Some(file) = self.files.get_mut(&key) {
+                let pieces = file.release_partials(&mut spool, &self.metrics)?;
+                Metrics::add(&self.metrics.partial_pieces_released, pieces as u64);
+            }
+        }
+        drop(spool);
+        Ok(self.files.values().map(FilePipeline::pending_line_bytes).sum())
     }
 
     /// Make sure the file has a destination; false while its lines wait for metadata.
@@ -430,5 +476,26 @@ impl Ingest {
         drop(spool);
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn key(n: u64) -> FileKey {
+        FileKey(n)
+    }
+
+    #[test]
+    fn under_the_budget_nothing_is_released() {
+        assert!(to_release(vec![(key(1), 10), (key(2), 20)], 30).is_empty());
+    }
+
+    #[test]
+    fn over_it_the_biggest_holders_go_until_half_is_held() {
+        let held = vec![(key(1), 10), (key(2), 40), (key(3), 30), (key(4), 20)];
+        // 100 held, budget 60: release 40 (60 left, over 30), then 30 (30 left: done).
+        assert_eq!(to_release(held, 60), [key(2), key(3)]);
     }
 }

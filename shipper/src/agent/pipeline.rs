@@ -318,6 +318,24 @@ impl FilePipeline {
         self.spool_lines(spool, metrics)
     }
 
+    /// Bytes held for unfinished partial lines.
+    pub fn pending_line_bytes(&self) -> usize {
+        self.assembler.pending_bytes()
+    }
+
+    /// Spool what unfinished partial lines hold as `continued` pieces (the partial-line
+    /// budget is spent); the lines stay open and their rest follows as further pieces.
+    /// Returns how many pieces went.
+    pub fn release_partials(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<usize, SpoolError> {
+        let first = self.assembler.pending_since().unwrap_or(self.read_end);
+        let before = self.assembled.len();
+        self.assembler.release_pieces(&mut self.assembled);
+        let released = self.assembled.len() - before;
+        self.admit(first, Instant::now());
+        self.spool_lines(spool, metrics)?;
+        Ok(released)
+    }
+
     /// The file is gone for good: emit any pending partial line and held trace. Returns
     /// the rotated files that waited for this file's traces (key, end offset).
     pub fn finish(

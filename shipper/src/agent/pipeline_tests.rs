@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::multiline::Limits;
-use crate::route::{MatcherSpec, MessageFormat, RoutingSettings};
+use crate::route::{CONTINUATION_MARKER, MatcherSpec, MessageFormat, RoutingSettings};
 use crate::spool::{Spool, SpoolOptions};
 
 fn routing(exclude: &[MatcherSpec], format: MessageFormat) -> Routing {
@@ -251,4 +251,35 @@ fn a_burst_of_short_lines_leaves_no_grown_queues_behind() {
     file.process(&bytes, 0, &mut spool, &metrics).expect("process");
     assert_eq!(metrics.events_spooled.load(std::sync::atomic::Ordering::Relaxed), 5_000);
     assert!(file.queue_capacity() <= 3 * 64, "queues kept {} slots after the burst", file.queue_capacity());
+}
+
+/// The partial-line budget spent: what an unfinished line holds goes out as a continued
+/// piece, the line stays open, and its rest follows; the checkpoint stays at the line's
+/// start (a crash re-sends the piece: duplicates, never loss).
+#[test]
+fn released_partials_go_out_as_pieces_and_the_line_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Envelope);
+    let mut file = pipeline(&routing, None);
+    let head = b"2026-12-03T10:00:00.000000000Z stdout P first half, \n".to_vec();
+    let tail = b"2026-12-03T10:00:00.000000000Z stdout F second half\n".to_vec();
+
+    let safe = file.process(&head, 0, &mut spool, &metrics).expect("process");
+    assert_eq!(safe, 0, "an unfinished line holds the checkpoint");
+    assert_eq!(file.pending_line_bytes(), "first half, ".len());
+    assert_eq!(file.release_partials(&mut spool, &metrics).expect("release"), 1);
+    assert_eq!(file.pending_line_bytes(), 0);
+    assert_eq!(file.safe_offset(head.len() as u64), 0, "the line is still open");
+    let released = logs(&mut spool);
+    assert_eq!(released.len(), 1);
+    assert!(
+        released[0].starts_with("first half, ") && released[0].ends_with(CONTINUATION_MARKER),
+        "{released:?}"
+    );
+
+    let end = (head.len() + tail.len()) as u64;
+    assert_eq!(file.process(&tail, head.len() as u64, &mut spool, &metrics).expect("process"), end);
+    assert_eq!(logs(&mut spool), ["second half"]);
 }

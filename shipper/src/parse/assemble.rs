@@ -87,6 +87,23 @@ impl Assembler {
         line.open.then_some(line.first_offset)
     }
 
+    /// Bytes of text held for unfinished lines.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.iter().filter(|line| line.open).map(|line| line.text.len()).sum()
+    }
+
+    /// Emit what unfinished lines hold as `continued` pieces now, keeping the lines open:
+    /// their rest follows as more pieces, exactly as a line over the cap goes out. For when
+    /// memory, not the line, says so.
+    pub fn release_pieces(&mut self, out: &mut Vec<Line>) {
+        let cap = self.max_line_bytes;
+        for (line, stream) in self.pending.iter_mut().zip([Stream::Stdout, Stream::Stderr]) {
+            while line.open && !line.text.is_empty() {
+                line.emit_piece(cap, stream, true, out);
+            }
+        }
+    }
+
     /// Emit whatever is pending as complete lines (the file ended for good), oldest first.
     pub fn flush(&mut self, out: &mut Vec<Line>) {
         let cap = self.max_line_bytes;

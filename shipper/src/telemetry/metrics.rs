@@ -252,6 +252,9 @@ pub struct Metrics {
     pub metadata_missing: AtomicU64,
     /// Lines split into several events because they exceeded the event size limit.
     pub lines_split: AtomicU64,
+    /// Pieces of unfinished partial lines sent early because all files together held more
+    /// than the partial-line budget.
+    pub partial_pieces_released: AtomicU64,
     /// Files with bytes that can never be read, by [`LossReason`].
     source_lost_files: [AtomicU64; LossReason::ALL.len()],
     /// Bytes known to be lost that way (when the file's size was known), by [`LossReason`].
@@ -506,6 +509,12 @@ impl Metrics {
             "shipper_lines_split_total",
             "Lines split into several events because of the event size limit.",
             load(&self.lines_split),
+        );
+        c(
+            &mut out,
+            "shipper_partial_pieces_released_total",
+            "Pieces of unfinished partial lines sent early (as continued pieces) because all files together held more than the partial-line budget.",
+            load(&self.partial_pieces_released),
         );
         c(
             &mut out,
