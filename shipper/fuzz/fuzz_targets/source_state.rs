@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         read_from: ReadFrom::Head,
         ignore_older: None,
         first_install: false,
+        max_deleted_open_bytes: u64::MAX,
     };
     let mut tailer = Tailer::new(options, state).expect("valid options");
     let mut out = Vec::new();

@@ -156,6 +156,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             read_from: config.read_from,
             ignore_older: config.ignore_older,
             first_install: !had_state && recovery_was_empty,
+            max_deleted_open_bytes: crate::source::MAX_DELETED_OPEN_BYTES,
         },
         restored,
     )?;

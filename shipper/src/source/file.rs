@@ -52,6 +52,8 @@ pub(super) struct TailedFile {
     /// No `\n` will ever come (the file is rotated or deleted and final): the bytes after
     /// the last one are handed out as a last line rather than lost.
     pub(super) final_tail: bool,
+    /// Its last link is gone (kubelet deleted it): only our descriptor keeps it on disk.
+    pub(super) unlinked: bool,
 }
 
 impl TailedFile {
@@ -77,6 +79,7 @@ impl TailedFile {
             head: [0; FINGERPRINT_BYTES],
             head_len: 0,
             final_tail: false,
+            unlinked: false,
         };
         tailed.load_head();
         tailed

@@ -129,7 +129,15 @@ pub struct TailerOptions {
     /// There was no saved state at all (no manifest): set by the caller. Only then do
     /// `read_from` and `ignore_older` apply, and only to paths without a checkpoint.
     pub first_install: bool,
+    /// Most bytes of files held open that kubelet already deleted (rotated away, then
+    /// removed as too old) while they wait to be read, as during a long outage with a full
+    /// spool. Past it the oldest are closed and their unread rest reported lost (`vanished`):
+    /// deleted files we hold open still take the node's disk, and a full disk evicts pods.
+    pub max_deleted_open_bytes: u64,
 }
+
+/// Default of [`TailerOptions::max_deleted_open_bytes`].
+pub const MAX_DELETED_OPEN_BYTES: u64 = 1 << 30;
 
 /// Where a first install starts reading a file found by its first scan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -124,6 +124,7 @@ impl Tailer {
             }
         }
         self.finish_drained();
+        self.release_deleted_over_budget(&mut events);
         self.forget_finished(&mut events);
         let mut dirs: BTreeSet<PathBuf> = self.globs.roots().clone();
         dirs.extend(self.files.values().filter_map(|file| file.dir.clone()));
@@ -341,6 +342,7 @@ impl Tailer {
                     continue;
                 }
             };
+            file.unlinked = nlink == 0;
             let is_final = file.phase == Phase::Deleted || nlink == 0 || successor_started;
             if file.has_unread() || !is_final {
                 continue;
@@ -355,6 +357,44 @@ impl Tailer {
                 continue;
             }
             file.phase = Phase::Finished;
+        }
+    }
+
+    /// Deleted files held open beyond `max_deleted_open_bytes` of disk: the oldest are
+    /// closed, their unread rest reported lost. Lines already handed out still go out.
+    fn release_deleted_over_budget(&mut self, events: &mut Vec<SourceEvent>) {
+        let mut held: Vec<(FileKey, u64)> = self
+            .files
+            .iter()
+            .filter(|(_, file)| file.unlinked && file.phase != Phase::Finished)
+            .map(|(key, file)| (*key, file.known_len()))
+            .collect();
+        let mut total: u64 = held.iter().map(|(_, len)| len).sum();
+        if total <= self.options.max_deleted_open_bytes {
+            return;
+        }
+        // Keys grow with discovery: the smallest is the oldest file.
+        held.sort_unstable();
+        for (key, len) in held {
+            if total <= self.options.max_deleted_open_bytes {
+                break;
+            }
+            total -= len;
+            let Some(file) = self.remove(key) else {
+                continue;
+            };
+            tracing::warn!(path = %file.path.display(), bytes = len,
+                budget = self.options.max_deleted_open_bytes,
+                "deleted log files held open exceed their disk budget: closing the oldest");
+            if file.known_len() > file.read_offset() {
+                events.push(SourceEvent::Lost {
+                    path: file.path.clone(),
+                    from: file.read_offset(),
+                    to: Some(file.known_len()),
+                    reason: LossReason::Vanished,
+                });
+            }
+            events.push(SourceEvent::Closed { key, path: file.path });
         }
     }
 

@@ -48,6 +48,7 @@ impl Node {
             read_from: ReadFrom::Head,
             ignore_older: None,
             first_install: false,
+            max_deleted_open_bytes: u64::MAX,
         }
     }
 
@@ -396,6 +397,41 @@ fn a_file_that_cannot_be_opened_is_reported_once_and_its_rotations_are_read_when
     );
 }
 
+/// A long outage with a full spool: reading paused while kubelet kept rotating and
+/// deleting. The deleted files held open past the disk budget are closed, oldest first,
+/// their unread bytes reported lost; what fits the budget is still read, in order.
+#[test]
+fn deleted_files_held_open_past_the_budget_are_released_oldest_first() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    let file_bytes = b"0123456789abcdef\n".repeat(10);
+    let options = TailerOptions { max_deleted_open_bytes: 2 * file_bytes.len() as u64, ..node.options(1024) };
+    let mut tailer = Tailer::new(options, SourceState::default()).expect("tailer");
+    let mut events = tailer.scan();
+    // Five files written, rotated and deleted while nothing is read.
+    for _ in 0..5 {
+        app.write(&file_bytes);
+        events.extend(tailer.scan());
+        let rotated = app.rotate();
+        events.extend(tailer.scan());
+        fs::remove_file(rotated).expect("kubelet deletes the oldest rotation");
+    }
+    app.write(b"live\n");
+    let out = drain(&mut tailer, &mut events);
+
+    let lost: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::Lost { from, to: Some(to), reason: LossReason::Vanished, .. } => Some(to - from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, vec![file_bytes.len() as u64; 3], "the three oldest go: {events:?}");
+    let mut want = file_bytes.repeat(2);
+    want.extend_from_slice(b"live\n");
+    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+}
+
 #[test]
 fn restart_from_state_neither_rereads_nor_skips() {
     let node = Node::new();
@@ -539,6 +575,7 @@ fn invalid_options_are_rejected() {
         read_from: ReadFrom::Head,
         ignore_older: None,
         first_install: false,
+        max_deleted_open_bytes: u64::MAX,
     };
     let zero_chunk = Tailer::new(options(0, Duration::from_secs(1), 1), SourceState::default());
     assert!(matches!(zero_chunk, Err(SourceError::Option { name: "read_chunk_bytes", .. })));
