@@ -80,6 +80,12 @@ impl ChunkWriter {
         Ok(Self { path, file, buf })
     }
 
+    /// Reopen an open chunk for more records, after a commit closed its descriptor.
+    pub(crate) fn reopen(path: PathBuf) -> Result<Self, SpoolError> {
+        let file = File::options().append(true).open(&path).map_err(io_error(&path))?;
+        Ok(Self { path, file, buf: Vec::new() })
+    }
+
     /// Buffer one record (a message of `WRITE_BUFFER_BYTES` or more is written through).
     pub(crate) fn append(&mut self, timestamp_ms: i64, message: &[u8]) -> Result<(), SpoolError> {
         let len = u32::try_from(message.len()).map_err(|_| SpoolError::Io {

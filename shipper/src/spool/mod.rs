@@ -245,7 +245,17 @@ impl Spool {
         let (Some(open), Some(chunk)) = (stream.open.as_mut(), stream.chunks.back_mut()) else {
             unreachable!("an open chunk exists after start_chunk_of")
         };
-        let Some(writer) = chunk.writer.as_mut() else { unreachable!("the open chunk keeps its writer") };
+        if chunk.writer.is_none() {
+            // A commit closed it (see `commit`): open it again for the next records.
+            match ChunkWriter::reopen(chunk.path.clone()) {
+                Ok(writer) => chunk.writer = Some(writer),
+                Err(e) => {
+                    self.poisoned = Some(chunk.path.clone());
+                    return Err(e);
+                }
+            }
+        }
+        let Some(writer) = chunk.writer.as_mut() else { unreachable!("reopened above") };
         if let Err(e) = writer.append(timestamp_ms, message.as_bytes()) {
             self.poisoned = Some(chunk.path.clone());
             return Err(e);
@@ -380,9 +390,10 @@ impl Spool {
                     self.poisoned = Some(chunk.path.clone());
                     return Err(e);
                 }
-                if chunk.sealed {
-                    chunk.writer = None;
-                }
+                // Synced: the descriptor goes, sealed or not. An open chunk reopens at its
+                // next append; one that stays open through an outage (its stream's backlog
+                // fills it) holds no descriptor meanwhile, whatever the number of streams.
+                chunk.writer = None;
             }
         }
         // Stream directories before the spool directory that holds them.
@@ -526,6 +537,16 @@ impl Spool {
     #[cfg(test)]
     fn stream_count(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Chunk files held open (tests).
+    #[cfg(test)]
+    fn open_writers(&self) -> usize {
+        self.streams
+            .values()
+            .flat_map(|stream| stream.chunks.iter())
+            .filter(|chunk| chunk.writer.is_some())
+            .count()
     }
 
     /// Memory held by chunk buffers (tests).

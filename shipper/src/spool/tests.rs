@@ -568,6 +568,33 @@ fn many_streams_buffer_at_most_the_unwritten_budget_between_commits() {
     assert_eq!(drained.values().flatten().map(Vec::len).sum::<usize>(), 30 * 500);
 }
 
+/// 2,000 streams with an open chunk each (an outage: their backlogs keep the chunks open
+/// to fill them): after a commit none holds a descriptor, and appends after it reopen
+/// their chunk and land in it.
+#[test]
+fn open_chunks_hold_no_descriptor_between_commits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) = open(tmp.path());
+    for stream in 0..2000 {
+        spool.append(&dest(stream), 1, "before").expect("append");
+    }
+    assert_eq!(spool.open_writers(), 2000);
+    spool.commit(b"").expect("commit");
+    assert_eq!(spool.open_writers(), 0, "a commit closes every synced chunk");
+    for stream in 0..2000 {
+        spool.append(&dest(stream), 2, "after").expect("append");
+    }
+    spool.seal_all();
+    spool.commit(b"").expect("commit");
+    let drained = drain(&mut spool);
+    assert_eq!(drained.len(), 2000);
+    for chunks in drained.values() {
+        let messages: Vec<&str> = chunks.iter().flatten().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["before", "after"], "one chunk, reopened");
+        assert_eq!(chunks.len(), 1);
+    }
+}
+
 #[test]
 fn chunk_writer_gives_its_buffer_back_at_sync_and_writes_big_messages_through() {
     let tmp = tempfile::tempdir().expect("tempdir");
