@@ -638,10 +638,20 @@ fn check_shows_the_role_and_refuses_what_sts_would() {
     }
 }
 
-/// A fake AWS endpoint for `trace_logs_hold_no_token_and_no_payload`: answers STS
-/// `AssumeRoleWithWebIdentity` with session credentials and every CloudWatch Logs call with
-/// success; sends each request body to `bodies`.
-fn fake_aws(bodies: std::sync::mpsc::Sender<String>) -> String {
+/// A fake AWS endpoint: answers STS `AssumeRoleWithWebIdentity` and the EKS Pod Identity
+/// agent's `GET /v1/credentials` with session credentials, and every CloudWatch Logs call
+/// with success; sends each request to `bodies`.
+/// One request the fake AWS endpoint answered.
+#[derive(Debug)]
+struct Seen {
+    /// `POST / HTTP/1.1`, `GET /v1/credentials HTTP/1.1`.
+    request_line: String,
+    /// The `Authorization` header, if any.
+    authorization: String,
+    body: String,
+}
+
+fn fake_aws(bodies: std::sync::mpsc::Sender<Seen>) -> String {
     use std::io::{BufRead, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -652,7 +662,11 @@ fn fake_aws(bodies: std::sync::mpsc::Sender<String>) -> String {
                 let mut writer = conn.try_clone().expect("clone");
                 let mut reader = std::io::BufReader::new(conn);
                 loop {
-                    let (mut length, mut target) = (0usize, String::new());
+                    let (mut length, mut target, mut authorization) = (0usize, String::new(), String::new());
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
                     let mut line = String::new();
                     loop {
                         line.clear();
@@ -660,6 +674,9 @@ fn fake_aws(bodies: std::sync::mpsc::Sender<String>) -> String {
                             return;
                         }
                         let lower = line.to_ascii_lowercase();
+                        if lower.starts_with("authorization:") {
+                            authorization = line["authorization:".len()..].trim().to_owned();
+                        }
                         if let Some(v) = lower.strip_prefix("content-length:") {
                             length = v.trim().parse().unwrap_or(0);
                         }
@@ -675,7 +692,17 @@ fn fake_aws(bodies: std::sync::mpsc::Sender<String>) -> String {
                         return;
                     }
                     let body = String::from_utf8_lossy(&body).into_owned();
-                    let (content_type, answer) = if body.contains("Action=AssumeRoleWithWebIdentity") {
+                    let (content_type, answer) = if request_line.starts_with("GET /v1/credentials") {
+                        let expires = humantime::format_rfc3339_seconds(
+                            std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+                        );
+                        (
+                            "application/json",
+                            format!(
+                                r#"{{"AccessKeyId":"ASIAPODIDENTITY","SecretAccessKey":"SECRET-MARKER-5c1d","Token":"SESSION-MARKER-9e2b","Expiration":"{expires}","AccountId":"123456789012"}}"#
+                            ),
+                        )
+                    } else if body.contains("Action=AssumeRoleWithWebIdentity") {
                         let expires = humantime::format_rfc3339_seconds(
                             std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
                         );
@@ -695,7 +722,11 @@ fn fake_aws(bodies: std::sync::mpsc::Sender<String>) -> String {
                     } else {
                         ("application/x-amz-json-1.1", "{}".to_owned())
                     };
-                    let _ = bodies.send(body);
+                    let _ = bodies.send(Seen {
+                        request_line: request_line.trim_end().to_owned(),
+                        authorization,
+                        body,
+                    });
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
                         answer.len()
@@ -757,9 +788,9 @@ fn trace_logs_hold_no_token_and_no_payload() {
     let (mut token_sent, mut payload_sent) = (false, false);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !(token_sent && payload_sent) && std::time::Instant::now() < deadline {
-        if let Ok(body) = bodies.recv_timeout(std::time::Duration::from_millis(200)) {
-            token_sent |= body.contains(TOKEN);
-            payload_sent |= body.contains(PAYLOAD);
+        if let Ok(seen) = bodies.recv_timeout(std::time::Duration::from_millis(200)) {
+            token_sent |= seen.body.contains(TOKEN);
+            payload_sent |= seen.body.contains(PAYLOAD);
         }
     }
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
@@ -813,4 +844,51 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let exported = value("shipper_open_fds_limit");
     assert_eq!(exported.to_string(), if hard == "unlimited" { "-1".to_owned() } else { hard.to_owned() });
     assert!((3..256).contains(&value("shipper_open_fds")), "{metrics}");
+}
+
+/// EKS Pod Identity: nothing to configure in the shipper. The agent's variables (set here
+/// as the Pod Identity webhook sets them, with the agent faked on loopback) give the
+/// default chain its credentials: the agent is asked with the projected token, and its
+/// session key signs the CloudWatch Logs calls.
+#[test]
+fn eks_pod_identity_credentials_sign_the_calls() {
+    const TOKEN: &str = "POD-IDENTITY-TOKEN-5e1f";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let id = "d".repeat(64);
+    std::fs::write(logs.join(format!("web-0_shop_app-{id}.log")), "2026-12-03T10:00:00Z stdout F hello\n")
+        .expect("log file");
+    let token_file = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, TOKEN).expect("token");
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let endpoint = fake_aws(seen_tx);
+    let mut child = shipper_run(dir.path(), &logs, free_port())
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{endpoint}/v1/credentials"))
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn shipper");
+    let (mut asked, mut put) = (None, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while put.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(request) = seen.recv_timeout(std::time::Duration::from_millis(200)) {
+            if request.request_line.starts_with("GET /v1/credentials") {
+                asked = Some(request);
+            } else if request.body.contains("logEvents") {
+                put = Some(request);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let asked = asked.expect("the Pod Identity agent was never asked");
+    assert_eq!(asked.authorization, TOKEN, "the agent is asked with the projected token");
+    let put = put.expect("no PutLogEvents arrived");
+    assert!(put.authorization.contains("Credential=ASIAPODIDENTITY/"), "{}", put.authorization);
 }
