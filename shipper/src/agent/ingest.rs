@@ -329,7 +329,7 @@ impl Ingest {
             let held_before = file.pending_line_bytes();
             let safe = {
                 let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-                file.process(&self.buf, chunk.start, &mut spool, &self.metrics)?
+                file.process_chunk(&self.buf, chunk.start, chunk.unfinished, &mut spool, &self.metrics)?
             };
             partial_bytes = partial_bytes.saturating_sub(held_before) + file.pending_line_bytes();
             self.pending_safe.insert(key, safe);

@@ -4,7 +4,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::kube::{PodInfo, Workload, WorkloadRule};
 use crate::multiline::{Combiner, Detector, OpenGroups, Stats};
-use crate::parse::{Assembler, Format, Line, detect_format, parse_record};
+use crate::parse::{Assembler, Format, Line, Record, detect_format, parse_record};
 use crate::route::{Destination, MessageEncoder, MultilineDecision, RouteInput, Routing};
 use crate::source::{ContainerRef, FileKey};
 use crate::spool::{Spool, SpoolError};
@@ -142,6 +142,18 @@ pub struct FilePipeline {
     stats_seen: Stats,
     /// Lines of traces carried into this file after it turned out to be excluded.
     excluded_carried: u64,
+    /// Inside a physical line handed out in prefixes (`ReadChunk::unfinished`): the record
+    /// its first prefix began, whose header the next bytes do not repeat.
+    mid_line: Option<OpenRecord>,
+}
+
+/// The header of a record handed out in prefixes.
+#[derive(Debug, Clone, Copy)]
+struct OpenRecord {
+    timestamp_ms: i64,
+    stream: crate::parse::Stream,
+    /// The record's own tag said `P`.
+    partial: bool,
 }
 
 fn now_ms() -> i64 {
@@ -168,6 +180,7 @@ impl FilePipeline {
             messages: Vec::new(),
             stats_seen: Stats::default(),
             excluded_carried: 0,
+            mid_line: None,
         }
     }
 
@@ -210,21 +223,55 @@ impl FilePipeline {
         spool: &mut Spool,
         metrics: &Metrics,
     ) -> Result<u64, SpoolError> {
+        self.process_chunk(bytes, start, false, spool, metrics)
+    }
+
+    /// [`process`](Self::process) for a chunk that may end inside a physical line
+    /// (`unfinished`: a prefix of a line longer than `LONG_LINE_PREFIX_BYTES`). Its bytes go
+    /// to the assembler as partial records of the line's stream, so the line comes out in
+    /// pieces bounded like any long line, and the checkpoint stays at the line's start.
+    pub fn process_chunk(
+        &mut self,
+        bytes: &[u8],
+        start: u64,
+        unfinished: bool,
+        spool: &mut Spool,
+        metrics: &Metrics,
+    ) -> Result<u64, SpoolError> {
         if self.routed.is_none() {
             return Ok(start);
         }
         let now = Instant::now();
         let mut offset = start;
+        let end = start + bytes.len() as u64;
         for raw in bytes.split_inclusive(|b| *b == b'\n') {
             let line_start = offset;
             offset += raw.len() as u64;
+            let ends_line = raw.ends_with(b"\n");
             // Only the record's `\n` goes: in CRI everything between the tag and it is
             // content, a `\r` that ends a `P` record included (DESIGN §3); docker's own
             // line ending is inside its JSON and handled by its parser.
             let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+            if let Some(open) = self.mid_line {
+                // More of a physical line whose header came with an earlier prefix.
+                if ends_line {
+                    self.mid_line = None;
+                }
+                let record = Record {
+                    timestamp_ms: open.timestamp_ms,
+                    stream: open.stream,
+                    partial: !ends_line || open.partial,
+                    message: std::borrow::Cow::Borrowed(line),
+                };
+                let first = self.assembler.open_since(open.stream).unwrap_or(line_start);
+                self.assembler.push(record, line_start, &mut self.assembled);
+                self.admit(first, now);
+                continue;
+            }
             if line.is_empty() {
                 continue;
             }
+            let prefix = unfinished && !ends_line && offset == end;
             let format = match self.format {
                 Some(f) => f,
                 None => match detect_format(line) {
@@ -236,7 +283,16 @@ impl FilePipeline {
                 },
             };
             match parse_record(format, line) {
-                Ok(record) => {
+                Ok(mut record) => {
+                    if prefix {
+                        // The first prefix of a long physical line: its rest follows.
+                        self.mid_line = Some(OpenRecord {
+                            timestamp_ms: record.timestamp_ms,
+                            stream: record.stream,
+                            partial: record.partial,
+                        });
+                        record.partial = true;
+                    }
                     // Where the line this record completes began (for the combiner's
                     // checkpoint bound).
                     let first = self.assembler.open_since(record.stream).unwrap_or(line_start);

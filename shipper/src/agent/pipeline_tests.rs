@@ -283,3 +283,66 @@ fn released_partials_go_out_as_pieces_and_the_line_goes_on() {
     assert_eq!(file.process(&tail, head.len() as u64, &mut spool, &metrics).expect("process"), end);
     assert_eq!(logs(&mut spool), ["second half"]);
 }
+
+/// A runtime that does not split long lines writes a 3.5 MiB line as one record; the
+/// tailer hands it out in 1 MiB prefixes. The line arrives whole, in pieces bounded like
+/// any long line, and the checkpoint stays at its start until its last byte is in.
+#[test]
+fn a_line_handed_out_in_prefixes_arrives_whole_and_holds_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = spool(dir.path());
+    let metrics = Metrics::default();
+    let routing = routing(&[], MessageFormat::Envelope);
+    let mut file = pipeline(&routing, None);
+    let text: String = (0..3_500_000u32).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let before = cri(&["short"]);
+    let mut record = format!("2026-12-03T10:00:01.000000000Z stderr F {text}\n").into_bytes();
+    record.extend_from_slice(&cri(&["after"]));
+    let mut bytes = before.clone();
+    bytes.extend_from_slice(&record);
+
+    // As the tailer hands it out: the short line, then 1 MiB prefixes, then the rest.
+    let prefix = crate::source::LONG_LINE_PREFIX_BYTES;
+    let line_start = before.len();
+    let line_end = line_start + record.len() - cri(&["after"]).len();
+    let mut at = 0;
+    let mut safe = Vec::new();
+    for (to, unfinished) in [
+        (line_start, false),
+        (line_start + prefix, true),
+        (line_start + 2 * prefix, true),
+        (line_start + 3 * prefix, true),
+        (bytes.len(), false),
+    ] {
+        safe.push(
+            file.process_chunk(&bytes[at..to], at as u64, unfinished, &mut spool, &metrics).expect("process"),
+        );
+        at = to;
+    }
+    assert_eq!(safe[1..4], [line_start as u64; 3], "the checkpoint waits at the line's start");
+    assert_eq!(*safe.last().expect("safe"), bytes.len() as u64);
+    assert!(line_end < bytes.len());
+
+    // One chunk per stream at a time: drain them all.
+    let mut logs = Vec::new();
+    loop {
+        let more = self::logs(&mut spool);
+        if more.is_empty() {
+            break;
+        }
+        logs.extend(more);
+    }
+    assert_eq!(logs.first().map(String::as_str), Some("short"));
+    assert_eq!(logs.last().map(String::as_str), Some("after"));
+    let pieces = &logs[1..logs.len() - 1];
+    assert!(pieces.len() >= 4, "{} pieces", pieces.len());
+    let mut joined = String::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let last = i + 1 == pieces.len();
+        let body = piece.strip_suffix(CONTINUATION_MARKER);
+        assert_eq!(body.is_none(), last, "every piece but the last is marked continued");
+        joined.push_str(body.unwrap_or(piece));
+    }
+    assert_eq!(joined.len(), text.len());
+    assert!(joined == text, "the line arrives whole and in order");
+}

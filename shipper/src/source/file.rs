@@ -178,13 +178,15 @@ impl TailedFile {
     }
 
     /// Append complete lines to `out`: up to `limit` bytes, or one whole line if the next
-    /// line alone is longer. `None` (and `out` untouched) if no complete line is there yet.
+    /// line alone is longer, or a prefix of [`super::LONG_LINE_PREFIX_BYTES`] of a line longer
+    /// than that (`unfinished`). `None` (and `out` untouched) if no complete line is there yet.
     /// With `final_tail`, the unterminated rest of the file counts as a complete line.
     pub(super) fn read_lines(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<Option<ReadChunk>> {
         let base = out.len();
         let start = self.read_offset;
         let mut pos = start;
         let limit = limit.max(1);
+        let mut unfinished = false;
         let complete = loop {
             let round = out.len();
             out.resize(round + limit, 0);
@@ -210,6 +212,11 @@ impl TailedFile {
                 }
                 break Some(round + i + 1);
             }
+            if out.len() - base >= super::LONG_LINE_PREFIX_BYTES {
+                // A line this long goes out in prefixes (see `LONG_LINE_PREFIX_BYTES`).
+                unfinished = true;
+                break Some(out.len());
+            }
             if n < limit {
                 // End of file inside a line: it stays unread until its `\n` arrives.
                 break None;
@@ -227,7 +234,7 @@ impl TailedFile {
         out.truncate(end_in_out);
         let end = start + (end_in_out - base) as u64;
         self.read_offset = end;
-        Ok(Some(ReadChunk { start, end }))
+        Ok(Some(ReadChunk { start, end, unfinished }))
     }
 
     /// Keep the file's first bytes from data read at `start`.

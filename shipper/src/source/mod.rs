@@ -136,6 +136,12 @@ pub struct TailerOptions {
     pub max_deleted_open_bytes: u64,
 }
 
+/// A line without `\n` is handed out in prefixes of this many bytes once it is this long
+/// (a runtime configured not to split long lines writes a whole 200 MB line as one record):
+/// memory stays bounded and nothing is read twice, where waiting for the `\n` would hold the
+/// whole line and re-read it from its start at every growth.
+pub const LONG_LINE_PREFIX_BYTES: usize = 1024 * 1024;
+
 /// Default of [`TailerOptions::max_deleted_open_bytes`].
 pub const MAX_DELETED_OPEN_BYTES: u64 = 1 << 30;
 
@@ -206,13 +212,18 @@ pub enum SourceEvent {
     OpenFailed { path: PathBuf, reason: OpenFailure, error: String },
 }
 
-/// Bytes handed out by `read`: whole lines only.
+/// Bytes handed out by `read`: whole lines, except for a line longer than
+/// [`LONG_LINE_PREFIX_BYTES`], which is handed out in prefixes of that size as it grows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadChunk {
     /// File offset of the first byte.
     pub start: u64,
-    /// File offset just past the last byte (always just after a `\n`).
+    /// File offset just past the last byte: just after a `\n`, unless `unfinished` (or
+    /// the file ended for good without one).
     pub end: u64,
+    /// The chunk ends inside a line longer than [`LONG_LINE_PREFIX_BYTES`]: its rest
+    /// follows in the next chunks.
+    pub unfinished: bool,
 }
 
 /// Tailing failures.

@@ -184,7 +184,7 @@ fn new_file_is_read_from_the_start() {
     assert_eq!(tailer.readable(), [key]);
     let (out, chunk) = read_once(&mut tailer, key).expect("lines");
     assert_eq!(out, b"one\ntwo\n");
-    assert_eq!(chunk, ReadChunk { start: 0, end: 8 });
+    assert_eq!(chunk, ReadChunk { start: 0, end: 8, unfinished: false });
     assert_eq!(read_once(&mut tailer, key), None);
     assert!(tailer.readable().is_empty());
 }
@@ -209,14 +209,20 @@ fn a_torn_line_stays_unread_until_its_newline_arrives() {
     app.write(b"one\ntw");
     let mut tailer = node.tailer(1024, SourceState::default());
     let key = opened_key(&tailer.scan());
-    assert_eq!(read_once(&mut tailer, key), Some((b"one\n".to_vec(), ReadChunk { start: 0, end: 4 })));
+    assert_eq!(
+        read_once(&mut tailer, key),
+        Some((b"one\n".to_vec(), ReadChunk { start: 0, end: 4, unfinished: false }))
+    );
     assert_eq!(read_once(&mut tailer, key), None);
     // Looked at already: not reported readable again until the file grows.
     assert!(tailer.readable().is_empty());
     app.write(b"o\n");
     tailer.scan();
     assert_eq!(tailer.readable(), [key]);
-    assert_eq!(read_once(&mut tailer, key), Some((b"two\n".to_vec(), ReadChunk { start: 4, end: 8 })));
+    assert_eq!(
+        read_once(&mut tailer, key),
+        Some((b"two\n".to_vec(), ReadChunk { start: 4, end: 8, unfinished: false }))
+    );
 }
 
 #[test]
@@ -238,6 +244,43 @@ fn chunks_hold_whole_lines_and_a_long_line_still_makes_progress() {
     let mut long_line = long.to_vec();
     long_line.push(b'\n');
     assert_eq!(reads, [b"ab\ncd\n".to_vec(), long_line, b"ef\n".to_vec()]);
+}
+
+/// A line without `\n` growing past `LONG_LINE_PREFIX_BYTES` (a runtime that does not
+/// split long lines): handed out in prefixes as it grows, each byte once, instead of held
+/// whole and re-read from its start at every growth.
+#[test]
+fn a_long_line_goes_out_in_prefixes_and_nothing_is_read_twice() {
+    let node = Node::new();
+    let mut app = node.container("web");
+    let prefix = LONG_LINE_PREFIX_BYTES;
+    let mut written = b"short\n".to_vec();
+    written.extend(std::iter::repeat_n(b'x', prefix * 5 / 2));
+    app.write(&written);
+    let mut tailer = node.tailer(256 * 1024, SourceState::default());
+    let key = opened_key(&tailer.scan());
+    let mut chunks = Vec::new();
+    while let Some(read) = read_once(&mut tailer, key) {
+        chunks.push(read);
+    }
+    // The rest of the line, then its end.
+    let rest = [vec![b'y'; prefix], b"\n".to_vec()].concat();
+    app.write(&rest);
+    written.extend_from_slice(&rest);
+    tailer.scan();
+    while let Some(read) = read_once(&mut tailer, key) {
+        chunks.push(read);
+    }
+
+    let handed: Vec<u8> = chunks.iter().flat_map(|(out, _)| out.clone()).collect();
+    assert_eq!(handed.len(), written.len(), "every byte once");
+    assert!(handed == written);
+    for (out, chunk) in &chunks {
+        assert_eq!(out.len() as u64, chunk.end - chunk.start);
+        assert!(out.len() <= prefix + 256 * 1024, "{} bytes in one read", out.len());
+        assert_eq!(chunk.unfinished, out.last() != Some(&b'\n'), "{chunk:?}");
+    }
+    assert!(chunks.iter().filter(|(_, c)| c.unfinished).count() >= 3);
 }
 
 #[test]
@@ -317,7 +360,10 @@ fn copytruncate_restarts_at_zero_under_a_new_key() {
     // A safe offset still in flight for the old content does not move the new checkpoint.
     tailer.set_safe_offset(old, 18);
     assert_eq!(tailer.state().files[0].offset, 0);
-    assert_eq!(read_once(&mut tailer, new), Some((b"after\n".to_vec(), ReadChunk { start: 0, end: 6 })));
+    assert_eq!(
+        read_once(&mut tailer, new),
+        Some((b"after\n".to_vec(), ReadChunk { start: 0, end: 6, unfinished: false }))
+    );
 }
 
 #[test]
