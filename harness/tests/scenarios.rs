@@ -91,6 +91,7 @@ scenarios! {
     retention_denied => "retention-denied",
     no_create => "no-create",
     assume_role => "assume-role",
+    hostile_labels => "hostile-labels",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

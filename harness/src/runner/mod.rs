@@ -765,6 +765,16 @@ fn create_pod(standin: &Standin, pod: &crate::scenario::PodSpec, node: &str) -> 
         json["metadata"]["ownerReferences"] =
             serde_json::json!([owner_reference_json(&owner.kind, &owner.name)]);
     }
+    if let Some(filler) = pod.filler {
+        let value = "v".repeat(63);
+        for n in 0..filler.labels {
+            json["metadata"]["labels"][format!("filler-{n}")] = value.clone().into();
+        }
+        let annotation = "a".repeat(1024);
+        for n in 0..filler.annotation_bytes / 1024 {
+            json["metadata"]["annotations"][format!("filler-{n}")] = annotation.clone().into();
+        }
+    }
     let stored = standin.apply_pod(json).map_err(component("stand-in API"))?;
     Ok(stored["metadata"]["uid"].as_str().unwrap_or("uid").to_owned())
 }

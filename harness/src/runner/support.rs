@@ -51,6 +51,12 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
     if scenario.expect.written_by.is_some() {
         reasons.push("expect.written_by is checked by the local and container tiers' loop only".into());
     }
+    if let Some(pod) = scenario.pods.iter().find(|pod| pod.filler.is_some()) {
+        reasons.push(format!(
+            "{}: `filler` metadata is served by the local and container tiers' stand-in API only",
+            pod.name
+        ));
+    }
     for pod in scenario.expanded_pods() {
         if let Some(owner) = &pod.owner {
             reasons.push(format!(

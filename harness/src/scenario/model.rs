@@ -145,8 +145,25 @@ pub struct PodSpec {
     /// pod `web-7d9f8b6c5d-x2k4p` with label `pod-template-hash = "7d9f8b6c5d"` is owned by
     /// ReplicaSet `web-7d9f8b6c5d`; a CronJob run's pod by Job `report-29081520`. None: a bare pod.
     pub owner: Option<OwnerRef>,
+    /// Bulk metadata, as a hostile tenant's pod carries it (none of the shipper's settings
+    /// read it).
+    pub filler: Option<MetadataFiller>,
     /// Containers.
     pub containers: Vec<ContainerSpec>,
+}
+
+/// `filler = { labels = 1000, annotation_bytes = 204800 }`: `labels` extra labels
+/// `filler-<n>` with 63-character values, and annotations `filler-<n>` of 1 KiB each up to
+/// `annotation_bytes` (the API server's limit on a pod's annotations is 256 KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataFiller {
+    /// Extra labels.
+    #[serde(default)]
+    pub labels: u32,
+    /// Bytes of extra annotations.
+    #[serde(default)]
+    pub annotation_bytes: u32,
 }
 
 /// `owner = { kind = "ReplicaSet", name = "web-7d9f8b6c5d" }`: a pod's controlling owner.

@@ -215,7 +215,8 @@ impl FilePipeline {
 
     /// Process `bytes` (whole lines) read from file offset `start`; returns the offset the
     /// checkpoint may advance to once the spool commits (never inside an unfinished line
-    /// or an unfinished stack trace).
+    /// or an unfinished stack trace). (Tests; the agent reads through `process_chunk`.)
+    #[cfg(test)]
     pub fn process(
         &mut self,
         bytes: &[u8],
