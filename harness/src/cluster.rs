@@ -302,6 +302,18 @@ impl Shipper {
         each!(self, s => s.metrics().await)
     }
 
+    /// The address of its `/metrics`, `/healthz`, `/readyz` listener, while known.
+    pub fn listener(&self) -> Option<std::net::SocketAddr> {
+        let url = match self {
+            Shipper::Process(p) => Some(p.metrics_url()),
+            #[cfg(feature = "e2e")]
+            Shipper::Container(c) => c.metrics_url(),
+        }?;
+        let url = reqwest::Url::parse(&url).ok()?;
+        let ip: IpAddr = url.host_str()?.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, url.port()?))
+    }
+
     /// True while it runs.
     pub fn is_running(&mut self) -> bool {
         each!(self, s => s.is_running())

@@ -92,6 +92,7 @@ scenarios! {
     no_create => "no-create",
     assume_role => "assume-role",
     hostile_labels => "hostile-labels",
+    idle_connections => "idle-connections",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

@@ -2,6 +2,7 @@
 //! emulator behind the fault gateway, the real shipper binary, the workload, the fault
 //! timeline, the drain gate and the audit.
 
+mod idle;
 #[cfg(feature = "e2e")]
 pub mod kind;
 mod support;
@@ -410,6 +411,8 @@ pub async fn run_scenario_with(
     let mut next_step = 0;
     let mut restart_at: Option<Duration> = None;
     let mut checks = Vec::new();
+    // Connections an `idle_connections` fault holds open.
+    let mut idle: Vec<tokio::net::TcpStream> = Vec::new();
     let mut samples = Vec::new();
     let mut peak_rss = 0u64;
     let mut peak_spool = 0u64;
@@ -428,7 +431,9 @@ pub async fn run_scenario_with(
         while next_step < steps.len() && steps[next_step].at <= t {
             let step = steps[next_step].clone();
             next_step += 1;
-            apply(&step, &env, &mut workload, &mut shipper, &mut restart_at, t, &mut checks, grace).await?;
+            let mut ctx =
+                ApplyCtx { restart_at: &mut restart_at, checks: &mut checks, idle: &mut idle, t, grace };
+            apply(&step, &env, &mut workload, &mut shipper, &mut ctx).await?;
         }
         if restart_at.is_none()
             && let Some(status) = shipper.reap_exit()
@@ -646,17 +651,28 @@ fn node_restart_note(scenario: &Scenario, tier: &str) -> Option<Check> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a step may change besides the environment, the workload and the shipper.
+struct ApplyCtx<'a> {
+    /// When the shipper starts again after a kill or SIGTERM.
+    restart_at: &'a mut Option<Duration>,
+    /// Checks the step itself makes.
+    checks: &'a mut Vec<Check>,
+    /// Connections held by `idle_connections`.
+    idle: &'a mut Vec<tokio::net::TcpStream>,
+    /// Now, on the run's clock.
+    t: Duration,
+    /// The SIGTERM grace.
+    grace: Duration,
+}
+
 async fn apply(
     step: &Step,
     env: &Env,
     workload: &mut Workload,
     shipper: &mut Shipper,
-    restart_at: &mut Option<Duration>,
-    t: Duration,
-    checks: &mut Vec<Check>,
-    grace: Duration,
+    ctx: &mut ApplyCtx<'_>,
 ) -> Result<(), RunError> {
+    let (t, grace) = (ctx.t, ctx.grace);
     match &step.action {
         Action::GatewayStart(f) => {
             // Docker-level faults run on the container tier; elsewhere their gateway twin.
@@ -686,16 +702,16 @@ async fn apply(
             if shipper.is_running() {
                 shipper.kill();
             }
-            *restart_at = Some(t + *after);
+            *ctx.restart_at = Some(t + *after);
         }
         Action::Term(after) => {
             let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
-            checks.push(Check {
+            ctx.checks.push(Check {
                 name: format!("SIGTERM at {:.1}s", t.as_secs_f64()),
                 ok: exit == Some(0),
                 detail: format!("exit code {exit:?} within grace {grace:?}"),
             });
-            *restart_at = Some(t + *after);
+            *ctx.restart_at = Some(t + *after);
         }
         Action::Rotate(pod) => workload.force_rotate(pod)?,
         Action::ContainerRestart(pod) => workload.restart(pod)?,
@@ -714,6 +730,21 @@ async fn apply(
             for group in groups {
                 audit::groups::create_group(&env.client, group).await.map_err(component("backend"))?;
             }
+        }
+        Action::IdleOpen(count) => {
+            let addr = shipper
+                .listener()
+                .ok_or_else(|| RunError::Unsupported("the shipper's listener has no address".into()))?;
+            *ctx.idle = idle::open(addr, *count).await;
+            let name = format!("/healthz under {count} idle connections at {:.1}s", t.as_secs_f64());
+            ctx.checks.push(idle::probe(addr, name, ctx.idle.len()).await);
+        }
+        Action::IdleClose => {
+            if let Some(addr) = shipper.listener() {
+                let name = format!("/healthz at the end of the idle connections, {:.1}s", t.as_secs_f64());
+                ctx.checks.push(idle::probe(addr, name, ctx.idle.len()).await);
+            }
+            ctx.idle.clear();
         }
         Action::NodeJoin | Action::PodReschedule(_) => {
             // Refused before the run starts (single_node_refusal); kept an error, not a no-op.

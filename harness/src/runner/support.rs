@@ -32,6 +32,7 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
             }
             FaultKind::ShipperTerm => "the shipper pod's exit code after SIGTERM is not observable",
             FaultKind::CreateGroup => "creating groups in the kind tier's backend mid-run is not implemented",
+            FaultKind::IdleConnections => "the harness does not reach the shipper pods' listeners on kind",
             FaultKind::NodeRestart
                 if scenario.faults.iter().any(|g| {
                     g.kind == FaultKind::NetworkDisconnect && g.at.0 <= f.at.0 && f.at.0 < g.end()

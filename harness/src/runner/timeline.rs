@@ -49,6 +49,10 @@ pub enum Action {
     NodeRestart(Duration),
     /// Create these log groups in the backend (an operator's action, past the gateway).
     CreateGroups(Vec<String>),
+    /// Open and hold this many idle connections to the shipper's listener.
+    IdleOpen(u32),
+    /// Close them.
+    IdleClose,
 }
 
 /// The scenario's faults as an ordered list of steps; random points come from `seed`.
@@ -101,6 +105,10 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Step> {
             FaultKind::NodeRestart => steps.push(Step { at, action: Action::NodeRestart(restart) }),
             FaultKind::CreateGroup => {
                 steps.push(Step { at, action: Action::CreateGroups(f.groups.clone().unwrap_or_default()) })
+            }
+            FaultKind::IdleConnections => {
+                steps.push(Step { at, action: Action::IdleOpen(f.count.unwrap_or(1)) });
+                steps.push(Step { at: end, action: Action::IdleClose });
             }
         }
     }

@@ -316,6 +316,10 @@ pub enum FaultKind {
     /// The harness creates the log groups named by `groups` in the backend (as an operator
     /// would), at `at`.
     CreateGroup,
+    /// A tenant's pod opens `count` TCP connections to the shipper's `/metrics` port and
+    /// holds them, silent, for the window. `/healthz` must answer at its start and end (a
+    /// check each), and every line must still be delivered.
+    IdleConnections,
 }
 
 /// `node_restart`: every scenario pod that starts before the restart must have its last line
