@@ -94,7 +94,11 @@ impl Tailer {
         // containers, every line of which is wanted.
         let first_start = restored_paths.as_ref().and_then(|_| self.first_start());
         let mut present = HashSet::new();
-        for path in self.globs.expand() {
+        let expanded = self.globs.expand();
+        // A path that could not be opened and is gone now (its container removed) is
+        // forgotten: reported again if it ever comes back and fails again.
+        self.unopenable.retain(|path| expanded.contains(path));
+        for path in expanded {
             let mut start = None;
             if let Some(restored_paths) = &restored_paths
                 && !restored_paths.contains(&path)
