@@ -222,21 +222,17 @@ impl Job {
     }
 
     /// A chunk that fails verification now (the disk changed it after recovery checked it):
-    /// keep a copy in the spool's quarantine for inspection, count its events as dropped,
-    /// free it so the stream goes on.
+    /// the spool quarantines it (a copy for inspection, then freed); its events count as
+    /// dropped and the stream goes on.
     fn quarantine(&self, chunk: &ChunkRef, error: &SpoolError) {
-        let path = &chunk.path;
-        let quarantine = path.parent().and_then(|p| p.parent()).map(|spool| spool.join("quarantine"));
-        if let Some(dir) = quarantine
-            && let Some(name) = path.file_name()
-        {
-            let _ = std::fs::create_dir_all(&dir);
-            let target = dir.join(format!("{}-{}", chunk.stream_id, name.to_string_lossy()));
-            if let Err(e) = std::fs::copy(path, &target) {
-                tracing::error!(error = %e, path = %path.display(), "could not copy a corrupt chunk to quarantine");
-            }
-        }
-        let freed = self.free(chunk);
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        let freed = spool.quarantine(chunk).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "freeing a corrupt chunk failed");
+            0
+        });
+        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
+        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+        drop(spool);
         self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
         tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, events = freed, "corrupt spool chunk quarantined; its events are dropped");
     }
@@ -254,30 +250,33 @@ mod tests {
         Destination { group: "g".into(), stream: name.into() }
     }
 
-    /// A chunk file deleted under the shipper: its events are counted as dropped and the
-    /// stream goes on; the other stream is unaffected. It used to be retried every second
-    /// until a restart, holding the stream.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_missing_chunk_is_counted_and_does_not_hold_its_stream() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A spool with three events for each of two streams, `damaged` and `kept`, sealed and
+    /// committed; returns it with the chunk of `damaged`.
+    fn spool_with_two_streams(dir: &std::path::Path) -> (Spool, ChunkRef) {
         let options = SpoolOptions { max_bytes: 1 << 30, flush_interval: Duration::from_secs(3600) };
-        let (mut spool, _) = Spool::open(&dir.path().join("spool"), options).unwrap();
+        let (mut spool, _) = Spool::open(&dir.join("spool"), options).unwrap();
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         for i in 0..3 {
-            spool.append(&dest("gone"), now + i, &format!("gone {i}")).unwrap();
+            spool.append(&dest("damaged"), now + i, &format!("damaged {i}")).unwrap();
             spool.append(&dest("kept"), now + i, &format!("kept {i}")).unwrap();
         }
         spool.seal_all();
         spool.commit(b"").unwrap();
-        let lost = spool.ready(&|_| false).into_iter().find(|c| c.dest.stream == "gone").unwrap();
-        std::fs::remove_file(&lost.path).unwrap();
+        let damaged = spool.ready(&|_| false).into_iter().find(|c| c.dest.stream == "damaged").unwrap();
+        (spool, damaged)
+    }
 
+    /// Run a dispatcher against a fake CloudWatch until the spool is empty (at most 10 s);
+    /// whether it emptied, the fake, and the metrics.
+    async fn dispatch_until_drained(
+        spool: Spool,
+        dir: &std::path::Path,
+    ) -> (bool, FakeCloudWatch, Arc<Metrics>) {
         let fake = FakeCloudWatch::start().await;
         let metrics = Arc::new(Metrics::default());
         let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(10));
-        let sink =
-            CloudWatch::new(client, fast_options(dir.path(), GroupOptions::default()), metrics.clone());
+        let sink = CloudWatch::new(client, fast_options(dir, GroupOptions::default()), metrics.clone());
         let spool = Arc::new(Mutex::new(spool));
         let dispatcher = Dispatcher::new(spool.clone(), sink, metrics.clone(), 4, Arc::new(Notify::new()));
         let cancel = CancellationToken::new();
@@ -290,10 +289,47 @@ mod tests {
         let outcome = tokio::time::timeout(Duration::from_secs(10), drained).await;
         cancel.cancel();
         run.await.unwrap();
+        (outcome.is_ok(), fake, metrics)
+    }
 
-        assert!(outcome.is_ok(), "the spool never drained: the missing chunk holds its stream");
+    /// A chunk file deleted under the shipper: its events are counted as dropped and the
+    /// stream goes on; the other stream is unaffected. It used to be retried every second
+    /// until a restart, holding the stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_chunk_is_counted_and_does_not_hold_its_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, damaged) = spool_with_two_streams(dir.path());
+        std::fs::remove_file(&damaged.path).unwrap();
+
+        let (drained, fake, metrics) = dispatch_until_drained(spool, dir.path()).await;
+
+        assert!(drained, "the spool never drained: the missing chunk holds its stream");
         assert_eq!(fake.stored("g", "kept").len(), 3);
-        assert!(fake.stored("g", "gone").is_empty());
+        assert!(fake.stored("g", "damaged").is_empty());
         assert_eq!(metrics.dropped_total(DropReason::SpoolCorrupt), 3);
+    }
+
+    /// A chunk the disk changed after recovery checked it: the spool keeps a copy in its
+    /// quarantine, the events count as dropped, and the stream goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupt_chunk_is_quarantined_by_the_spool_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, damaged) = spool_with_two_streams(dir.path());
+        let mut bytes = std::fs::read(&damaged.path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&damaged.path, &bytes).unwrap();
+
+        let (drained, fake, metrics) = dispatch_until_drained(spool, dir.path()).await;
+
+        assert!(drained, "the corrupt chunk holds its stream");
+        assert_eq!(fake.stored("g", "kept").len(), 3);
+        assert!(fake.stored("g", "damaged").is_empty(), "nothing of a corrupt chunk is sent");
+        assert_eq!(metrics.dropped_total(DropReason::SpoolCorrupt), 3);
+        let quarantined: Vec<_> = std::fs::read_dir(dir.path().join("spool/quarantine"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert_eq!(quarantined, [bytes], "the damaged bytes are kept as they were");
     }
 }

@@ -471,6 +471,21 @@ impl Spool {
         Ok(Batch { dest: Arc::clone(&chunk.dest), events: scan.events })
     }
 
+    /// A chunk that failed verification when read for sending (the disk changed it after
+    /// recovery checked it): keep a copy in `<spool>/quarantine/` for a human, then free it
+    /// so its stream goes on. Returns how many events were freed (they are dropped). The copy
+    /// is best effort: a failure to make it is logged, the chunk is freed regardless.
+    pub fn quarantine(&mut self, chunk: &ChunkRef) -> Result<u64, SpoolError> {
+        let dir = self.dir.join(recovery::QUARANTINE_DIR);
+        if let Some(name) = chunk.path.file_name() {
+            let target = dir.join(format!("{}-{}", chunk.stream_id, name.to_string_lossy()));
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&chunk.path, &target)) {
+                tracing::error!(error = %e, path = %chunk.path.display(), "could not copy a corrupt chunk to quarantine");
+            }
+        }
+        self.ack(chunk)
+    }
+
     /// CloudWatch accepted (or explicitly dropped) every event of the chunk: free it. Returns
     /// how many events were freed.
     ///

@@ -25,7 +25,7 @@ use super::stream::{Chunk, StreamState, is_stream_id};
 use super::{Recovery, Spool, SpoolError, SpoolOptions, chunk};
 
 /// Name of the quarantine directory inside the spool directory.
-const QUARANTINE_DIR: &str = "quarantine";
+pub(super) const QUARANTINE_DIR: &str = "quarantine";
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io { path: path.to_path_buf(), source }
