@@ -168,23 +168,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         let metrics = metrics.clone();
         let node = config.node_name.clone();
         let cancel = stop_delivery.clone();
-        tokio::spawn(async move {
-            loop {
-                match crate::kube::client_from_env().await {
-                    Ok(client) => {
-                        crate::kube::run_pod_watch(client, &node, &keys, pods, metrics, cancel).await;
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "no Kubernetes client (KUBECONFIG or in-cluster config); retrying");
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                        }
-                    }
-                }
-            }
-        })
+        tokio::spawn(async move { crate::kube::watch_pods(&node, &keys, pods, metrics, cancel).await })
     };
 
     let client = crate::sink::client_from_env(

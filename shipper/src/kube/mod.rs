@@ -7,5 +7,5 @@ mod watch;
 mod workload;
 
 pub use cache::{PodCache, PodInfo};
-pub use watch::{client_from_env, run_pod_watch};
+pub use watch::{client_from_env, run_pod_watch, watch_pods};
 pub use workload::{OwnerRef, Workload, WorkloadRule};

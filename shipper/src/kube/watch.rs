@@ -18,6 +18,33 @@ pub async fn client_from_env() -> Result<Client, kube::Error> {
     Client::try_default().await
 }
 
+/// How long to wait before trying again to build a Kubernetes client.
+const CLIENT_RETRY: Duration = Duration::from_secs(5);
+
+/// [`run_pod_watch`] with a client from the environment, built again every 5 s until one
+/// can be (no kubeconfig yet, in-cluster variables missing): lines meanwhile wait for
+/// metadata up to `metadata_wait`, then route from their file names.
+pub async fn watch_pods(
+    node: &str,
+    keys: &MetadataKeys,
+    cache: Arc<PodCache>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        match client_from_env().await {
+            Ok(client) => return run_pod_watch(client, node, keys, cache, metrics, cancel).await,
+            Err(e) => {
+                tracing::error!(error = %e, "no Kubernetes client (KUBECONFIG or in-cluster config); retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(CLIENT_RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Watch this node's pods until `cancel` fires, keeping `cache` current with what routing
 /// can read of them (`keys`). Errors are retried
 /// with kube-runtime's default backoff; lines keep waiting (bounded) meanwhile.
