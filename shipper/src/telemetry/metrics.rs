@@ -409,30 +409,20 @@ impl Metrics {
             "Events accepted by CloudWatch Logs.",
             load(&self.events_delivered),
         );
-        let _ = writeln!(
-            out,
-            "# HELP shipper_events_dropped_total Events dropped, by reason. Every drop is also dead-lettered or logged.\n# TYPE shipper_events_dropped_total counter"
+        labeled(
+            &mut out,
+            "shipper_events_dropped_total",
+            "Events dropped, by reason. Every drop is also dead-lettered or logged.",
+            "reason",
+            DropReason::ALL.map(|r| (r.as_str(), self.dropped_total(r))),
         );
-        for r in DropReason::ALL {
-            let _ = writeln!(
-                out,
-                "shipper_events_dropped_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.dropped_total(r)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP shipper_put_requests_total PutLogEvents calls, by outcome.\n# TYPE shipper_put_requests_total counter"
+        labeled(
+            &mut out,
+            "shipper_put_requests_total",
+            "PutLogEvents calls, by outcome.",
+            "outcome",
+            PutOutcome::ALL.map(|o| (o.as_str(), self.put_requests_total(o))),
         );
-        for o in PutOutcome::ALL {
-            let _ = writeln!(
-                out,
-                "shipper_put_requests_total{{outcome=\"{}\"}} {}",
-                o.as_str(),
-                self.put_requests_total(o)
-            );
-        }
         c(&mut out, "shipper_retries_total", "CloudWatch calls retried.", load(&self.retries));
         c(
             &mut out,
@@ -452,23 +442,21 @@ impl Metrics {
                 &self.source_lost_bytes,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for r in LossReason::ALL {
-                let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", r.as_str(), load(&values[r as usize]));
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP shipper_source_open_failures_total Container log files that could not be opened (once per path until it opens; retried at every scan; its rotations made meanwhile are read once it opens), by reason.\n# TYPE shipper_source_open_failures_total counter"
-        );
-        for r in OpenFailure::ALL {
-            let _ = writeln!(
-                out,
-                "shipper_source_open_failures_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                load(&self.source_open_failures[r as usize])
+            labeled(
+                &mut out,
+                name,
+                help,
+                "reason",
+                LossReason::ALL.map(|r| (r.as_str(), load(&values[r as usize]))),
             );
         }
+        labeled(
+            &mut out,
+            "shipper_source_open_failures_total",
+            "Container log files that could not be opened (once per path until it opens; retried at every scan; its rotations made meanwhile are read once it opens), by reason.",
+            "reason",
+            OpenFailure::ALL.map(|r| (r.as_str(), load(&self.source_open_failures[r as usize]))),
+        );
         for (name, help, values) in [
             (
                 "shipper_source_skipped_files_total",
@@ -481,10 +469,13 @@ impl Metrics {
                 &self.source_skipped_bytes,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for r in SkipReason::ALL {
-                let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", r.as_str(), load(&values[r as usize]));
-            }
+            labeled(
+                &mut out,
+                name,
+                help,
+                "reason",
+                SkipReason::ALL.map(|r| (r.as_str(), load(&values[r as usize]))),
+            );
         }
         c(
             &mut out,
@@ -607,6 +598,20 @@ impl Metrics {
             "Log groups whose retention or tags CloudWatch refused (AccessDenied), by setting; the data is shipped anyway.",
         );
         out
+    }
+}
+
+/// A counter with one label: `# HELP`, `# TYPE`, then one series per value.
+fn labeled<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, count) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
     }
 }
 
