@@ -348,6 +348,27 @@ async fn create_log_group_beyond_the_quota_is_throttled() {
     assert_eq!(gateway.summary().rejected.get(&RejectReason::RateExceeded), Some(&throttled));
 }
 
+/// The account's PutLogEvents quota, shared by every client of the gateway: a burst beyond
+/// it is throttled as CloudWatch throttles it, whichever client sends.
+#[tokio::test]
+async fn put_log_events_beyond_the_account_quota_is_throttled_for_every_client() {
+    let gateway =
+        Gateway::start(GatewayOptions { put_log_events_per_second: Some(2), ..GatewayOptions::default() })
+            .await
+            .expect("sink gateway");
+    let (first, second) = (sdk(&gateway), sdk(&gateway));
+    let mut throttled = 0;
+    for index in 0..6 {
+        let client = if index % 2 == 0 { &first } else { &second };
+        if let Err(error) = put(client, vec![event(T0 + index, "x")]).await {
+            assert_eq!(error.code(), Some("ThrottlingException"));
+            throttled += 1;
+        }
+    }
+    assert!(throttled >= 3, "6 calls at once against 2 per second: {throttled} throttled");
+    assert_eq!(gateway.summary().rejected.get(&RejectReason::RateExceeded), Some(&throttled));
+}
+
 #[tokio::test]
 async fn control_api_injects_lists_and_clears_faults() {
     let (upstream, gateway) = proxied().await;

@@ -93,6 +93,7 @@ scenarios! {
     assume_role => "assume-role",
     hostile_labels => "hostile-labels",
     idle_connections => "idle-connections",
+    shared_quota => "shared-quota",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

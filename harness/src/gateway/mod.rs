@@ -54,6 +54,9 @@ pub struct GatewayOptions {
     pub create_log_group_per_second: u32,
     /// CreateLogStream quota, calls per second (CloudWatch: 50).
     pub create_log_stream_per_second: u32,
+    /// The account's PutLogEvents quota, calls per second, shared by every shipper behind
+    /// this gateway (CloudWatch: 5,000 per account and Region); `None`: not enforced.
+    pub put_log_events_per_second: Option<u32>,
     /// Journal entries kept (oldest dropped first; the summary stays exact).
     pub journal_capacity: usize,
     /// Largest request body read; larger ones are answered 413.
@@ -68,6 +71,7 @@ impl Default for GatewayOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             create_log_group_per_second: 10,
             create_log_stream_per_second: 50,
+            put_log_events_per_second: None,
             journal_capacity: 100_000,
             max_body_bytes: 16 * 1024 * 1024,
         }
@@ -153,6 +157,9 @@ impl Gateway {
             rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
             group_bucket: Mutex::new(rules::TokenBucket::new(options.create_log_group_per_second, now)),
             stream_bucket: Mutex::new(rules::TokenBucket::new(options.create_log_stream_per_second, now)),
+            put_bucket: options
+                .put_log_events_per_second
+                .map(|rate| Mutex::new(rules::TokenBucket::new(rate, now))),
             journal: Mutex::new(journal::Journal::new(options.journal_capacity)),
             group_classes: Mutex::new(std::collections::BTreeMap::new()),
             request_ids: AtomicU64::new(0),
@@ -260,6 +267,8 @@ struct Shared {
     rng: Mutex<fastrand::Rng>,
     group_bucket: Mutex<rules::TokenBucket>,
     stream_bucket: Mutex<rules::TokenBucket>,
+    /// The account-wide PutLogEvents quota, when enforced.
+    put_bucket: Option<Mutex<rules::TokenBucket>>,
     journal: Mutex<journal::Journal>,
     /// `logGroupClass` of every group created through the gateway. moto 5.x drops the class,
     /// so the gateway keeps it and answers it in DescribeLogGroups as CloudWatch does.

@@ -423,6 +423,7 @@ fn over_quota(shared: &Shared, operation: &str) -> Option<Rejection> {
     let bucket = match operation {
         "CreateLogGroup" => &shared.group_bucket,
         "CreateLogStream" => &shared.stream_bucket,
+        "PutLogEvents" => shared.put_bucket.as_ref()?,
         _ => return None,
     };
     let granted = lock(bucket).try_take(std::time::Instant::now());

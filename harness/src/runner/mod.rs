@@ -251,6 +251,7 @@ async fn start_env(
     seed: u64,
     dir: &std::path::Path,
     tag: &str,
+    account: &crate::scenario::AccountQuotas,
 ) -> Result<Env, RunError> {
     let localstack = match choice {
         BackendChoice::Url(_) => None,
@@ -267,6 +268,7 @@ async fn start_env(
         upstream: Some(upstream),
         seed,
         listen,
+        put_log_events_per_second: account.put_log_events_per_second,
         ..GatewayOptions::default()
     })
     .await
@@ -348,7 +350,9 @@ pub async fn run_scenario_with(
     std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
     let tag = crate::cluster::run_tag(&scenario.name, now_nanos());
-    let env = start_env(&options.backend, options.cluster, options.seed, work.path(), &tag).await?;
+    let env =
+        start_env(&options.backend, options.cluster, options.seed, work.path(), &tag, &scenario.account)
+            .await?;
     let node_name = scenario.node.name.clone();
     let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
     let run_id = format!("r{:x}", options.seed ^ (std::process::id() as u64) << 16 ^ now_nanos());
@@ -760,7 +764,7 @@ async fn apply(
 /// `harness up`: the stand-in API, a backend and the gateway, until Ctrl-C.
 pub async fn up(choice: BackendChoice) -> Result<(), RunError> {
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
-    let env = start_env(&choice, ClusterChoice::Local, 1, work.path(), "up").await?;
+    let env = start_env(&choice, ClusterChoice::Local, 1, work.path(), "up", &Default::default()).await?;
     let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
     println!("# stand-in API, {} backend and fault gateway are up. Point a shipper at them:", choice.name());
     println!(

@@ -47,8 +47,20 @@ pub struct Scenario {
     /// directly, as Terraform would), e.g. for `create_groups = false`.
     #[serde(default)]
     pub existing_groups: Vec<String>,
+    /// The account's quotas the gateway enforces for every shipper behind it.
+    #[serde(default)]
+    pub account: AccountQuotas,
     /// The verdict's expectations.
     pub expect: Expect,
+}
+
+/// `[account]`: quotas shared by every shipper writing to the account (the gateway enforces
+/// them). CreateLogGroup (10/s) and CreateLogStream (50/s) always are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountQuotas {
+    /// PutLogEvents calls per second (CloudWatch: 5,000); unset: not enforced.
+    pub put_log_events_per_second: Option<u32>,
 }
 
 /// Settings passed to the shipper through its contract env.
