@@ -361,31 +361,32 @@ mod tests {
         assert!((1..=10).contains(&deleted), "{deleted} deleted pods kept");
     }
 
+    /// Maps of up to `max` entries, keys and values drawn from the lists.
+    fn pool(
+        keys: Vec<&'static str>,
+        values: Vec<&'static str>,
+        max: usize,
+    ) -> impl Strategy<Value = BTreeMap<String, String>> {
+        let key = prop::sample::select(keys).prop_map(str::to_owned);
+        let value = prop::sample::select(values).prop_map(str::to_owned);
+        prop::collection::btree_map(key, value, 0..max)
+    }
+
     fn label_pool() -> impl Strategy<Value = BTreeMap<String, String>> {
-        let key = prop::sample::select(vec![
-            "app",
-            "k8s-app",
-            "team",
-            "tier",
-            "lang",
-            "noise",
-            "app.kubernetes.io/version",
-        ]);
-        let value = prop::sample::select(vec!["a", "b", "web", "debug", "java", ""]);
-        prop::collection::btree_map(key.prop_map(str::to_owned), value.prop_map(str::to_owned), 0..7)
+        let keys = vec!["app", "k8s-app", "team", "tier", "lang", "noise", "app.kubernetes.io/version"];
+        pool(keys, vec!["a", "b", "web", "debug", "java", ""], 7)
     }
 
     fn annotation_pool() -> impl Strategy<Value = BTreeMap<String, String>> {
-        let key = prop::sample::select(vec![
+        let keys = vec![
             "owner",
             "noise",
             "shipper.io/exclude",
             "shipper.io/exclude-containers",
             "shipper.io/multiline",
             "shipper.io/multiline.main",
-        ]);
-        let value = prop::sample::select(vec!["true", "main", "java", "python", "team-x", ""]);
-        prop::collection::btree_map(key.prop_map(str::to_owned), value.prop_map(str::to_owned), 0..6)
+        ];
+        pool(keys, vec!["true", "main", "java", "python", "team-x", ""], 6)
     }
 
     proptest! {
