@@ -150,19 +150,8 @@ impl Job {
         let read = tokio::task::spawn_blocking(move || (Spool::read(&chunk), chunk)).await;
         let (batch, chunk) = match read {
             Ok((Ok(batch), chunk)) => (batch, chunk),
-            Ok((Err(e @ SpoolError::Corrupt { .. }), chunk)) => {
-                self.quarantine(&chunk, &e);
-                return;
-            }
-            Ok((Err(SpoolError::Io { source, .. }), chunk))
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                // Deleted under us (a cleanup script, a disk that lost it): it can never be
-                // read, and retrying would hold its stream until a restart. Count it and go on.
-                let freed = self.free(&chunk);
-                self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
-                tracing::error!(path = %path.display(), group = %chunk.dest.group, stream = %chunk.dest.stream,
-                    events = freed, "spool chunk file is gone: its events are dropped, the stream goes on");
+            Ok((Err(e), chunk)) if never_readable(&e) => {
+                self.drop_unsendable(&chunk, &e);
                 return;
             }
             Ok((Err(e), _)) => {
@@ -200,41 +189,45 @@ impl Job {
             if let Err(e) = spool.ack(&chunk) {
                 tracing::error!(error = %e, "freeing a delivered chunk failed; it may be sent once more after a restart");
             }
-            Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
-            Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+            self.export_spool_size(&spool);
         }
         // Err(Cancelled): shutdown; the chunk stays in the spool for the next start.
     }
 
-    /// Free a chunk that will never be sent; returns its events.
-    fn free(&self, chunk: &ChunkRef) -> u64 {
-        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-        let freed = match spool.ack(chunk) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "freeing an unsendable chunk failed");
-                0
-            }
-        };
+    fn export_spool_size(&self, spool: &Spool) {
         Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
         Metrics::set(&self.metrics.spool_events, spool.events() as i64);
-        freed
     }
 
-    /// A chunk that fails verification now (the disk changed it after recovery checked it):
-    /// the spool quarantines it (a copy for inspection, then freed); its events count as
-    /// dropped and the stream goes on.
-    fn quarantine(&self, chunk: &ChunkRef, error: &SpoolError) {
+    /// A chunk that can never be read (see [`never_readable`]): freed, a corrupt one kept in
+    /// the spool's quarantine first for inspection; its events count as dropped and the
+    /// stream goes on, where retrying would hold it until a restart.
+    fn drop_unsendable(&self, chunk: &ChunkRef, error: &SpoolError) {
         let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-        let freed = spool.quarantine(chunk).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "freeing a corrupt chunk failed");
+        let freed = match error {
+            SpoolError::Corrupt { .. } => spool.quarantine(chunk),
+            _ => spool.ack(chunk),
+        }
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "freeing an unsendable chunk failed");
             0
         });
-        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
-        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+        self.export_spool_size(&spool);
         drop(spool);
         self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
-        tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, events = freed, "corrupt spool chunk quarantined; its events are dropped");
+        tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, events = freed,
+            "spool chunk can never be read (corrupt: quarantined; or its file is gone): its events are dropped");
+    }
+}
+
+/// The chunk itself is lost: it fails verification now (the disk changed it after recovery
+/// checked it), or its file is gone (deleted under us). Any other read error (EMFILE,
+/// EIO...) is not the chunk's fault and is retried.
+fn never_readable(error: &SpoolError) -> bool {
+    match error {
+        SpoolError::Corrupt { .. } => true,
+        SpoolError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
     }
 }
 

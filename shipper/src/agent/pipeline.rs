@@ -213,9 +213,7 @@ impl FilePipeline {
         }
     }
 
-    /// Process `bytes` (whole lines) read from file offset `start`; returns the offset the
-    /// checkpoint may advance to once the spool commits (never inside an unfinished line
-    /// or an unfinished stack trace). (Tests; the agent reads through `process_chunk`.)
+    /// `process_chunk` for whole lines (tests).
     #[cfg(test)]
     pub fn process(
         &mut self,
@@ -227,10 +225,12 @@ impl FilePipeline {
         self.process_chunk(bytes, start, false, spool, metrics)
     }
 
-    /// [`process`](Self::process) for a chunk that may end inside a physical line
-    /// (`unfinished`: a prefix of a line longer than `LONG_LINE_PREFIX_BYTES`). Its bytes go
-    /// to the assembler as partial records of the line's stream, so the line comes out in
-    /// pieces bounded like any long line, and the checkpoint stays at the line's start.
+    /// Process `bytes` read from file offset `start`; returns the offset the checkpoint may
+    /// advance to once the spool commits (never inside an unfinished line or an unfinished
+    /// stack trace). With `unfinished` the chunk ends inside a physical line (a prefix of a
+    /// line longer than `LONG_LINE_PREFIX_BYTES`): its bytes, and the next chunks' up to the
+    /// line's `\n`, go to the assembler as partial records of the line's stream, so the line
+    /// comes out in pieces bounded like any long line and the checkpoint stays at its start.
     pub fn process_chunk(
         &mut self,
         bytes: &[u8],
