@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::kube::PodCache;
 use crate::multiline::Detector;
 use crate::route::Routing;
+use crate::sink::Pace;
 use crate::source::{FileKey, SourceEvent, Tailer, container_ref};
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::Metrics;
@@ -79,6 +80,8 @@ pub struct IngestOptions {
     pub commit_bytes: usize,
     /// Idle wait when nothing was read.
     pub idle_wait: Duration,
+    /// The effective flush interval open chunks are sealed by.
+    pub pace: Arc<Pace>,
 }
 
 impl IngestOptions {
@@ -93,6 +96,7 @@ impl IngestOptions {
             commit_interval: Duration::from_millis(200).min(config.flush_interval),
             commit_bytes: 8 * 1024 * 1024,
             idle_wait: Duration::from_millis(100),
+            pace: Arc::new(Pace::new(config.flush_interval, config.flush_interval_max)),
         })
     }
 }
@@ -467,6 +471,7 @@ impl Ingest {
         if seal_all {
             spool.seal_all();
         } else {
+            spool.set_flush_interval(self.options.pace.interval());
             spool.seal_expired(Instant::now());
         }
         spool.commit(&state)?;

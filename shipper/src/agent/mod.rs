@@ -177,6 +177,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         config.assume_role.as_ref(),
     )
     .await;
+    let ingest_options =
+        IngestOptions::from_config(&config).map_err(|e| AgentError::Template(e.to_string()))?;
+    metrics.set_flush_interval(ingest_options.pace.interval());
     let sink = CloudWatch::new(
         client,
         SinkOptions {
@@ -191,6 +194,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 create_groups: config.create_groups,
                 pending_file: Some(config.state_dir.join("groups-pending.json")),
             },
+            pace: ingest_options.pace.clone(),
         },
         metrics.clone(),
     );
@@ -200,14 +204,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         Dispatcher::new(spool.clone(), sink, metrics.clone(), config.max_concurrency, wake.clone());
     let dispatch_task = tokio::spawn(dispatcher.run(stop_delivery.clone()));
 
-    let ingest = Ingest::new(
-        tailer,
-        spool.clone(),
-        pods.clone(),
-        metrics.clone(),
-        IngestOptions::from_config(&config).map_err(|e| AgentError::Template(e.to_string()))?,
-        wake.clone(),
-    );
+    let ingest =
+        Ingest::new(tailer, spool.clone(), pods.clone(), metrics.clone(), ingest_options, wake.clone());
     let ingest_shutdown = shutdown.clone();
     let mut ingest_task = tokio::task::spawn_blocking(move || ingest.run_blocking(ingest_shutdown));
 

@@ -35,6 +35,9 @@ pub struct Settings {
     /// Max age of a partly filled batch, e.g. `1s`, `500ms`.
     #[arg(long, env = "SHIPPER_FLUSH_INTERVAL")]
     pub flush_interval: Option<String>,
+    /// Longest the flush interval is stretched to while PutLogEvents is throttled.
+    #[arg(long, env = "SHIPPER_FLUSH_INTERVAL_MAX")]
+    pub flush_interval_max: Option<String>,
     /// Address of `/metrics`, `/healthz`, `/readyz`.
     #[arg(long, env = "SHIPPER_LISTEN")]
     pub listen: Option<String>,
@@ -175,6 +178,8 @@ pub struct FileSettings {
     pub spool_max_bytes: Option<String>,
     /// See [`Settings::flush_interval`].
     pub flush_interval: Option<String>,
+    /// See [`Settings::flush_interval_max`].
+    pub flush_interval_max: Option<String>,
     /// See [`Settings::listen`].
     pub listen: Option<String>,
     /// See [`Settings::log_format`].
@@ -270,6 +275,7 @@ impl Settings {
             state_dir: self.state_dir.or(file.state_dir),
             spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
             flush_interval: self.flush_interval.or(file.flush_interval),
+            flush_interval_max: self.flush_interval_max.or(file.flush_interval_max),
             listen: self.listen.or(file.listen),
             log_format: self.log_format.or(file.log_format),
             group_template: self.group_template.or(file.group_template),

@@ -68,6 +68,10 @@ pub struct Config {
     /// `SHIPPER_FLUSH_INTERVAL`
     #[serde(with = "humantime_serde_compat")]
     pub flush_interval: Duration,
+    /// `SHIPPER_FLUSH_INTERVAL_MAX`: the bound of `flush_interval`'s stretching while
+    /// PutLogEvents is throttled (equal to `flush_interval`: never stretched).
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_interval_max: Duration,
     /// `SHIPPER_LISTEN`
     pub listen: SocketAddr,
     /// `SHIPPER_LOG_FORMAT`
@@ -180,6 +184,8 @@ pub mod defaults {
     pub const SPOOL_MAX_BYTES: &str = "1GiB";
     /// `SHIPPER_FLUSH_INTERVAL`
     pub const FLUSH_INTERVAL: &str = "1s";
+    /// `SHIPPER_FLUSH_INTERVAL_MAX`
+    pub const FLUSH_INTERVAL_MAX: &str = "30s";
     /// `SHIPPER_LISTEN`
     pub const LISTEN: &str = "0.0.0.0:2021";
     /// `SHIPPER_METADATA_WAIT`
@@ -510,6 +516,24 @@ impl Settings {
 
         let assume_role =
             AssumeRole::new(self.role_arn, self.external_id, self.role_session_name, &node_name)?;
+        let flush_interval =
+            duration("SHIPPER_FLUSH_INTERVAL", self.flush_interval, defaults::FLUSH_INTERVAL)?;
+        // Unset, it is the default or flush_interval itself, whichever is longer.
+        let explicit_max = self.flush_interval_max.is_some();
+        let flush_interval_max =
+            duration("SHIPPER_FLUSH_INTERVAL_MAX", self.flush_interval_max, defaults::FLUSH_INTERVAL_MAX)?;
+        let flush_interval_max =
+            if explicit_max { flush_interval_max } else { flush_interval_max.max(flush_interval) };
+        if flush_interval_max < flush_interval {
+            return Err(ConfigError::Invalid {
+                key: "SHIPPER_FLUSH_INTERVAL_MAX",
+                value: humantime::format_duration(flush_interval_max).to_string(),
+                reason: format!(
+                    "must be at least SHIPPER_FLUSH_INTERVAL ({}); equal to it turns stretching under throttling off",
+                    humantime::format_duration(flush_interval)
+                ),
+            });
+        }
 
         let config = Config {
             cluster_name,
@@ -518,11 +542,8 @@ impl Settings {
             log_paths,
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
             spool_max_bytes,
-            flush_interval: duration(
-                "SHIPPER_FLUSH_INTERVAL",
-                self.flush_interval,
-                defaults::FLUSH_INTERVAL,
-            )?,
+            flush_interval,
+            flush_interval_max,
             listen,
             log_format,
             group_template,
@@ -589,6 +610,7 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/shipper"));
         assert_eq!(c.spool_max_bytes, 1024 * 1024 * 1024);
         assert_eq!(c.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.flush_interval_max, Duration::from_secs(30));
         assert_eq!(c.listen, "0.0.0.0:2021".parse().expect("addr"));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.group_template, DEFAULT_GROUP_TEMPLATE);
@@ -619,11 +641,20 @@ mod tests {
             (Settings { group_template: Some("k8s_{nope}".into()), ..base() }, "SHIPPER_GROUP_TEMPLATE"),
             (Settings { stream_template: Some("{pod".into()), ..base() }, "SHIPPER_STREAM_TEMPLATE"),
             (Settings { max_concurrency: Some("0".into()), ..base() }, "SHIPPER_MAX_CONCURRENCY"),
+            (Settings { flush_interval_max: Some("500ms".into()), ..base() }, "SHIPPER_FLUSH_INTERVAL_MAX"),
         ];
         for (settings, key) in cases {
             let err = settings.resolve().expect_err(key);
             assert!(err.to_string().starts_with(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn the_stretch_bound_follows_a_long_flush_interval_unless_set() {
+        let c = Settings { flush_interval: Some("1m".into()), ..base() }.resolve().expect("valid");
+        assert_eq!(c.flush_interval_max, Duration::from_secs(60));
+        let c = Settings { flush_interval_max: Some("1s".into()), ..base() }.resolve().expect("valid");
+        assert_eq!(c.flush_interval_max, c.flush_interval, "equal: stretching off");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod deadletter;
 #[cfg(test)]
 mod group_tests;
 mod groups;
+mod pace;
 mod rejected;
 mod retry;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use rejected::Rejections;
 use retry::or_cancel;
 
 pub use groups::GroupOptions;
+pub use pace::Pace;
 pub use retry::Backoff;
 
 pub use client::{client_for_endpoint, client_from_env};
@@ -65,6 +67,8 @@ pub struct SinkOptions {
     pub create_group_rate: f64,
     /// Group settings, and whether groups are created at all.
     pub groups: GroupOptions,
+    /// The effective flush interval, stretched while PutLogEvents is throttled.
+    pub pace: Arc<Pace>,
 }
 
 /// What happened to a batch.
@@ -291,10 +295,12 @@ impl CloudWatch {
             let result = match step {
                 Step::Put => {
                     let result = self.put(dest, events, cancel).await?;
-                    inner.metrics.put_request(match &result {
+                    let outcome = match &result {
                         CallResult::Ok(_) => PutOutcome::Ok,
                         CallResult::Failed { failure, .. } => failure.outcome(),
-                    });
+                    };
+                    inner.metrics.put_request(outcome);
+                    self.pace(outcome);
                     match result {
                         CallResult::Ok(rejections) => {
                             inner.known_streams.insert(dest);
@@ -423,10 +429,11 @@ impl CloudWatch {
             failures_in_a_row = failures_in_a_row.saturating_add(1);
             log_failure(dest, step, failure, &detail, failures_in_a_row);
             self.count_retry(report);
+            let delay = self.retry_delay(&mut backoff, failure);
             if defer_after.is_some_and(|n| failures_in_a_row >= n) {
-                return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
+                return Ok(Answer::Deferred { retry_in: delay });
             }
-            retry::sleep(cancel, backoff.next_delay()).await?;
+            retry::sleep(cancel, delay).await?;
         }
     }
 
@@ -478,6 +485,43 @@ impl CloudWatch {
                 Ok(CallResult::Ok(()))
             }
             other => Ok(other),
+        }
+    }
+
+    /// The pause before the next attempt. A throttled call is not tried again sooner than
+    /// about one effective flush interval (jittered ±50 %): while the account's quota is
+    /// short, retries in quick succession are most of what a fleet asks for.
+    fn retry_delay(&self, backoff: &mut Backoff, failure: Failure) -> Duration {
+        let delay = backoff.next_delay();
+        if failure != Failure::Throttled {
+            return delay;
+        }
+        let pace = &self.inner.options.pace;
+        if pace.interval() <= pace.base() {
+            return delay;
+        }
+        delay.max(pace.interval().mul_f64(0.5 + fastrand::f64()))
+    }
+
+    /// Tell the pace how PutLogEvents answered; export and log the interval when it moves.
+    fn pace(&self, outcome: PutOutcome) {
+        let pace = &self.inner.options.pace;
+        let now = tokio::time::Instant::now();
+        let changed = match outcome {
+            PutOutcome::Throttled => pace.throttled(now),
+            PutOutcome::Ok => pace.accepted(now),
+            _ => None,
+        };
+        if let Some(interval) = changed {
+            self.inner.metrics.set_flush_interval(interval);
+            if interval > pace.base() {
+                tracing::info!(
+                    ?interval,
+                    "PutLogEvents throttled: the account's quota is shared; flushing less often"
+                );
+            } else {
+                tracing::info!(?interval, "throttling over: flush interval back to its setting");
+            }
         }
     }
 

@@ -33,6 +33,7 @@ pub(crate) fn fast_options(
         dead_letter_dir: dead_letter_dir.to_path_buf(),
         create_group_rate: 1_000.0,
         groups,
+        pace: Arc::new(super::Pace::fixed(Duration::from_secs(1))),
     }
 }
 

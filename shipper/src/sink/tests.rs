@@ -96,6 +96,34 @@ async fn throttling_is_retried_and_events_are_delivered_once() {
 }
 
 #[tokio::test]
+async fn throttled_puts_stretch_the_flush_interval_and_other_failures_do_not() {
+    let fake = FakeCloudWatch::start().await;
+    fake.with_stream(GROUP, Some(STREAM));
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let pace = Arc::new(Pace::new(Duration::from_millis(200), Duration::from_secs(30)));
+    let options = SinkOptions { pace: pace.clone(), ..options(dir.path()) };
+    let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(10));
+    let cw = CloudWatch::new(client, options, metrics.clone());
+
+    fake.fail_next(Op::PutLogEvents, Fault::Unavailable, 3);
+    bounded(cw.deliver(&batch(&as_refs(&recent(2))), &CancellationToken::new())).await.unwrap();
+    assert_eq!(pace.interval(), Duration::from_millis(200), "a 503 is not the shared quota");
+
+    fake.fail_next(Op::PutLogEvents, Fault::Throttle, 3);
+    let started = std::time::Instant::now();
+    bounded(cw.deliver(&batch(&as_refs(&recent(2))), &CancellationToken::new())).await.unwrap();
+    let stretched = pace.interval();
+    // Each throttled answer stretches by 1.5-2.5x at most once per interval, and a throttled
+    // call waits about one stretched interval (at least half) before it is tried again.
+    assert!(stretched >= Duration::from_millis(300), "{stretched:?}");
+    assert!(stretched <= Duration::from_millis(200).mul_f64(2.5f64.powi(3)), "{stretched:?}");
+    assert!(started.elapsed() >= Duration::from_millis(150), "retried after {:?}", started.elapsed());
+    let exported = format!("shipper_flush_interval_seconds {}", stretched.as_millis() as f64 / 1000.0);
+    assert!(metrics.render().lines().any(|l| l == exported), "{exported} not in /metrics");
+}
+
+#[tokio::test]
 async fn service_unavailable_is_retried() {
     let fake = FakeCloudWatch::start().await;
     fake.with_stream(GROUP, Some(STREAM));

@@ -173,6 +173,9 @@ pub struct Spool {
     /// The spool directory.
     dir: PathBuf,
     options: SpoolOptions,
+    /// Open chunks older than this are sealed (`options.flush_interval`, or the effective
+    /// interval set later).
+    flush_interval: Duration,
     /// Streams holding chunks or an open chunk; drained streams are evicted.
     streams: HashMap<Arc<Destination>, StreamState>,
     /// Next chunk sequence number, global so a seq is never reused while a manifest names it.
@@ -343,7 +346,7 @@ impl Spool {
     /// built during an outage goes out in full batches, not in one small request per flush
     /// interval. It is sealed at the first commit after the stream caught up.
     pub fn seal_expired(&mut self, now: Instant) {
-        let interval = self.options.flush_interval;
+        let interval = self.flush_interval;
         for stream in self.streams.values_mut() {
             if seal_due(stream, now, interval) {
                 seal(stream);
@@ -355,7 +358,7 @@ impl Spool {
     /// seal or sealed since, a chunk freed, a directory to sync. An idle node then skips
     /// the manifest write and its fsync.
     pub fn needs_commit(&self, now: Instant) -> bool {
-        let interval = self.options.flush_interval;
+        let interval = self.flush_interval;
         self.acked_since_commit
             || !self.dirs_to_sync.is_empty()
             || self.streams.values().any(|stream| {
@@ -364,6 +367,12 @@ impl Spool {
                         chunk.len != chunk.committed_len || chunk.sealed != chunk.committed_sealed
                     })
             })
+    }
+
+    /// Seal open chunks by `interval` from now on instead of `SpoolOptions::flush_interval`
+    /// (the effective interval, stretched while CloudWatch throttles).
+    pub fn set_flush_interval(&mut self, interval: Duration) {
+        self.flush_interval = interval;
     }
 
     /// Seal every open chunk (shutdown, tests).

@@ -111,6 +111,7 @@ pub(super) fn recover(dir: &Path, options: SpoolOptions) -> Result<(Spool, Recov
 
     let spool = Spool {
         dir: dir.to_path_buf(),
+        flush_interval: options.flush_interval,
         options,
         streams,
         next_seq,

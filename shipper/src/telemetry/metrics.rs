@@ -60,7 +60,7 @@ pub enum LossReason {
     /// is shipped as it is); the series stays so dashboards and alerts keep working.
     Unterminated,
     /// The checkpointed file is gone: deleted (kubelet's oldest rotation) while the shipper
-    /// was not running.
+    /// was not running, or while it could not be opened (out of descriptors, its mode).
     Vanished,
     /// A compressed rotation could not be decompressed (corrupt, or over the size bound).
     Unreadable,
@@ -292,6 +292,8 @@ pub struct Metrics {
     pub open_fds_limit: AtomicI64,
     /// `/metrics` listener connections closed to make room for a new one (at the cap).
     pub http_connections_evicted: AtomicU64,
+    /// The effective flush interval in ms (`flush_interval`, stretched while throttled).
+    flush_interval_ms: AtomicI64,
     /// Lines read and skipped because their container is excluded, by deciding rule.
     pub lines_excluded: LabeledCounter,
     /// Files whose `{workload}` came from the pod name (metadata never arrived), by rule.
@@ -366,6 +368,11 @@ impl Metrics {
     /// Add to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The effective flush interval (exported in seconds).
+    pub fn set_flush_interval(&self, interval: std::time::Duration) {
+        Self::set(&self.flush_interval_ms, interval.as_millis().min(i64::MAX as u128) as i64);
     }
 
     /// Set a gauge.
@@ -522,6 +529,11 @@ impl Metrics {
             "shipper_spool_max_bytes",
             "The spool's size cap (spool_max_bytes): reading pauses when shipper_spool_bytes reaches it.",
             gload(&self.spool_max_bytes),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP shipper_flush_interval_seconds How long a stream's lines wait to be batched: flush_interval, stretched up to flush_interval_max while PutLogEvents is throttled.\n# TYPE shipper_flush_interval_seconds gauge\nshipper_flush_interval_seconds {}",
+            gload(&self.flush_interval_ms) as f64 / 1000.0
         );
         g(&mut out, "shipper_files_tailed", "Container log files tailed.", gload(&self.files_tailed));
         g(
@@ -688,6 +700,7 @@ mod tests {
         m.dropped(DropReason::TooOld, 3);
         m.put_request(PutOutcome::Throttled);
         Metrics::add(&m.lines_read, 7);
+        m.set_flush_interval(std::time::Duration::from_millis(2_500));
         let text = m.render();
         for name in [
             "shipper_lines_read_total 7",
@@ -699,6 +712,7 @@ mod tests {
             "shipper_put_requests_total{outcome=\"throttled\"} 1",
             "shipper_retries_total 0",
             "shipper_files_tailed 0",
+            "shipper_flush_interval_seconds 2.5",
         ] {
             assert!(text.lines().any(|l| l == name), "missing line {name:?} in\n{text}");
         }
