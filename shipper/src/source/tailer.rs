@@ -39,8 +39,10 @@ pub struct Tailer {
     restored: Option<Vec<Checkpoint>>,
     watcher: DirWatcher,
     last_scan: Option<Instant>,
-    /// Paths whose live file could not be opened, reported once until it opens.
-    unopenable: HashSet<PathBuf>,
+    /// Paths whose live file could not be opened, reported once until it opens, with every
+    /// file seen there meanwhile (identity, last size): those not read once it opens (kubelet
+    /// deleted them meanwhile), or when the path goes away, are counted lost.
+    unopenable: HashMap<PathBuf, Vec<(Inode, u64)>>,
 }
 
 impl Tailer {
@@ -81,7 +83,7 @@ impl Tailer {
             restored: Some(restored.files),
             watcher: DirWatcher::new(),
             last_scan: None,
-            unopenable: HashSet::new(),
+            unopenable: HashMap::new(),
         })
     }
 
@@ -96,8 +98,13 @@ impl Tailer {
         let mut present = HashSet::new();
         let expanded = self.globs.expand();
         // A path that could not be opened and is gone now (its container removed) is
-        // forgotten: reported again if it ever comes back and fails again.
-        self.unopenable.retain(|path| expanded.contains(path));
+        // forgotten: reported again if it ever comes back and fails again. What it held was
+        // never read.
+        let gone: Vec<PathBuf> = self.unopenable.keys().filter(|p| !expanded.contains(*p)).cloned().collect();
+        for path in gone {
+            let seen = self.unopenable.remove(&path).unwrap_or_default();
+            self.never_read(&path, seen, None, &mut events);
+        }
         for path in expanded {
             let mut start = None;
             if let Some(restored_paths) = &restored_paths
@@ -262,7 +269,14 @@ impl Tailer {
         let (file, meta) = match open(path) {
             Ok(opened) => opened,
             Err(error) => {
-                if self.unopenable.insert(path.to_path_buf()) {
+                let id = (meta.dev(), meta.ino());
+                let first = !self.unopenable.contains_key(path);
+                let seen = self.unopenable.entry(path.to_path_buf()).or_default();
+                match seen.iter_mut().find(|(inode, _)| *inode == id) {
+                    Some(file) => file.1 = meta.len(),
+                    None => seen.push((id, meta.len())),
+                }
+                if first {
                     let reason = OpenFailure::of(&error);
                     events.push(SourceEvent::OpenFailed {
                         path: path.to_path_buf(),
@@ -273,11 +287,15 @@ impl Tailer {
                 return false;
             }
         };
-        if self.unopenable.remove(path) && live.is_none() {
-            // It could not be opened for a while: what it rotated meanwhile is still next to
-            // it, unread. Read those first, as a restart does for a path without checkpoints.
-            tracing::info!(path = %path.display(), "log file opens now; reading its rotations from meanwhile first");
-            self.restore_path(path, Vec::new(), None, events);
+        if let Some(seen) = self.unopenable.remove(path) {
+            if live.is_none() {
+                // It could not be opened for a while: what it rotated meanwhile is still next
+                // to it, unread. Read those first, as a restart does for a path without
+                // checkpoints.
+                tracing::info!(path = %path.display(), "log file opens now; reading its rotations from meanwhile first");
+                self.restore_path(path, Vec::new(), None, events);
+            }
+            self.never_read(path, seen, Some((meta.dev(), meta.ino())), events);
         }
         if self.inodes.contains_key(&(meta.dev(), meta.ino())) {
             // Already followed through another path (overlapping globs).
@@ -294,6 +312,27 @@ impl Tailer {
         let key = self.insert(tailed, false);
         events.push(SourceEvent::Opened { key, path: path.to_path_buf(), offset });
         true
+    }
+
+    /// Files seen at `path` while it could not be opened that are not followed now (nor are
+    /// `opened`): deleted before they could be read. Their last seen size is lost.
+    fn never_read(
+        &self,
+        path: &Path,
+        seen: Vec<(Inode, u64)>,
+        opened: Option<Inode>,
+        events: &mut Vec<SourceEvent>,
+    ) {
+        for (inode, len) in seen {
+            if Some(inode) != opened && !self.inodes.contains_key(&inode) {
+                events.push(SourceEvent::Lost {
+                    path: path.to_path_buf(),
+                    from: 0,
+                    to: Some(len),
+                    reason: LossReason::Vanished,
+                });
+            }
+        }
     }
 
     /// The live file at `path` shrank below its read offset (copytruncate): the content

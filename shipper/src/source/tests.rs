@@ -443,6 +443,62 @@ fn a_file_that_cannot_be_opened_is_reported_once_and_its_rotations_are_read_when
     );
 }
 
+/// While a file cannot be opened kubelet may rotate it and delete the rotation: those bytes
+/// were never read. They are counted lost (with the size last seen), not silently skipped;
+/// what is still there is read.
+#[test]
+fn rotations_deleted_while_a_file_could_not_be_opened_are_counted_lost() {
+    const EACCES: i32 = 13;
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"first file\n");
+    tailer::tests_seam::fail_open(&app.link, EACCES);
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let mut events = Vec::new();
+    assert!(drain(&mut tailer, &mut events).is_empty());
+    app.write(b"more\n");
+    events.extend(tailer.scan());
+    let rotated = app.rotate();
+    fs::remove_file(rotated).expect("kubelet deletes the oldest rotation");
+    app.write(b"kept\n");
+    events.extend(tailer.scan());
+    assert!(
+        !events.iter().any(|e| matches!(e, SourceEvent::Lost { .. })),
+        "nothing known lost yet: {events:?}"
+    );
+
+    tailer::tests_seam::heal(&app.link);
+    let mut after = Vec::new();
+    let out = drain(&mut tailer, &mut after);
+    assert_eq!(String::from_utf8_lossy(&out), "kept\n");
+    let lost: Vec<_> = after.iter().filter(|e| matches!(e, SourceEvent::Lost { .. })).collect();
+    assert!(
+        matches!(lost.as_slice(), [SourceEvent::Lost { path, from: 0, to: Some(16), reason: LossReason::Vanished }] if *path == app.link),
+        "{after:?}"
+    );
+}
+
+/// A path that never opened and whose container is removed: what it held is counted lost.
+#[test]
+fn a_file_that_never_opened_and_is_removed_is_counted_lost() {
+    const EMFILE: i32 = 24;
+    let node = Node::new();
+    let mut app = node.container("web");
+    app.write(b"0123456789\n");
+    tailer::tests_seam::fail_open(&app.link, EMFILE);
+    let mut tailer = node.tailer(1024, SourceState::default());
+    let mut events = Vec::new();
+    drain(&mut tailer, &mut events);
+    fs::remove_file(&app.link).expect("the container's link goes with it");
+    let after = tailer.scan();
+    assert!(
+        after
+            .iter()
+            .any(|e| matches!(e, SourceEvent::Lost { to: Some(11), reason: LossReason::Vanished, .. })),
+        "{after:?}"
+    );
+}
+
 /// A long outage with a full spool: reading paused while kubelet kept rotating and
 /// deleting. The deleted files held open past the disk budget are closed, oldest first,
 /// their unread bytes reported lost; what fits the budget is still read, in order.
