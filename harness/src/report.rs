@@ -88,8 +88,11 @@ pub struct Report {
     pub samples: Vec<Sample>,
     /// What the gateway saw and did, by outcome.
     pub gateway: serde_json::Value,
-    /// Last scrape of the shipper's metrics.
+    /// Last scrape of the shipper's metrics (the first node's, in a `[fleet]`).
     pub metrics: std::collections::BTreeMap<String, f64>,
+    /// `[expect.fleet]`: the ask rate over time, latency and each node's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<serde_json::Value>,
 }
 
 impl Report {
@@ -199,6 +202,7 @@ mod tests {
             ],
             gateway: serde_json::json!({}),
             metrics: Default::default(),
+            fleet: None,
         }
     }
 

@@ -94,6 +94,7 @@ scenarios! {
     hostile_labels => "hostile-labels",
     idle_connections => "idle-connections",
     shared_quota => "shared-quota",
+    fleet_quota => "fleet-quota",
 }
 
 /// The kill matrix again with other seeds: each crash point fires at another hit.

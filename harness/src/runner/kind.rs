@@ -537,6 +537,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
         metrics: shippers.metrics,
         gateway: serde_json::to_value(gateway.summary()).unwrap_or_default(),
         hosts: nodes,
+        fleet: None,
     };
     let backend_name = options.backend.name();
     let report =

@@ -2,9 +2,11 @@
 //! emulator behind the fault gateway, the real shipper binary, the workload, the fault
 //! timeline, the drain gate and the audit.
 
+mod fleet;
 mod idle;
 #[cfg(feature = "e2e")]
 pub mod kind;
+mod nodes;
 mod support;
 mod timeline;
 mod verdict;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{self, Ledger};
 use crate::backend::{Backend, BackendKind};
-use crate::cluster::{ClusterChoice, ClusterEnv, Shipper};
+use crate::cluster::{ClusterChoice, ClusterEnv};
 use crate::gateway::{
     Fault as GatewayFault, FaultKind as GatewayFaultKind, Gateway, GatewayHandle, GatewayOptions,
 };
@@ -25,7 +27,9 @@ use crate::scenario::Scenario;
 use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, free_port};
 use crate::simnode::SimNode;
 use crate::standin::{Availability, Standin, StandinApi, StandinOptions, owner_reference_json, pod_json};
+use nodes::{CRASH_RESTART_DELAY, Crashes, NodeRun};
 
+pub use fleet::{FleetFigures, NodeFigures};
 pub use support::{kind_refusal, kind_substitutions, single_node_refusal};
 pub use timeline::{Action, Step, plan};
 pub use workload::{Workload, WorkloadError};
@@ -179,53 +183,6 @@ fn dead_letter_check(scenario: &Scenario, state_dir: &std::path::Path, aged: u64
     }
 }
 
-/// Pause between a shipper's own exit and its restart (a DaemonSet restarts it too).
-const CRASH_RESTART_DELAY: Duration = Duration::from_millis(300);
-
-/// Exits the shipper made by itself: at armed crash points (expected) or not (a failure).
-#[derive(Debug, Default)]
-struct Crashes {
-    planned: Vec<String>,
-    unexpected: Vec<String>,
-}
-
-impl Crashes {
-    fn record(&mut self, armed: Option<&str>, status: std::process::ExitStatus, t: Duration) {
-        use std::os::unix::process::ExitStatusExt;
-        let aborted = status.signal() == Some(6);
-        let what = format!("{status} at {:.1}s", t.as_secs_f64());
-        match armed {
-            Some(point) if aborted => self.planned.push(format!("{point} ({what})")),
-            _ => self.unexpected.push(what),
-        }
-    }
-
-    fn checks(&self, crash_points: &[String]) -> Vec<Check> {
-        let mut checks = vec![Check {
-            name: "no unexpected exit".into(),
-            ok: self.unexpected.is_empty(),
-            detail: if self.unexpected.is_empty() {
-                "the shipper exited only when told to".into()
-            } else {
-                format!("exited by itself: {}", self.unexpected.join(", "))
-            },
-        }];
-        if !crash_points.is_empty() {
-            checks.push(Check {
-                name: "crash points reached".into(),
-                ok: self.planned.len() == crash_points.len(),
-                detail: format!(
-                    "{} of {} armed crash points fired: {}",
-                    self.planned.len(),
-                    crash_points.len(),
-                    self.planned.join(", ")
-                ),
-            });
-        }
-        checks
-    }
-}
-
 /// The report directory of a scenario.
 pub fn report_dir(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -346,6 +303,12 @@ pub async fn run_scenario_with(
     if let Some(reason) = single_node_refusal(scenario, options.cluster.name()) {
         return Err(RunError::Unsupported(reason));
     }
+    if scenario.fleet.nodes > 1 && (options.cluster != ClusterChoice::Local || launch.is_some()) {
+        return Err(RunError::Unsupported(format!(
+            "scenario {}: [fleet] runs {} shipper processes with the contract's env: the local tier only",
+            scenario.name, scenario.fleet.nodes
+        )));
+    }
     let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&scenario.name));
     std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
     let work = tempfile::tempdir().map_err(component("temp dir"))?;
@@ -353,22 +316,31 @@ pub async fn run_scenario_with(
     let env =
         start_env(&options.backend, options.cluster, options.seed, work.path(), &tag, &scenario.account)
             .await?;
-    let node_name = scenario.node.name.clone();
-    let node = SimNode::new(work.path().join("node")).map_err(component("simnode"))?;
+    let names = nodes::node_names(scenario);
+    // One node keeps the directory names it always had; a fleet's are numbered.
+    let node_dir = |k: usize, what: &str| match names.len() {
+        1 => work.path().join(what),
+        _ => work.path().join(format!("{what}-{}", k + 1)),
+    };
+    let sims = (0..names.len())
+        .map(|k| SimNode::new(node_dir(k, "node")).map_err(component("simnode")))
+        .collect::<Result<Vec<_>, _>>()?;
     let run_id = format!("r{:x}", options.seed ^ (std::process::id() as u64) << 16 ^ now_nanos());
-    let mut workload = Workload::new(node.clone(), run_id.clone(), scenario.node.clone());
+    let mut workload = Workload::new(sims[0].clone(), run_id.clone(), scenario.node.clone());
     let mut ledger = Ledger::new(run_id.clone());
 
-    // Pods exist in the API (bound to the node) before their containers write.
+    // Pods exist in the API (bound to their node) before their containers write.
     let pods = scenario.expanded_pods();
+    let placement = nodes::placement(&pods, names.len());
     let mut uids = BTreeMap::new();
     let mut pending_pods: Vec<_> = Vec::new();
     // (when, pod) of pods with a `lifetime`.
     let mut deletions: Vec<(Duration, String)> = Vec::new();
     for pod in &pods {
         if pod.start.0.is_zero() {
-            let uid = create_pod(&env.standin, pod, &node_name)?;
-            workload.add_pod(pod, &uid)?;
+            let k = placement[&pod.name];
+            let uid = create_pod(&env.standin, pod, &names[k])?;
+            workload.add_pod_on(pod, &uid, &sims[k])?;
             uids.insert(pod.name.clone(), uid);
             if let Some(lifetime) = pod.lifetime {
                 deletions.push((lifetime.0, pod.name.clone()));
@@ -385,35 +357,48 @@ pub async fn run_scenario_with(
 
     let s = &scenario.shipper;
     let grace = shutdown_grace(scenario);
-    let extra = shipper_settings_env(scenario);
-    let shipper_env = ShipperEnv {
-        cluster: CLUSTER.into(),
-        node: node_name.clone(),
-        endpoint: env.gateway.url().as_str().trim_end_matches('/').to_owned(),
-        kubeconfig: env.kubeconfig.clone(),
-        log_paths: format!("{}/*.log", node.containers_dir().display()),
-        state_dir: work.path().join("state"),
-        port: free_port().map_err(component("port"))?,
-        extra,
-    };
-    let log_path = out_dir.join("shipper.log");
-    let _ = std::fs::remove_file(&log_path);
-    let launch = launch.map(|hook| hook(&shipper_env));
-    let crash_plan = timeline::crash_plan(&s.crash_points, options.seed);
-    let mut shipper =
-        env.cluster.spawn_shipper(shipper_env, &work.path().join("node"), log_path, launch, crash_plan)?;
-    let mut crashes = Crashes::default();
-    if let Err(e) = shipper.wait_healthy(Duration::from_secs(30)).await {
-        // An armed crash point may fire before the first health check answers.
-        if shipper.armed_crash_point().is_none() {
-            return Err(e.into());
+    let mut nodes = Vec::new();
+    for (k, (name, sim)) in names.iter().zip(&sims).enumerate() {
+        let shipper_env = ShipperEnv {
+            cluster: CLUSTER.into(),
+            node: name.clone(),
+            endpoint: env.gateway.url().as_str().trim_end_matches('/').to_owned(),
+            kubeconfig: env.kubeconfig.clone(),
+            log_paths: format!("{}/*.log", sim.containers_dir().display()),
+            state_dir: node_dir(k, "state"),
+            port: free_port().map_err(component("port"))?,
+            extra: shipper_settings_env(scenario),
+        };
+        let log_path = match names.len() {
+            1 => out_dir.join("shipper.log"),
+            _ => out_dir.join(format!("shipper-{name}.log")),
+        };
+        let _ = std::fs::remove_file(&log_path);
+        let state_dir = shipper_env.state_dir.clone();
+        let hooked = launch.map(|hook| hook(&shipper_env));
+        let crash_plan = timeline::crash_plan(&s.crash_points, options.seed);
+        let shipper =
+            env.cluster.spawn_shipper(shipper_env, &node_dir(k, "node"), log_path, hooked, crash_plan)?;
+        nodes.push(NodeRun {
+            name: name.clone(),
+            state_dir,
+            shipper,
+            restart_at: None,
+            crashes: Crashes::default(),
+        });
+    }
+    for node in &mut nodes {
+        if let Err(e) = node.shipper.wait_healthy(Duration::from_secs(30)).await {
+            // An armed crash point may fire before the first health check answers.
+            if node.shipper.armed_crash_point().is_none() {
+                return Err(e.into());
+            }
         }
     }
 
     let steps = plan(scenario, options.seed);
     let faults_over = timeline::last_fault_end(scenario);
     let mut next_step = 0;
-    let mut restart_at: Option<Duration> = None;
     let mut checks = Vec::new();
     // Connections an `idle_connections` fault holds open.
     let mut idle: Vec<tokio::net::TcpStream> = Vec::new();
@@ -422,6 +407,7 @@ pub async fn run_scenario_with(
     let mut peak_spool = 0u64;
     let mut last_metrics = BTreeMap::new();
     let t0 = Instant::now();
+    let t0_unix_ms = now_nanos() / 1_000_000;
     let mut last_rotation = Duration::ZERO;
     let mut last_sample = Duration::ZERO;
     let mut last_progress = Duration::ZERO;
@@ -435,29 +421,20 @@ pub async fn run_scenario_with(
         while next_step < steps.len() && steps[next_step].at <= t {
             let step = steps[next_step].clone();
             next_step += 1;
-            let mut ctx =
-                ApplyCtx { restart_at: &mut restart_at, checks: &mut checks, idle: &mut idle, t, grace };
-            apply(&step, &env, &mut workload, &mut shipper, &mut ctx).await?;
+            let mut ctx = ApplyCtx { checks: &mut checks, idle: &mut idle, t, grace };
+            apply(&step, &env, &mut workload, &mut nodes, &mut ctx).await?;
         }
-        if restart_at.is_none()
-            && let Some(status) = shipper.reap_exit()
-        {
-            crashes.record(shipper.armed_crash_point(), status, t);
-            restart_at = Some(t + CRASH_RESTART_DELAY);
-        }
-        if let Some(at) = restart_at
-            && t >= at
-        {
-            shipper.start()?;
-            restart_at = None;
+        for node in &mut nodes {
+            node.upkeep(t)?;
         }
         // Pods whose start time came: create them (an error ends the run, it never just
         // shrinks the workload).
         let (due, later): (Vec<_>, Vec<_>) = pending_pods.into_iter().partition(|pod| pod.start.0 <= t);
         pending_pods = later;
         for pod in due {
-            let uid = create_pod(&env.standin, &pod, &node_name)?;
-            workload.add_pod(&pod, &uid)?;
+            let k = placement[&pod.name];
+            let uid = create_pod(&env.standin, &pod, &names[k])?;
+            workload.add_pod_on(&pod, &uid, &sims[k])?;
             if let Some(lifetime) = pod.lifetime {
                 deletions.push((pod.start.0 + lifetime.0, pod.name.clone()));
             }
@@ -485,13 +462,17 @@ pub async fn run_scenario_with(
             last_sample = t;
             let delivered = delivered_events(&env.gateway);
             samples.push(Sample { t: t.as_secs_f64(), written: workload.written(), delivered });
-            if let Some(rss) = shipper.rss_kib() {
-                peak_rss = peak_rss.max(rss);
-            }
-            if let Ok(m) = shipper.metrics().await {
-                peak_spool = peak_spool.max(m.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
-                backpressure_seen |= m.get("shipper_backpressure").is_some_and(|v| *v >= 1.0);
-                last_metrics = m;
+            for (k, node) in nodes.iter().enumerate() {
+                if let Some(rss) = node.shipper.rss_kib() {
+                    peak_rss = peak_rss.max(rss);
+                }
+                if let Ok(m) = node.shipper.metrics().await {
+                    peak_spool = peak_spool.max(m.get("shipper_spool_bytes").copied().unwrap_or(0.0) as u64);
+                    backpressure_seen |= m.get("shipper_backpressure").is_some_and(|v| *v >= 1.0);
+                    if k == 0 {
+                        last_metrics = m;
+                    }
+                }
             }
             if options.progress && t - last_progress >= Duration::from_secs(1) {
                 last_progress = t;
@@ -508,7 +489,7 @@ pub async fn run_scenario_with(
         }
         if workload.done()
             && next_step >= steps.len()
-            && restart_at.is_none()
+            && nodes.iter().all(|node| node.restart_at.is_none())
             && t >= faults_over
             && deletions.is_empty()
             && pending_pods.is_empty()
@@ -532,22 +513,24 @@ pub async fn run_scenario_with(
             &mut samples,
             || workload.written(),
             async |t| {
-                if let Some(status) = shipper.reap_exit() {
-                    crashes.record(shipper.armed_crash_point(), status, t);
-                    tokio::time::sleep(CRASH_RESTART_DELAY).await;
-                    shipper.start()?;
+                for node in &mut nodes {
+                    if let Some(status) = node.shipper.reap_exit() {
+                        node.crashes.record(node.shipper.armed_crash_point(), status, t);
+                        tokio::time::sleep(CRASH_RESTART_DELAY).await;
+                        node.shipper.start()?;
+                    }
                 }
-                if let Ok(m) = shipper.metrics().await {
+                if let Ok(m) = nodes[0].shipper.metrics().await {
                     last_metrics = m;
                 }
                 Ok(())
             },
         )
         .await?;
-    if let Ok(m) = shipper.metrics().await {
+    if let Ok(m) = nodes[0].shipper.metrics().await {
         last_metrics = m;
     }
-    checks.extend(crashes.checks(&s.crash_points));
+    checks.extend(nodes::all_crashes(&nodes).checks(&s.crash_points));
     if let Some(restarts) = node_restart_note(scenario, env.cluster.name()) {
         checks.push(restarts);
     }
@@ -572,7 +555,7 @@ pub async fn run_scenario_with(
         checks.push(audit::identity::written_by_check(want, &owners, &signers));
     }
     if !scenario.expect.dropped.is_empty() {
-        checks.push(dead_letter_check(scenario, &work.path().join("state"), workload.aged()));
+        checks.push(dead_letter_check(scenario, &nodes[0].state_dir, workload.aged()));
     }
     if scenario.expect.rotation_cuts_traces {
         // The scenario exists to prove a trace cut by rotation still arrives whole: it must
@@ -601,12 +584,23 @@ pub async fn run_scenario_with(
             ),
         });
     }
-    let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
-    checks.push(Check {
-        name: "clean shutdown".into(),
-        ok: exit == Some(0),
-        detail: format!("exit code {exit:?} after SIGTERM"),
-    });
+    let fleet =
+        scenario.account.put_log_events_per_second.filter(|_| scenario.expect.fleet.is_some()).map(|quota| {
+            let expect = scenario.expect.fleet.as_ref().expect("checked above");
+            fleet::figures(
+                &env.gateway.journal(),
+                &delivered,
+                &nodes::node_of_stream(&pods, &placement, &names),
+                quota,
+                expect.max_ask_ratio,
+                t0_unix_ms,
+                quiet_since.as_secs(),
+            )
+        });
+    if let (Some(expect), Some(figures)) = (&scenario.expect.fleet, &fleet) {
+        checks.extend(fleet::checks(expect, figures));
+    }
+    checks.push(nodes::shut_down(&mut nodes, grace + Duration::from_secs(10)).await);
 
     let verdict = audit::verdict_for(&ledger, &delivered, scenario.expect.message.format);
     let measured = verdict::Measured {
@@ -616,12 +610,13 @@ pub async fn run_scenario_with(
         faults: timeline::windows(scenario),
         quiet_since,
         drained_at,
-        starts: shipper.starts(),
+        starts: nodes.iter().map(|node| node.shipper.starts()).sum(),
         peak_rss_kib: peak_rss,
         peak_spool_bytes: peak_spool,
         metrics: last_metrics,
         gateway: serde_json::to_value(env.gateway.summary()).unwrap_or_default(),
-        hosts: std::iter::once(node_name.clone()).collect(),
+        hosts: names.iter().cloned().collect(),
+        fleet,
     };
     let report = verdict::build_report(
         scenario,
@@ -655,10 +650,8 @@ fn node_restart_note(scenario: &Scenario, tier: &str) -> Option<Check> {
     })
 }
 
-/// What a step may change besides the environment, the workload and the shipper.
+/// What a step may change besides the environment, the workload and the nodes.
 struct ApplyCtx<'a> {
-    /// When the shipper starts again after a kill or SIGTERM.
-    restart_at: &'a mut Option<Duration>,
     /// Checks the step itself makes.
     checks: &'a mut Vec<Check>,
     /// Connections held by `idle_connections`.
@@ -673,10 +666,12 @@ async fn apply(
     step: &Step,
     env: &Env,
     workload: &mut Workload,
-    shipper: &mut Shipper,
+    nodes: &mut [NodeRun],
     ctx: &mut ApplyCtx<'_>,
 ) -> Result<(), RunError> {
     let (t, grace) = (ctx.t, ctx.grace);
+    // Docker-level faults and listener faults act on one shipper: a fleet refuses them.
+    let shipper = &mut nodes[0].shipper;
     match &step.action {
         Action::GatewayStart(f) => {
             // Docker-level faults run on the container tier; elsewhere their gateway twin.
@@ -703,19 +698,23 @@ async fn apply(
         // (the model refuses a restart while one writes): what a node crash does to the
         // shipper is a kill -9 and a start on the same state once the node is back.
         Action::Kill(after) | Action::NodeRestart(after) => {
-            if shipper.is_running() {
-                shipper.kill();
+            for node in nodes.iter_mut() {
+                if node.shipper.is_running() {
+                    node.shipper.kill();
+                }
+                node.restart_at = Some(t + *after);
             }
-            *ctx.restart_at = Some(t + *after);
         }
         Action::Term(after) => {
-            let exit = shipper.terminate(grace + Duration::from_secs(10)).await;
-            ctx.checks.push(Check {
-                name: format!("SIGTERM at {:.1}s", t.as_secs_f64()),
-                ok: exit == Some(0),
-                detail: format!("exit code {exit:?} within grace {grace:?}"),
-            });
-            *ctx.restart_at = Some(t + *after);
+            for node in nodes.iter_mut() {
+                let exit = node.shipper.terminate(grace + Duration::from_secs(10)).await;
+                ctx.checks.push(Check {
+                    name: format!("SIGTERM at {:.1}s", t.as_secs_f64()),
+                    ok: exit == Some(0),
+                    detail: format!("exit code {exit:?} within grace {grace:?}"),
+                });
+                node.restart_at = Some(t + *after);
+            }
         }
         Action::Rotate(pod) => workload.force_rotate(pod)?,
         Action::ContainerRestart(pod) => workload.restart(pod)?,

@@ -49,6 +49,9 @@ pub fn kind_refusal(scenario: &Scenario) -> Option<String> {
             "existing_groups and [expect.group_settings] are read and written on the local tier only".into(),
         );
     }
+    if scenario.fleet.nodes > 1 {
+        reasons.push("[fleet] runs one shipper process per simulated node: the local tier only".into());
+    }
     if scenario.account.put_log_events_per_second.is_some() {
         reasons.push("[account] quotas are enforced by the local and container tiers' gateway only".into());
     }

@@ -35,6 +35,8 @@ pub struct Measured {
     pub gateway: serde_json::Value,
     /// Node names a message's `host` may carry (the SimNode's; kind's nodes).
     pub hosts: std::collections::BTreeSet<String>,
+    /// How a `[fleet]` shared the account's quota (`[expect.fleet]`).
+    pub fleet: Option<super::FleetFigures>,
 }
 
 /// The six keys of the shipper's envelope (DESIGN §3 contract).
@@ -401,6 +403,7 @@ pub fn build_report(
         samples: m.samples,
         gateway: m.gateway,
         metrics: m.metrics,
+        fleet: m.fleet.map(|f| serde_json::to_value(f).unwrap_or_default()),
     }
 }
 

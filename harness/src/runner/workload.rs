@@ -15,6 +15,8 @@ struct Writer {
     namespace: String,
     pod: String,
     uid: String,
+    /// The node the pod runs on (its kubelet writes the files).
+    node: SimNode,
     spec: ContainerSpec,
     plan: LinePlan,
     log: Option<ContainerLog>,
@@ -31,9 +33,10 @@ impl Writer {
     }
 }
 
-/// All writers of the node.
+/// All writers of the node (or of the nodes of a fleet: each pod on its own).
 #[derive(Debug)]
 pub struct Workload {
+    /// Where pods go unless they are placed on another node.
     node: SimNode,
     run: String,
     writers: Vec<Writer>,
@@ -68,6 +71,12 @@ impl Workload {
 
     /// Add a pod's containers; they start writing at `pod.start`.
     pub fn add_pod(&mut self, pod: &PodSpec, uid: &str) -> Result<(), WorkloadError> {
+        let node = self.node.clone();
+        self.add_pod_on(pod, uid, &node)
+    }
+
+    /// [`Workload::add_pod`], on `node` (a fleet's nodes share one workload and ledger).
+    pub fn add_pod_on(&mut self, pod: &PodSpec, uid: &str, node: &SimNode) -> Result<(), WorkloadError> {
         for c in &pod.containers {
             let plan = LinePlan::new(&self.run, &pod.name, c).map_err(|e| WorkloadError::Spec {
                 pod: e.pod,
@@ -85,6 +94,7 @@ impl Workload {
                 namespace: pod.namespace.clone(),
                 pod: pod.name.clone(),
                 uid: uid.to_owned(),
+                node: node.clone(),
                 spec: c.clone(),
                 plan,
                 log: None,
@@ -105,7 +115,7 @@ impl Workload {
             }
             if w.log.is_none() {
                 let format = if w.spec.format == "docker" { LogFormat::DockerJson } else { LogFormat::Cri };
-                w.log = Some(self.node.add_container_with_format(
+                w.log = Some(w.node.add_container_with_format(
                     &w.namespace,
                     &w.pod,
                     &w.uid,
@@ -199,14 +209,14 @@ impl Workload {
 
     /// Delete `pod`: its writers stop and its log directory goes, like kubelet's cleanup.
     pub fn delete(&mut self, pod: &str) -> Result<(), WorkloadError> {
-        let mut namespace_uid = None;
+        let mut placed = None;
         for w in self.writers.iter_mut().filter(|w| w.pod == pod) {
             w.plan.lines = w.written;
-            namespace_uid = Some((w.namespace.clone(), w.uid.clone()));
+            placed = Some((w.namespace.clone(), w.uid.clone(), w.node.clone()));
             w.log = None;
         }
-        if let Some((ns, uid)) = namespace_uid {
-            self.node.delete_pod(&ns, pod, &uid)?;
+        if let Some((ns, uid, node)) = placed {
+            node.delete_pod(&ns, pod, &uid)?;
         }
         Ok(())
     }

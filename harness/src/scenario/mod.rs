@@ -166,6 +166,7 @@ impl Scenario {
             return Err("at most one `node_join`: the multi-node kind config holds one worker back".into());
         }
         self.validate_new_keys(&pods)?;
+        self.validate_fleet()?;
         for f in self.faults.iter().filter(|f| f.kind == FaultKind::CreateGroup) {
             if f.groups.as_ref().is_none_or(Vec::is_empty) {
                 return Err(format!("create_group at {:?} needs `groups`: the names to create", f.at.0));
@@ -181,6 +182,60 @@ impl Scenario {
                     "expect.delivered_by names group {g:?}, which [expect.groups] does not list"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[fleet]` and `[expect.fleet]`: several shippers share the gateway, the API and the
+    /// ledger; what acts on one shipper process cannot be said of a fleet.
+    fn validate_fleet(&self) -> Result<(), String> {
+        let nodes = self.fleet.nodes;
+        if !(1..=MAX_FLEET_NODES).contains(&nodes) {
+            return Err(format!("[fleet] nodes = {nodes}: use 1 to {MAX_FLEET_NODES}"));
+        }
+        if let Some(expect) = &self.expect.fleet {
+            if self.account.put_log_events_per_second.is_none() {
+                return Err(
+                    "[expect.fleet] measures the account's quota: set [account] put_log_events_per_second"
+                        .into(),
+                );
+            }
+            if !(expect.max_ask_ratio.is_finite() && expect.max_ask_ratio > 0.0) {
+                return Err(format!(
+                    "[expect.fleet] max_ask_ratio = {}: use a number > 0",
+                    expect.max_ask_ratio
+                ));
+            }
+        }
+        if nodes == 1 {
+            return Ok(());
+        }
+        let per_shipper = self.faults.iter().find(|f| {
+            matches!(
+                f.kind,
+                FaultKind::ShipperKill
+                    | FaultKind::ShipperKillRandom
+                    | FaultKind::ShipperTerm
+                    | FaultKind::NodeRestart
+                    | FaultKind::IdleConnections
+                    | FaultKind::BackendPause
+                    | FaultKind::NetworkDisconnect
+            ) || f.kind.needs_several_nodes()
+        });
+        if let Some(f) = per_shipper {
+            return Err(format!(
+                "[fleet]: fault {:?} at {:?} acts on one shipper process or node; a fleet scenario has {nodes}",
+                f.kind, f.at.0
+            ));
+        }
+        if !self.shipper.crash_points.is_empty()
+            || !self.expect.metrics.is_empty()
+            || !self.expect.dropped.is_empty()
+        {
+            return Err(
+                "[fleet]: crash_points, expect.metrics and expect.dropped are about one shipper process"
+                    .into(),
+            );
         }
         Ok(())
     }

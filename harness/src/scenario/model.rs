@@ -50,6 +50,9 @@ pub struct Scenario {
     /// The account's quotas the gateway enforces for every shipper behind it.
     #[serde(default)]
     pub account: AccountQuotas,
+    /// Several nodes, each with its own shipper, sharing the account (local tier).
+    #[serde(default)]
+    pub fleet: FleetSettings,
     /// The verdict's expectations.
     pub expect: Expect,
 }
@@ -61,6 +64,48 @@ pub struct Scenario {
 pub struct AccountQuotas {
     /// PutLogEvents calls per second (CloudWatch: 5,000); unset: not enforced.
     pub put_log_events_per_second: Option<u32>,
+}
+
+/// `[fleet]`: `nodes` simulated nodes, each with its own files, state directory and shipper
+/// process, behind one gateway (one account). Pods are spread over them in the order listed,
+/// round-robin; node `k` (from 1) is named `<node.name>-<k>`. The local tier only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    /// Nodes (1 to [`MAX_FLEET_NODES`]; default 1: the scenario's one node).
+    pub nodes: usize,
+}
+
+/// The most nodes a `[fleet]` may have (each is a shipper process on this machine).
+pub const MAX_FLEET_NODES: usize = 16;
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings { nodes: 1 }
+    }
+}
+
+/// `[expect.fleet]`: how the fleet shares the account's PutLogEvents quota
+/// (`[account] put_log_events_per_second`, required).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetExpect {
+    /// By this time the PutLogEvents calls the fleet asks for (accepted and throttled
+    /// together, per 5 s window) have come down to `max_ask_ratio` × the quota, and from then
+    /// until the writers stop they average at most that. Nodes keep probing for room (and
+    /// back off again when throttled), so single windows may peak above it: the report
+    /// shows the peak.
+    pub converged_by: Dur,
+    /// Calls asked per second over the quota, at most (default 1.0: under the quota).
+    #[serde(default = "default_ask_ratio")]
+    pub max_ask_ratio: f64,
+    /// No node's 99th-percentile latency (line written → its event accepted) above this:
+    /// no node starves.
+    pub max_node_p99: Dur,
+}
+
+fn default_ask_ratio() -> f64 {
+    1.0
 }
 
 /// Settings passed to the shipper through its contract env.
@@ -442,6 +487,8 @@ pub struct Expect {
     /// names it (`arn:aws:sts::<account>:assumed-role/<role>/<session>` when the shipper
     /// assumes a role through `SHIPPER_ROLE_ARN`).
     pub written_by: Option<String>,
+    /// The fleet's use of the account's quota (`[fleet]`, `[account]`).
+    pub fleet: Option<FleetExpect>,
 }
 
 /// The settings one log group must carry (`[expect.group_settings]`). Absent keys mean the

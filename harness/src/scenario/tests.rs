@@ -249,3 +249,32 @@ fn inconsistent_new_keys_are_rejected() {
         FEATURES.replace("[shipper.env]", "[shipper]\ncrash_points = [\"send.before_put\"]\n[shipper.env]");
     invalid(crashed, "crash_points");
 }
+
+#[test]
+fn fleets_are_bounded_and_refuse_what_acts_on_one_shipper() {
+    let fleet = |extra: &str| format!("{MINIMAL}\n[fleet]\nnodes = 4\n{extra}");
+    let s = Scenario::parse(&fleet("")).expect("valid");
+    assert_eq!(s.fleet.nodes, 4);
+    assert_eq!(Scenario::parse(MINIMAL).expect("valid").fleet.nodes, 1);
+    let invalid = |text: String, needle: &str| {
+        let err = Scenario::parse(&text).expect_err("refused");
+        assert!(matches!(err, ScenarioError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    };
+    invalid(MINIMAL.to_owned() + "\n[fleet]\nnodes = 0\n", "use 1 to 16");
+    invalid(MINIMAL.to_owned() + "\n[fleet]\nnodes = 17\n", "use 1 to 16");
+    for kind in ["shipper_kill", "shipper_term", "idle_connections", "network_disconnect", "node_restart"] {
+        invalid(fleet(&format!("[[faults]]\nat = \"3s\"\nkind = \"{kind}\"\n")), "acts on one shipper");
+    }
+    invalid(
+        fleet("").replace("[expect]", "[shipper]\ncrash_points = [\"send.before_put\"]\n[expect]"),
+        "one shipper process",
+    );
+    // [expect.fleet] measures the account's quota: it needs one.
+    let expect = "[expect.fleet]\nconverged_by = \"5s\"\nmax_node_p99 = \"10s\"\n";
+    invalid(fleet(expect), "put_log_events_per_second");
+    let with_quota = fleet(&format!("[account]\nput_log_events_per_second = 5\n{expect}"));
+    let s = Scenario::parse(&with_quota).expect("valid");
+    assert_eq!(s.expect.fleet.expect("parsed").max_ask_ratio, 1.0);
+    invalid(with_quota.replace("max_node_p99", "max_ask_ratio = -1.0\nmax_node_p99"), "max_ask_ratio");
+}
