@@ -185,31 +185,79 @@ pub struct ReadFromError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileKey(pub u64);
 
-/// What `scan` noticed.
+/// What `scan` noticed. In every variant `key` is the file's handle for `read` and the safe
+/// offsets, and `path` the glob match it was found at (for a sibling, its own path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
     /// A new file is tailed (from its checkpoint, from the start, or, when a first install
     /// skips what it holds, from the end of its last line).
-    Opened { key: FileKey, path: PathBuf, offset: u64 },
+    Opened {
+        /// The file's handle.
+        key: FileKey,
+        /// Where it was found.
+        path: PathBuf,
+        /// Where reading starts.
+        offset: u64,
+    },
     /// The file at `path` was renamed away; `key` is drained to its end, then closed.
-    Rotated { key: FileKey, path: PathBuf },
+    Rotated {
+        /// The rotated file's handle.
+        key: FileKey,
+        /// The path it was renamed away from.
+        path: PathBuf,
+    },
     /// The file shrank below the read offset (copytruncate): `key` is retired and an
     /// `Opened` event with a new key at offset 0 follows (so safe offsets still in flight
     /// for the old content cannot land in the new one).
-    Truncated { key: FileKey, path: PathBuf },
+    Truncated {
+        /// The retired handle.
+        key: FileKey,
+        /// The file's path.
+        path: PathBuf,
+    },
     /// The file was fully read and is no longer at its path: forgotten.
-    Closed { key: FileKey, path: PathBuf },
+    Closed {
+        /// The forgotten handle.
+        key: FileKey,
+        /// The path it was read from.
+        path: PathBuf,
+    },
     /// Bytes that can never be read (file vanished before it was opened or finished).
-    Lost { path: PathBuf, from: u64, to: Option<u64>, reason: LossReason },
+    Lost {
+        /// The file's path.
+        path: PathBuf,
+        /// First byte lost.
+        from: u64,
+        /// End of the loss, when the file's size was known.
+        to: Option<u64>,
+        /// Why.
+        reason: LossReason,
+    },
     /// Bytes `from..to` of the file at `path` are not read, by configuration (a first
     /// install's `read_from = tail` or `ignore_older`). `path` is the glob match for a live
     /// file and the rotated file's own path for a sibling. Offsets are uncompressed except
     /// for a skipped `.gz` rotation, which is not decompressed just to be skipped: its range
     /// is `0..` its compressed size.
-    Skipped { path: PathBuf, from: u64, to: u64, reason: SkipReason },
+    Skipped {
+        /// The file's path.
+        path: PathBuf,
+        /// First byte skipped.
+        from: u64,
+        /// End of the skipped range.
+        to: u64,
+        /// Which setting.
+        reason: SkipReason,
+    },
     /// The file at `path` cannot be opened (reported once until it opens; retried at every
     /// scan). Once it opens, its rotations made meanwhile are read ahead of it.
-    OpenFailed { path: PathBuf, reason: OpenFailure, error: String },
+    OpenFailed {
+        /// The glob match.
+        path: PathBuf,
+        /// The kind of failure.
+        reason: OpenFailure,
+        /// The system's message.
+        error: String,
+    },
 }
 
 /// Bytes handed out by `read`: whole lines, except for a line longer than
