@@ -211,16 +211,12 @@ impl Scenario {
             return Ok(());
         }
         let per_shipper = self.faults.iter().find(|f| {
-            matches!(
-                f.kind,
-                FaultKind::ShipperKill
-                    | FaultKind::ShipperKillRandom
-                    | FaultKind::ShipperTerm
-                    | FaultKind::NodeRestart
-                    | FaultKind::IdleConnections
-                    | FaultKind::BackendPause
-                    | FaultKind::NetworkDisconnect
-            ) || f.kind.needs_several_nodes()
+            f.kind.restarts_shipper()
+                || f.kind.needs_several_nodes()
+                || matches!(
+                    f.kind,
+                    FaultKind::IdleConnections | FaultKind::BackendPause | FaultKind::NetworkDisconnect
+                )
         });
         if let Some(f) = per_shipper {
             return Err(format!(
@@ -282,15 +278,7 @@ impl Scenario {
             return Err("expect.message: a raw message has no keys; drop `extra_keys` and `fields`".into());
         }
         if !self.expect.metrics.is_empty() {
-            let restarts = self.faults.iter().find(|f| {
-                matches!(
-                    f.kind,
-                    FaultKind::ShipperKill
-                        | FaultKind::ShipperKillRandom
-                        | FaultKind::ShipperTerm
-                        | FaultKind::NodeRestart
-                )
-            });
+            let restarts = self.faults.iter().find(|f| f.kind.restarts_shipper());
             if let Some(f) = restarts {
                 return Err(format!(
                     "expect.metrics needs a single start of the shipper (counters restart with it); \

@@ -387,6 +387,17 @@ pub enum FaultKind {
 pub const NODE_RESTART_MARGIN: Duration = Duration::from_secs(1);
 
 impl FaultKind {
+    /// The fault stops the shipper process and starts it again (its counters restart).
+    pub fn restarts_shipper(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ShipperKill
+                | FaultKind::ShipperKillRandom
+                | FaultKind::ShipperTerm
+                | FaultKind::NodeRestart
+        )
+    }
+
     /// The fault needs a cluster of more than one node (only the kind tier has one).
     pub fn needs_several_nodes(self) -> bool {
         matches!(self, FaultKind::NodeJoin | FaultKind::PodReschedule)
