@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use super::{
     Action, BackendChoice, DrainGate, RunError, RunOptions, accepted_per_group, component,
-    delivered_by_checks, delivered_events, gateway_fault, plan, report_dir, shipper_settings_env, timeline,
-    verdict,
+    delivered_by_checks, delivered_events, gateway_fault, plan, relabel_gate, report_dir,
+    shipper_settings_env, timeline, verdict,
 };
 use crate::audit::{self, Ledger};
 use crate::backend::{Backend, BackendKind};
@@ -58,9 +58,6 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(180);
 /// containerd and the node's pods all start at once on a loaded 4-vCPU runner (kind's own
 /// `--wait` for a fresh cluster is 120 s on an idle one).
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long a relabel waits for the first accepted event of its pod (the file's group is
-/// decided by then); beyond it the relabel would race the shipper's first look at the file.
-const RELABEL_GATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts of the scrape after the drain (a pod restarting may miss one).
 const FINAL_SCRAPE_ATTEMPTS: u32 = 5;
 
@@ -663,23 +660,6 @@ struct FaultContext<'a> {
     expected_groups: &'a BTreeMap<String, Vec<String>>,
 }
 
-/// Whether an event of one of `streams` was accepted, in the group `expected` names for it
-/// (any group when it names none): the gate of a relabel.
-fn first_event_accepted(
-    accepted: &BTreeMap<String, BTreeMap<String, crate::gateway::journal::StreamTotals>>,
-    expected: &BTreeMap<String, Vec<String>>,
-    streams: &[String],
-) -> bool {
-    streams.iter().any(|stream| {
-        let groups: Vec<&String> =
-            expected.iter().filter(|(_, s)| s.contains(stream)).map(|(g, _)| g).collect();
-        accepted.iter().any(|(group, by_stream)| {
-            (groups.is_empty() || groups.contains(&group))
-                && by_stream.get(stream).is_some_and(|t| t.events > 0)
-        })
-    })
-}
-
 async fn apply(
     ctx: &FaultContext<'_>,
     action: &Action,
@@ -741,19 +721,7 @@ async fn apply(
                 .filter(|p| &p.spec.name == name)
                 .flat_map(|p| p.spec.containers.iter().map(|c| format!("{}_{}", p.spec.name, c.name)))
                 .collect();
-            let deadline = Instant::now() + RELABEL_GATE_TIMEOUT;
-            while !first_event_accepted(&ctx.gateway.summary().accepted, ctx.expected_groups, &streams) {
-                if Instant::now() >= deadline {
-                    return Err(RunError::Component {
-                        component: "kind",
-                        reason: format!(
-                            "pod_relabel of {name}: no event of {streams:?} accepted within \
-                             {RELABEL_GATE_TIMEOUT:?}; relabelling now would race the shipper's first look"
-                        ),
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            relabel_gate(ctx.gateway, ctx.expected_groups, name, &streams).await?;
             for pod in pods.iter().filter(|p| &p.spec.name == name) {
                 ctx.cluster
                     .relabel_pod(&pod.spec.namespace, name, labels, &[RUN_LABEL])
@@ -1033,34 +1001,6 @@ groups = { g = ["web-0_nginx"] }
         assert!(pods.final_check().is_none());
         assert_eq!(pods.metrics.get("shipper_spool_bytes"), Some(&0.0));
         assert!(sum_scrapes(Vec::new()).is_err(), "no pod is no evidence");
-    }
-
-    #[test]
-    fn the_relabel_waits_for_an_accepted_event_of_the_pods_group() {
-        use crate::gateway::StreamTotals;
-        let expected =
-            BTreeMap::from([("k8s_local_shop_web_nginx".to_owned(), vec!["web-0_nginx".to_owned()])]);
-        let streams = vec!["web-0_nginx".to_owned()];
-        let totals = |events| StreamTotals { events, bytes: 0, requests: 1 };
-        let mut accepted = BTreeMap::new();
-        assert!(!first_event_accepted(&accepted, &expected, &streams));
-        // Another pod's events, or this pod's stream in another group, do not open the gate.
-        accepted.insert(
-            "k8s_local_shop_web_nginx".to_owned(),
-            BTreeMap::from([("web-1_nginx".to_owned(), totals(3))]),
-        );
-        accepted.insert(
-            "k8s_local_shop_web-v2_nginx".to_owned(),
-            BTreeMap::from([("web-0_nginx".to_owned(), totals(3))]),
-        );
-        assert!(!first_event_accepted(&accepted, &expected, &streams));
-        accepted
-            .get_mut("k8s_local_shop_web_nginx")
-            .expect("group")
-            .insert("web-0_nginx".to_owned(), totals(1));
-        assert!(first_event_accepted(&accepted, &expected, &streams));
-        // Without an expected layout, any group.
-        assert!(first_event_accepted(&accepted, &BTreeMap::new(), &streams));
     }
 
     #[test]

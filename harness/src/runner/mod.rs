@@ -421,7 +421,7 @@ pub async fn run_scenario_with(
         while next_step < steps.len() && steps[next_step].at <= t {
             let step = steps[next_step].clone();
             next_step += 1;
-            let mut ctx = ApplyCtx { checks: &mut checks, idle: &mut idle, t, grace };
+            let mut ctx = ApplyCtx { scenario, checks: &mut checks, idle: &mut idle, t, grace };
             apply(&step, &env, &mut workload, &mut nodes, &mut ctx).await?;
         }
         for node in &mut nodes {
@@ -652,6 +652,8 @@ fn node_restart_note(scenario: &Scenario, tier: &str) -> Option<Check> {
 
 /// What a step may change besides the environment, the workload and the nodes.
 struct ApplyCtx<'a> {
+    /// The scenario (expected layout, pods).
+    scenario: &'a Scenario,
     /// Checks the step itself makes.
     checks: &'a mut Vec<Check>,
     /// Connections held by `idle_connections`.
@@ -725,6 +727,14 @@ async fn apply(
             workload.delete(pod)?;
         }
         Action::PodRelabel(pod, labels) => {
+            let streams: Vec<String> = ctx
+                .scenario
+                .expanded_pods()
+                .iter()
+                .filter(|p| &p.name == pod)
+                .flat_map(|p| p.containers.iter().map(|c| format!("{}_{}", p.name, c.name)))
+                .collect();
+            relabel_gate(&env.gateway, &ctx.scenario.expect.groups, pod, &streams).await?;
             if let Some(ns) = workload.namespace_of(pod) {
                 env.standin.set_labels(&ns, pod, labels.iter()).map_err(component("stand-in API"))?;
             }
@@ -891,6 +901,53 @@ fn gateway_fault(f: &crate::scenario::Fault) -> GatewayFault {
     fault
 }
 
+/// How long a relabel waits for the first accepted event of its pod (the file's group is
+/// decided by then); beyond it the relabel would race the shipper's first look at the file.
+const RELABEL_GATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether an event of one of `streams` was accepted, in the group `expected` names for it
+/// (any group when it names none): the gate of a relabel.
+fn first_event_accepted(
+    accepted: &BTreeMap<String, BTreeMap<String, crate::gateway::journal::StreamTotals>>,
+    expected: &BTreeMap<String, Vec<String>>,
+    streams: &[String],
+) -> bool {
+    streams.iter().any(|stream| {
+        let groups: Vec<&String> =
+            expected.iter().filter(|(_, s)| s.contains(stream)).map(|(g, _)| g).collect();
+        accepted.iter().any(|(group, by_stream)| {
+            (groups.is_empty() || groups.contains(&group))
+                && by_stream.get(stream).is_some_and(|t| t.events > 0)
+        })
+    })
+}
+
+/// The gate of a `pod_relabel`, on every tier. A file's group is decided by the shipper's
+/// first look at it, which comes after its pod's metadata is listed: relabelling before then
+/// would make the group a coin flip (a loaded machine lists late). So wait, bounded, for the
+/// first event of one of the pod's `streams` accepted in its expected group.
+async fn relabel_gate(
+    gateway: &GatewayHandle,
+    expected: &BTreeMap<String, Vec<String>>,
+    pod: &str,
+    streams: &[String],
+) -> Result<(), RunError> {
+    let deadline = Instant::now() + RELABEL_GATE_TIMEOUT;
+    while !first_event_accepted(&gateway.summary().accepted, expected, streams) {
+        if Instant::now() >= deadline {
+            return Err(RunError::Component {
+                component: "pod_relabel",
+                reason: format!(
+                    "{pod}: no event of {streams:?} accepted within {RELABEL_GATE_TIMEOUT:?}; \
+                     relabelling now would race the shipper's first look"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 fn fmt_dur(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
@@ -910,4 +967,37 @@ fn active_faults(scenario: &Scenario, t: Duration) -> String {
         .map(|f| format!("{:?}", f.kind).to_lowercase())
         .collect();
     if active.is_empty() { String::new() } else { format!("faults: {}", active.join(", ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relabel_waits_for_an_accepted_event_of_the_pods_group() {
+        use crate::gateway::StreamTotals;
+        let expected =
+            BTreeMap::from([("k8s_local_shop_web_nginx".to_owned(), vec!["web-0_nginx".to_owned()])]);
+        let streams = vec!["web-0_nginx".to_owned()];
+        let totals = |events| StreamTotals { events, bytes: 0, requests: 1 };
+        let mut accepted = BTreeMap::new();
+        assert!(!first_event_accepted(&accepted, &expected, &streams));
+        // Another pod's events, or this pod's stream in another group, do not open the gate.
+        accepted.insert(
+            "k8s_local_shop_web_nginx".to_owned(),
+            BTreeMap::from([("web-1_nginx".to_owned(), totals(3))]),
+        );
+        accepted.insert(
+            "k8s_local_shop_web-v2_nginx".to_owned(),
+            BTreeMap::from([("web-0_nginx".to_owned(), totals(3))]),
+        );
+        assert!(!first_event_accepted(&accepted, &expected, &streams));
+        accepted
+            .get_mut("k8s_local_shop_web_nginx")
+            .expect("group")
+            .insert("web-0_nginx".to_owned(), totals(1));
+        assert!(first_event_accepted(&accepted, &expected, &streams));
+        // Without an expected layout, any group.
+        assert!(first_event_accepted(&accepted, &BTreeMap::new(), &streams));
+    }
 }
