@@ -414,7 +414,7 @@ pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Re
                 run: &run,
                 t0,
                 scheduled: steps[next_step - 1].at,
-                expected_groups: &scenario.expect.groups,
+                scenario,
             };
             apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
         }
@@ -656,8 +656,8 @@ struct FaultContext<'a> {
     t0: Instant,
     /// When the step being applied was due.
     scheduled: Duration,
-    /// The scenario's expected groups (`[expect.groups]`: group → streams).
-    expected_groups: &'a BTreeMap<String, Vec<String>>,
+    /// The scenario (its pods and expected layout gate a relabel).
+    scenario: &'a Scenario,
 }
 
 async fn apply(
@@ -716,12 +716,7 @@ async fn apply(
             // shipper's first look at it, which on kind comes 1-2.5 s after the pod is created.
             // Relabelling before then would make the group a coin flip, so wait (bounded) for
             // the first accepted event of the pod.
-            let streams: Vec<String> = pods
-                .iter()
-                .filter(|p| &p.spec.name == name)
-                .flat_map(|p| p.spec.containers.iter().map(|c| format!("{}_{}", p.spec.name, c.name)))
-                .collect();
-            relabel_gate(ctx.gateway, ctx.expected_groups, name, &streams).await?;
+            relabel_gate(ctx.gateway, ctx.scenario, name).await?;
             for pod in pods.iter().filter(|p| &p.spec.name == name) {
                 ctx.cluster
                     .relabel_pod(&pod.spec.namespace, name, labels, &[RUN_LABEL])

@@ -584,10 +584,10 @@ pub async fn run_scenario_with(
             ),
         });
     }
-    let fleet =
-        scenario.account.put_log_events_per_second.filter(|_| scenario.expect.fleet.is_some()).map(|quota| {
-            let expect = scenario.expect.fleet.as_ref().expect("checked above");
-            fleet::figures(
+    // [expect.fleet] needs [account] put_log_events_per_second (the model says so).
+    let fleet = match (&scenario.expect.fleet, scenario.account.put_log_events_per_second) {
+        (Some(expect), Some(quota)) => {
+            let figures = fleet::figures(
                 &env.gateway.journal(),
                 &delivered,
                 &nodes::node_of_stream(&pods, &placement, &names),
@@ -595,11 +595,12 @@ pub async fn run_scenario_with(
                 expect.max_ask_ratio,
                 t0_unix_ms,
                 quiet_since.as_secs(),
-            )
-        });
-    if let (Some(expect), Some(figures)) = (&scenario.expect.fleet, &fleet) {
-        checks.extend(fleet::checks(expect, figures));
-    }
+            );
+            checks.extend(fleet::checks(expect, &figures));
+            Some(figures)
+        }
+        _ => None,
+    };
     checks.push(nodes::shut_down(&mut nodes, grace + Duration::from_secs(10)).await);
 
     let verdict = audit::verdict_for(&ledger, &delivered, scenario.expect.message.format);
@@ -727,14 +728,7 @@ async fn apply(
             workload.delete(pod)?;
         }
         Action::PodRelabel(pod, labels) => {
-            let streams: Vec<String> = ctx
-                .scenario
-                .expanded_pods()
-                .iter()
-                .filter(|p| &p.name == pod)
-                .flat_map(|p| p.containers.iter().map(|c| format!("{}_{}", p.name, c.name)))
-                .collect();
-            relabel_gate(&env.gateway, &ctx.scenario.expect.groups, pod, &streams).await?;
+            relabel_gate(&env.gateway, ctx.scenario, pod).await?;
             if let Some(ns) = workload.namespace_of(pod) {
                 env.standin.set_labels(&ns, pod, labels.iter()).map_err(component("stand-in API"))?;
             }
@@ -909,7 +903,7 @@ const RELABEL_GATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// (any group when it names none): the gate of a relabel.
 fn first_event_accepted(
     accepted: &BTreeMap<String, BTreeMap<String, crate::gateway::journal::StreamTotals>>,
-    expected: &BTreeMap<String, Vec<String>>,
+    expected: &BTreeMap<String, std::collections::BTreeSet<String>>,
     streams: &[String],
 ) -> bool {
     streams.iter().any(|stream| {
@@ -925,15 +919,13 @@ fn first_event_accepted(
 /// The gate of a `pod_relabel`, on every tier. A file's group is decided by the shipper's
 /// first look at it, which comes after its pod's metadata is listed: relabelling before then
 /// would make the group a coin flip (a loaded machine lists late). So wait, bounded, for the
-/// first event of one of the pod's `streams` accepted in its expected group.
-async fn relabel_gate(
-    gateway: &GatewayHandle,
-    expected: &BTreeMap<String, Vec<String>>,
-    pod: &str,
-    streams: &[String],
-) -> Result<(), RunError> {
+/// first event of one of `pod`'s streams accepted in its expected group.
+async fn relabel_gate(gateway: &GatewayHandle, scenario: &Scenario, pod: &str) -> Result<(), RunError> {
+    let streams: Vec<String> =
+        scenario.expanded_pods().iter().filter(|p| p.name == pod).flat_map(|p| p.streams()).collect();
+    let expected = scenario.expected_layout();
     let deadline = Instant::now() + RELABEL_GATE_TIMEOUT;
-    while !first_event_accepted(&gateway.summary().accepted, expected, streams) {
+    while !first_event_accepted(&gateway.summary().accepted, &expected, &streams) {
         if Instant::now() >= deadline {
             return Err(RunError::Component {
                 component: "pod_relabel",
@@ -976,8 +968,10 @@ mod tests {
     #[test]
     fn the_relabel_waits_for_an_accepted_event_of_the_pods_group() {
         use crate::gateway::StreamTotals;
-        let expected =
-            BTreeMap::from([("k8s_local_shop_web_nginx".to_owned(), vec!["web-0_nginx".to_owned()])]);
+        let expected = BTreeMap::from([(
+            "k8s_local_shop_web_nginx".to_owned(),
+            std::collections::BTreeSet::from(["web-0_nginx".to_owned()]),
+        )]);
         let streams = vec!["web-0_nginx".to_owned()];
         let totals = |events| StreamTotals { events, bytes: 0, requests: 1 };
         let mut accepted = BTreeMap::new();

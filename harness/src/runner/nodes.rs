@@ -64,7 +64,7 @@ pub(super) fn node_of_stream(
     pods.iter()
         .flat_map(|pod| {
             let node = &names[placement[&pod.name]];
-            pod.containers.iter().map(move |c| (format!("{}_{}", pod.name, c.name), node.clone()))
+            pod.streams().map(move |stream| (stream, node.clone()))
         })
         .collect()
 }

@@ -209,6 +209,14 @@ pub struct PodSpec {
     pub containers: Vec<ContainerSpec>,
 }
 
+impl PodSpec {
+    /// Its containers' CloudWatch streams under the contract's stream template,
+    /// `<pod>_<container>`.
+    pub fn streams(&self) -> impl Iterator<Item = String> + '_ {
+        self.containers.iter().map(|c| format!("{}_{}", self.name, c.name))
+    }
+}
+
 /// `filler = { labels = 1000, annotation_bytes = 204800 }`: `labels` extra labels
 /// `filler-<n>` with 63-character values, and annotations `filler-<n>` of 1 KiB each up to
 /// `annotation_bytes` (the API server's limit on a pod's annotations is 256 KiB).
