@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use harness::bench::{self, BenchOptions};
-use harness::cluster::ClusterChoice;
 use harness::preflight;
 use harness::runner::{self, BackendChoice, RunOptions};
 use harness::scenario::Scenario;
+use harness::tiers::ClusterChoice;
 
 /// End-to-end test harness and outage simulator for the shipper.
 #[derive(Debug, Parser)]
@@ -121,7 +121,7 @@ async fn main() -> ExitCode {
             if matches!(cluster, ClusterChoice::Container | ClusterChoice::Kind) {
                 // testcontainers may need this process re-run through the Docker API shim.
                 let args: Vec<String> = std::env::args().skip(1).collect();
-                match harness::containers::api_shim::rerun_through_shim_if_needed(&args).await {
+                match harness::tiers::docker::api_shim::rerun_through_shim_if_needed(&args).await {
                     Ok(Some(status)) => return ExitCode::from(status.code().unwrap_or(2).clamp(0, 255) as u8),
                     Ok(None) => {}
                     Err(e) => return fail(&e),

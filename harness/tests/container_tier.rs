@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use harness::cluster::ClusterChoice;
-use harness::containers::{Images, api_shim};
 use harness::runner::{BackendChoice, RunOptions, report_dir, run_scenario};
 use harness::scenario::Scenario;
+use harness::tiers::ClusterChoice;
+use harness::tiers::docker::{Images, api_shim};
 
 fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"))
@@ -120,7 +120,7 @@ fn writer_image_prints_the_plan() {
 /// they were disconnected get their addresses back, which kind nodes need.
 #[test]
 fn reconnected_containers_keep_their_addresses() {
-    use harness::containers::docker::{self, Network};
+    use harness::tiers::docker::cli::{self as docker, Network};
     let images = Images::locate().unwrap_or_else(|e| panic!("the container tier cannot run: {e}"));
     let tag = format!("{:x}", std::process::id());
     let network = Network::create(&format!("shipper-harness-reconnect-{tag}")).expect("network");

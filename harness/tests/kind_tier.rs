@@ -1,6 +1,6 @@
 //! The kind tier (feature `e2e`), where kind's node image can be pulled (GitHub Actions,
 //! laptops): scenario files run on a kind cluster through the same runner, gateway, audit
-//! and report as the local and container tiers (`ClusterChoice::Kind`, `runner::kind`). The
+//! and report as the local and container tiers (`ClusterChoice::Kind`, `tiers::kind`). The
 //! shipper runs as the DaemonSet of `deploy/overlays/kind-e2e`, each scenario pod is a real
 //! pod running the writer image (`harness write`), LocalStack or moto runs on the `kind`
 //! network through testcontainers.
@@ -12,11 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::cluster::ClusterChoice;
-use harness::containers::kind::{self, KindCluster};
-use harness::containers::{Images, api_shim};
 use harness::runner::{BackendChoice, RunError, RunOptions, report_dir, run_scenario};
 use harness::scenario::Scenario;
+use harness::tiers::ClusterChoice;
+use harness::tiers::docker::{Images, api_shim};
+use harness::tiers::kind::{self, KindCluster};
 
 fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"))
@@ -73,7 +73,7 @@ fn daemonset_rolls_out_on_kind() {
     )
     .unwrap_or_else(|e| panic!("kind cluster: {e}"));
     // deploy/overlays/kind-e2e names the image `shipper:e2e` (pulled never, loaded here).
-    harness::containers::docker::run(["tag", &images.shipper, "shipper:e2e"]).expect("docker tag");
+    harness::tiers::docker::cli::run(["tag", &images.shipper, "shipper:e2e"]).expect("docker tag");
     cluster.load_image("shipper:e2e").unwrap_or_else(|e| panic!("kind load: {e}"));
     cluster
         .apply_kustomization(&root.join("deploy/overlays/kind-e2e"))

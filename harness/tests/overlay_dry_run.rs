@@ -19,10 +19,10 @@ use std::process::Command;
 use axum::Router;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
-use harness::kind_overlay::write_run_overlay;
-use harness::kind_pods::{namespace_object, pod_object, to_yaml};
 use harness::manifests;
 use harness::scenario::Scenario;
+use harness::tiers::kind::overlay::write_run_overlay;
+use harness::tiers::kind::pods::{namespace_object, pod_object, to_yaml};
 use harness::writer::LinePlan;
 use serde_json::{Value, json};
 

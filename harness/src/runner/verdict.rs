@@ -36,7 +36,7 @@ pub struct Measured {
     /// Node names a message's `host` may carry (the SimNode's; kind's nodes).
     pub hosts: std::collections::BTreeSet<String>,
     /// How a `[fleet]` shared the account's quota (`[expect.fleet]`).
-    pub fleet: Option<super::FleetFigures>,
+    pub fleet: Option<crate::tiers::local::FleetFigures>,
 }
 
 /// The six keys of the shipper's envelope (DESIGN §3 contract).

@@ -91,7 +91,7 @@ pub fn pod_object(
 /// The scenario's owner as a typed reference: the stand-in's JSON, so both tiers serve the
 /// same `ownerReferences`. On a real cluster the owner does not exist, and the garbage
 /// collector deletes such pods: the kind tier refuses scenarios with owners
-/// ([`crate::runner::kind_refusal`]) until it creates the owners too.
+/// ([`crate::tiers::needs::kind_refusal`]) until it creates the owners too.
 pub fn owner_reference(owner: &scenario::OwnerRef) -> OwnerReference {
     let json = crate::standin::owner_reference_json(&owner.kind, &owner.name);
     serde_json::from_value(json)

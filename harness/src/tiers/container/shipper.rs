@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ContainerError, docker};
 use crate::shipper_proc::{ShipperEnv, ShipperError, parse_prometheus};
+use crate::tiers::docker::{ContainerError, cli as docker};
 
 /// `SHIPPER_LISTEN` inside the container (the DaemonSet's port).
 pub const METRICS_PORT: u16 = 2021;

@@ -1,6 +1,6 @@
 //! Where a scenario's node and shipper live: the **local** tier (a shipper process on the
 //! host) or the **container** tier (feature `e2e`: the shipper image, the backend in a
-//! container, docker-level faults). The runner is the same for both; this module is the
+//! container, docker-level faults). The driver is the same for both; this module is the
 //! difference between them.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,40 +9,7 @@ use std::time::Duration;
 
 use crate::scenario::FaultKind;
 use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperLaunch, ShipperProcess};
-
-/// Which cluster tier runs the scenario (`harness run --cluster`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ClusterChoice {
-    /// The shipper binary as a host process (default).
-    #[default]
-    Local,
-    /// The shipper image in a container on a docker network (feature `e2e`).
-    Container,
-    /// A kind cluster, the shipper as the DaemonSet, scenario pods as real pods (feature
-    /// `e2e`, needs kind's node image: `runner::kind`).
-    Kind,
-}
-
-impl ClusterChoice {
-    /// `local`, `container` or `kind`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "local" => Ok(ClusterChoice::Local),
-            "container" => Ok(ClusterChoice::Container),
-            "kind" => Ok(ClusterChoice::Kind),
-            other => Err(format!("--cluster {other}: expected local, container or kind")),
-        }
-    }
-
-    /// The tier's name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            ClusterChoice::Local => "local",
-            ClusterChoice::Container => "container",
-            ClusterChoice::Kind => "kind",
-        }
-    }
-}
+use crate::tiers::ClusterChoice;
 
 /// Docker-level faults and the gateway fault the local tier uses for each, so every scenario
 /// file runs on every tier: a paused backend answers nothing (blackhole); a disconnected
@@ -55,16 +22,6 @@ pub fn local_equivalent(kind: FaultKind) -> FaultKind {
     }
 }
 
-/// A docker-name-safe, run-unique tag: the scenario name's safe characters and a nonce.
-pub fn run_tag(name: &str, nonce: u64) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
-        .take(40)
-        .collect();
-    format!("{}-{:08x}", safe.trim_matches('-'), nonce & 0xffff_ffff)
-}
-
 /// The tier-specific resources of one run.
 #[derive(Debug)]
 pub enum ClusterEnv {
@@ -74,7 +31,7 @@ pub enum ClusterEnv {
     #[cfg(feature = "e2e")]
     Container {
         /// Network and backend.
-        tier: Box<crate::containers::ContainerTier>,
+        tier: Box<crate::tiers::container::ContainerTier>,
         /// Active docker-level faults (ended together, like gateway faults).
         active: std::sync::Mutex<Vec<FaultKind>>,
     },
@@ -88,8 +45,8 @@ pub enum ClusterError {
         "the container tier needs the `e2e` feature: cargo run -p harness --features e2e -- run --cluster container ..."
     )]
     NotCompiled,
-    /// The kind tier does not use this environment (`runner::kind` runs it).
-    #[error("the kind tier runs through runner::kind, not the local/container environment")]
+    /// The kind tier does not use this environment (its own driver runs it).
+    #[error("the kind tier runs through its own driver (tiers::kind), not the local/container environment")]
     NotHere,
     /// The container tier runs LocalStack or moto in a container, not an external URL.
     #[error("the container tier runs its own backend container: use --backend moto or localstack, not {0}")]
@@ -97,7 +54,10 @@ pub enum ClusterError {
     /// Docker or the images failed.
     #[cfg(feature = "e2e")]
     #[error(transparent)]
-    Container(#[from] crate::containers::ContainerError),
+    Container(#[from] crate::tiers::docker::ContainerError),
+    /// The shipper container could not be disconnected or reconnected.
+    #[error(transparent)]
+    Shipper(#[from] ShipperError),
 }
 
 impl ClusterEnv {
@@ -113,7 +73,8 @@ impl ClusterEnv {
             ClusterChoice::Kind => Err(ClusterError::NotHere),
             #[cfg(feature = "e2e")]
             ClusterChoice::Container => {
-                use crate::containers::{ContainerTier, Emulator};
+                use crate::tiers::container::ContainerTier;
+                use crate::tiers::docker::Emulator;
                 let emulator = match localstack {
                     Some(true) => Emulator::LocalStack,
                     Some(false) => Emulator::Moto,
@@ -184,7 +145,7 @@ impl ClusterEnv {
                 ))
             }
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { tier, .. } => crate::containers::ShipperContainer::spawn(
+            ClusterEnv::Container { tier, .. } => crate::tiers::container::ShipperContainer::spawn(
                 &tier.images().shipper,
                 &tier.container_name("shipper"),
                 tier.network(),
@@ -202,7 +163,7 @@ impl ClusterEnv {
         &self,
         kind: FaultKind,
         shipper: &mut Shipper,
-    ) -> Result<Option<FaultKind>, String> {
+    ) -> Result<Option<FaultKind>, ClusterError> {
         match self {
             ClusterEnv::Local => {
                 let _ = shipper;
@@ -211,22 +172,18 @@ impl ClusterEnv {
             #[cfg(feature = "e2e")]
             ClusterEnv::Container { tier, active } => {
                 match (kind, shipper) {
-                    (FaultKind::BackendPause, _) => {
-                        tier.backend().pause().await.map_err(|e| e.to_string())?
-                    }
-                    (FaultKind::NetworkDisconnect, Shipper::Container(c)) => {
-                        c.disconnect().map_err(|e| e.to_string())?
-                    }
+                    (FaultKind::BackendPause, _) => tier.backend().pause().await?,
+                    (FaultKind::NetworkDisconnect, Shipper::Container(c)) => c.disconnect()?,
                     (other, _) => return Ok(Some(other)),
                 }
-                active.lock().map_err(|e| e.to_string())?.push(kind);
+                active.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(kind);
                 Ok(None)
             }
         }
     }
 
     /// End every active docker-level fault.
-    pub async fn end_faults(&self, shipper: &mut Shipper) -> Result<(), String> {
+    pub async fn end_faults(&self, shipper: &mut Shipper) -> Result<(), ClusterError> {
         match self {
             ClusterEnv::Local => {
                 let _ = shipper;
@@ -234,15 +191,12 @@ impl ClusterEnv {
             }
             #[cfg(feature = "e2e")]
             ClusterEnv::Container { tier, active } => {
-                let ended: Vec<FaultKind> = std::mem::take(&mut *active.lock().map_err(|e| e.to_string())?);
+                let ended: Vec<FaultKind> =
+                    std::mem::take(&mut *active.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
                 for kind in ended {
                     match (kind, &mut *shipper) {
-                        (FaultKind::BackendPause, _) => {
-                            tier.backend().unpause().await.map_err(|e| e.to_string())?
-                        }
-                        (FaultKind::NetworkDisconnect, Shipper::Container(c)) => {
-                            c.connect().map_err(|e| e.to_string())?
-                        }
+                        (FaultKind::BackendPause, _) => tier.backend().unpause().await?,
+                        (FaultKind::NetworkDisconnect, Shipper::Container(c)) => c.connect()?,
                         _ => {}
                     }
                 }
@@ -259,7 +213,7 @@ pub enum Shipper {
     Process(Box<ShipperProcess>),
     /// A container.
     #[cfg(feature = "e2e")]
-    Container(crate::containers::ShipperContainer),
+    Container(crate::tiers::container::ShipperContainer),
 }
 
 macro_rules! each {
@@ -354,21 +308,5 @@ mod tests {
         assert_eq!(local_equivalent(FaultKind::BackendPause), FaultKind::Blackhole);
         assert_eq!(local_equivalent(FaultKind::NetworkDisconnect), FaultKind::Refuse);
         assert_eq!(local_equivalent(FaultKind::Throttle), FaultKind::Throttle);
-    }
-
-    #[test]
-    fn cluster_names_parse() {
-        assert_eq!(ClusterChoice::parse("local"), Ok(ClusterChoice::Local));
-        assert_eq!(ClusterChoice::parse("container"), Ok(ClusterChoice::Container));
-        assert_eq!(ClusterChoice::parse("kind"), Ok(ClusterChoice::Kind));
-        assert!(ClusterChoice::parse("k3s").is_err());
-    }
-
-    #[test]
-    fn run_tags_are_docker_names() {
-        let tag = run_tag("Steady state/ü", 0x1234_5678_9abc);
-        assert_eq!(tag, "steady-state-56789abc");
-        assert!(tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        assert_ne!(run_tag("a", 1), run_tag("a", 2));
     }
 }

@@ -1,9 +1,9 @@
-//! The kind tier's scenario runner (feature `e2e`): the same scenario file, gateway, fault
+//! The kind tier's driver (feature `e2e`): the same scenario file, engine, gateway, fault
 //! timeline, audit and report as the other tiers, with a real cluster underneath.
 //!
 //! - the cluster: kind from `kind-config/` (multi-node when the scenario scales nodes), the
 //!   shipper image and the writer image `kind load`ed, `deploy/overlays/kind-e2e` applied
-//!   under a generated overlay with the run's settings ([`crate::kind_overlay`]: endpoint,
+//!   under a generated overlay with the run's settings ([`super::overlay`]: endpoint,
 //!   cluster name, the scenario pods' files only), spool state of earlier runs on a reused
 //!   cluster removed first;
 //! - the backend: LocalStack or moto through testcontainers on the `kind` network, behind the
@@ -16,28 +16,28 @@
 //!   (`node_restart`: once every writer pod on it has exited, `docker kill` + `docker start`
 //!   of the node, then wait for it Ready and the DaemonSet's pod on it ready again in a new
 //!   container). What kind cannot apply is refused up front
-//!   ([`super::support::kind_refusal`]).
+//!   ([`crate::tiers::needs`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{
-    Action, BackendChoice, DrainGate, RunError, RunOptions, accepted_per_group, component,
-    delivered_by_checks, delivered_events, gateway_fault, plan, relabel_gate, report_dir,
-    shipper_settings_env, timeline, verdict,
-};
-use crate::audit::{self, Ledger};
+use super::cluster::KindCluster;
+use super::overlay::{scenario_log_paths, write_run_overlay};
+use super::pods::{RUN_LABEL, namespace_object, pod_object, to_yaml};
+use crate::audit::Ledger;
 use crate::backend::{Backend, BackendKind};
-use crate::containers::kind::KindCluster;
-use crate::containers::{BackendContainer, ContainerError, Emulator, Images, docker};
 use crate::gateway::{Gateway, GatewayHandle, GatewayOptions};
-use crate::kind_overlay::{scenario_log_paths, write_run_overlay};
-use crate::kind_pods::{RUN_LABEL, namespace_object, pod_object, to_yaml};
-use crate::report::{Check, Report, Sample};
+use crate::report::Check;
+use crate::runner::{
+    Action, BackendChoice, CLUSTER, RunError, RunOptions, Step, component, gateway_fault, relabel_gate,
+    shipper_settings_env,
+};
 use crate::scenario::{FaultKind, PodSpec, Scenario};
 use crate::shipper_proc::parse_prometheus;
+use crate::tiers::docker::{BackendContainer, ContainerError, Emulator, Images, cli as docker};
+use crate::tiers::{Cadence, Drained, Tier, TierFigures};
 use crate::writer::LinePlan;
 
 /// The docker network kind puts its nodes on.
@@ -62,7 +62,7 @@ const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 const FINAL_SCRAPE_ATTEMPTS: u32 = 5;
 
 fn kind_error(e: ContainerError) -> RunError {
-    RunError::Component { component: "kind", reason: e.to_string() }
+    component("kind")(e)
 }
 
 /// The repository root (kind-config/, deploy/).
@@ -144,35 +144,6 @@ fn kind_pods(scenario: &Scenario, run: &str) -> Result<Vec<KindPod>, RunError> {
         });
     }
     Ok(pods)
-}
-
-/// A worker held out of the cluster until `node_join`; started again on drop if it never
-/// joined (a panicking test leaves a reusable cluster).
-struct HeldBackNode<'a> {
-    cluster: &'a KindCluster,
-    node: Option<String>,
-    joined: bool,
-}
-
-impl Drop for HeldBackNode<'_> {
-    fn drop(&mut self) {
-        if let (Some(node), false) = (&self.node, self.joined) {
-            let _ = docker::run(["start", node.as_str()]);
-        }
-    }
-}
-
-/// The run's pods and the namespaces it created, deleted on drop.
-struct RunObjects<'a> {
-    cluster: &'a KindCluster,
-    run: String,
-}
-
-impl Drop for RunObjects<'_> {
-    fn drop(&mut self) {
-        let _ = self.cluster.delete_pods_labelled(RUN_LABEL, &self.run);
-        let _ = self.cluster.delete_namespaces_labelled(RUN_LABEL, &self.run);
-    }
 }
 
 /// Kind nodes detached from their network by a `network_disconnect`, with their addresses;
@@ -270,277 +241,413 @@ impl ShipperPods {
     }
 }
 
-/// Run `scenario` on kind. Refused up front when it holds what kind cannot apply.
-pub async fn run_on_kind(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
-    if let Some(reason) = super::support::kind_refusal(scenario) {
-        return Err(RunError::Unsupported(reason));
+/// The kind tier, up: the cluster with the DaemonSet ready, the backend behind the gateway,
+/// the run's namespaces. Dropping it deletes the run's pods and namespaces and starts a
+/// held-back worker that never joined (a panicking test leaves a reusable cluster).
+pub(crate) struct KindTier<'a> {
+    scenario: &'a Scenario,
+    /// The run's label value on scenario pods, and the payloads' run id.
+    run: String,
+    writer_image: String,
+    pods: Vec<KindPod>,
+    faults: DockerFaults,
+    shippers: ShipperPods,
+    /// The cluster's nodes, as last listed.
+    nodes: Vec<String>,
+    /// A worker held out of the cluster until `node_join`.
+    held_back: Option<String>,
+    joined: bool,
+    /// When the run gives up on pods that do not finish writing.
+    give_up: Duration,
+    last_poll: Duration,
+    gateway: GatewayHandle,
+    client: aws_sdk_cloudwatchlogs::Client,
+    backend_endpoint: String,
+    backend_container: BackendContainer,
+    cluster: KindCluster,
+    _work: tempfile::TempDir,
+}
+
+impl Drop for KindTier<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.delete_pods_labelled(RUN_LABEL, &self.run);
+        let _ = self.cluster.delete_namespaces_labelled(RUN_LABEL, &self.run);
+        if let (Some(node), false) = (&self.held_back, self.joined) {
+            let _ = docker::run(["start", node.as_str()]);
+        }
     }
-    let emulator = match &options.backend {
-        BackendChoice::LocalStack => Emulator::LocalStack,
-        BackendChoice::Moto => Emulator::Moto,
-        BackendChoice::Url(url) => {
+}
+
+impl<'a> KindTier<'a> {
+    /// Create or reuse the cluster, load the images, start the backend and the gateway on
+    /// the kind network, deploy the DaemonSet with the run's settings and create the run's
+    /// namespaces. What kind cannot run was refused before ([`crate::tiers::needs`]).
+    pub(crate) async fn start(
+        scenario: &'a Scenario,
+        options: &RunOptions,
+    ) -> Result<KindTier<'a>, RunError> {
+        let emulator = match &options.backend {
+            BackendChoice::LocalStack => Emulator::LocalStack,
+            BackendChoice::Moto => Emulator::Moto,
+            BackendChoice::Url(url) => {
+                return Err(RunError::Unsupported(format!("the kind tier cannot use --backend {url}")));
+            }
+        };
+        let images = Images::locate().map_err(component("images"))?;
+        let work = tempfile::tempdir().map_err(component("temp dir"))?;
+        let root = repo_root();
+        let (cluster_name, config) = kind_config(scenario);
+        let cluster =
+            KindCluster::create_or_reuse(cluster_name, &root.join(config), &work.path().join("kubeconfig"))
+                .map_err(kind_error)?;
+        let nonce = crate::runner::now_nanos();
+        let tag = crate::tiers::run_tag(&scenario.name, nonce);
+        let run = format!("k{:x}", options.seed ^ nonce);
+        let node_containers = cluster.node_containers().map_err(kind_error)?;
+
+        // A fresh shipper: no DaemonSet, and no spool or checkpoints of an earlier run on a
+        // reused cluster (they would deliver another run's lines to this backend).
+        cluster.delete_namespace(SHIPPER_NAMESPACE).map_err(kind_error)?;
+        for node in &node_containers {
+            let _ = docker::run(["start", node.as_str()]);
+            docker::run(["exec", node.as_str(), "rm", "-rf", SHIPPER_STATE_DIR]).map_err(kind_error)?;
+        }
+        docker::run(["tag", images.shipper.as_str(), SHIPPER_TAG]).map_err(kind_error)?;
+        cluster.load_image(SHIPPER_TAG).map_err(kind_error)?;
+        cluster.load_image(&images.writer).map_err(kind_error)?;
+        let joining = scenario.faults.iter().any(|f| f.kind == FaultKind::NodeJoin);
+        let held_back =
+            if joining { node_containers.iter().rfind(|n| n.contains("worker")).cloned() } else { None };
+        if joining && held_back.is_none() {
             return Err(RunError::Unsupported(format!(
-                "the kind tier runs its own backend container on the kind network: use --backend \
-                 localstack or moto, not {url}"
+                "node_join needs a worker to hold back; {config} has none"
             )));
         }
-    };
-    let out_dir = options.out_dir.clone().unwrap_or_else(|| report_dir(&format!("{}@kind", scenario.name)));
-    std::fs::create_dir_all(&out_dir).map_err(component("report dir"))?;
-    let images = Images::locate().map_err(component("images"))?;
-    let work = tempfile::tempdir().map_err(component("temp dir"))?;
-    let root = repo_root();
-    let (cluster_name, config) = kind_config(scenario);
-    let cluster =
-        KindCluster::create_or_reuse(cluster_name, &root.join(config), &work.path().join("kubeconfig"))
-            .map_err(kind_error)?;
-    let nonce = super::now_nanos();
-    let tag = crate::cluster::run_tag(&scenario.name, nonce);
-    let run = format!("k{:x}", options.seed ^ nonce);
-    let node_containers = cluster.node_containers().map_err(kind_error)?;
 
-    // A fresh shipper: no DaemonSet, and no spool or checkpoints of an earlier run on a
-    // reused cluster (they would deliver another run's lines to this backend).
-    cluster.delete_namespace(SHIPPER_NAMESPACE).map_err(kind_error)?;
-    for node in &node_containers {
-        let _ = docker::run(["start", node.as_str()]);
-        docker::run(["exec", node.as_str(), "rm", "-rf", SHIPPER_STATE_DIR]).map_err(kind_error)?;
-    }
-    docker::run(["tag", images.shipper.as_str(), SHIPPER_TAG]).map_err(kind_error)?;
-    cluster.load_image(SHIPPER_TAG).map_err(kind_error)?;
-    cluster.load_image(&images.writer).map_err(kind_error)?;
-    let joining = scenario.faults.iter().any(|f| f.kind == FaultKind::NodeJoin);
-    let mut held_back = HeldBackNode {
-        cluster: &cluster,
-        node: if joining { node_containers.iter().rfind(|n| n.contains("worker")).cloned() } else { None },
-        joined: false,
-    };
-    if joining && held_back.node.is_none() {
-        return Err(RunError::Unsupported(format!(
-            "node_join needs a worker to hold back; {config} has none"
-        )));
-    }
-    if let Some(node) = &held_back.node {
-        held_back.cluster.hold_back_node(node).map_err(kind_error)?;
-    }
-
-    // The backend on the kind network, behind the gateway on the host's address there.
-    let backend_container = BackendContainer::start(
-        emulator,
-        emulator.image(&images),
-        Some(KIND_NETWORK),
-        &format!("shipper-harness-{tag}-{}", emulator.name()),
-    )
-    .await
-    .map_err(component("backend"))?;
-    let backend = Backend::start(BackendKind::Url(backend_container.host_endpoint()))
+        // The backend on the kind network, behind the gateway on the host's address there.
+        let backend_container = BackendContainer::start(
+            emulator,
+            emulator.image(&images),
+            Some(KIND_NETWORK),
+            &format!("shipper-harness-{tag}-{}", emulator.name()),
+        )
         .await
         .map_err(component("backend"))?;
-    let upstream = reqwest::Url::parse(&backend.endpoint).map_err(component("backend"))?;
-    let host_ip = docker::network_ipv4_gateway(KIND_NETWORK).map_err(kind_error)?;
-    let gateway = Gateway::start(GatewayOptions {
-        upstream: Some(upstream),
-        seed: options.seed,
-        listen: SocketAddr::new(IpAddr::V4(host_ip), 0),
-        ..GatewayOptions::default()
-    })
-    .await
-    .map_err(component("gateway"))?;
-    let client = backend.client();
-
-    // The DaemonSet as users deploy it (kind-e2e), its first pods already with the run's
-    // settings: the scenario's, the gateway as endpoint, `local` as the cluster name (the
-    // scenario files' groups), and the scenario pods' files as the only ones to tail.
-    let mut env = shipper_settings_env(scenario);
-    env.insert("CLUSTER_NAME".into(), super::CLUSTER.into());
-    env.insert("AWS_ENDPOINT_URL".into(), gateway.url().as_str().trim_end_matches('/').to_owned());
-    env.insert("SHIPPER_LOG_PATHS".into(), scenario_log_paths(&scenario.expanded_pods()));
-    // Both absolute and canonical: the overlay names kind-e2e by a relative path.
-    let overlay = work.path().join("overlay");
-    std::fs::create_dir_all(&overlay).map_err(component("deploy"))?;
-    let overlay = overlay.canonicalize().map_err(component("deploy"))?;
-    let kind_e2e = root.join("deploy/overlays/kind-e2e").canonicalize().map_err(component("deploy"))?;
-    write_run_overlay(&overlay, &kind_e2e, &env).map_err(component("deploy"))?;
-    cluster.apply_kustomization(&overlay).map_err(kind_error)?;
-    cluster.wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT).map_err(kind_error)?;
-
-    // Namespaces the cluster lacks are created with the run's label and deleted with it;
-    // existing ones (kube-system) are left alone, only the run's pods go from them.
-    let namespaces: BTreeSet<String> = scenario.expanded_pods().into_iter().map(|p| p.namespace).collect();
-    let _run_objects = RunObjects { cluster: &cluster, run: run.clone() };
-    for ns in &namespaces {
-        if !cluster.namespace_exists(ns).map_err(kind_error)? {
-            let yaml = to_yaml(&namespace_object(ns, &run)).map_err(component("namespace"))?;
-            cluster.apply_yaml(&yaml).map_err(kind_error)?;
+        let backend = Backend::start(BackendKind::Url(backend_container.host_endpoint()))
+            .await
+            .map_err(component("backend"))?;
+        let upstream = reqwest::Url::parse(&backend.endpoint).map_err(component("backend"))?;
+        let host_ip = docker::network_ipv4_gateway(KIND_NETWORK).map_err(kind_error)?;
+        let gateway = Gateway::start(GatewayOptions {
+            upstream: Some(upstream),
+            seed: options.seed,
+            listen: SocketAddr::new(IpAddr::V4(host_ip), 0),
+            ..GatewayOptions::default()
+        })
+        .await
+        .map_err(component("gateway"))?;
+        let pods = kind_pods(scenario, &run)?;
+        let writing_ends = pods
+            .iter()
+            .flat_map(|p| {
+                p.spec.containers.iter().map(move |c| {
+                    p.spec.start.0
+                        + p.spec.lifetime.map(|l| l.0).unwrap_or_default()
+                        + Duration::from_secs_f64(c.lines as f64 / c.rate)
+                })
+            })
+            .max()
+            .unwrap_or_default();
+        let tier = KindTier {
+            scenario,
+            run,
+            writer_image: images.writer.clone(),
+            pods,
+            faults: DockerFaults::default(),
+            shippers: ShipperPods::default(),
+            nodes: Vec::new(),
+            held_back,
+            joined: false,
+            give_up: timeline_end(scenario).max(writing_ends) + CLUSTER_TIMEOUT,
+            last_poll: Duration::ZERO,
+            client: backend.client(),
+            backend_endpoint: backend.endpoint.clone(),
+            gateway,
+            backend_container,
+            cluster,
+            _work: work,
+        };
+        if let Some(node) = &tier.held_back {
+            tier.cluster.hold_back_node(node).map_err(kind_error)?;
         }
+
+        // The DaemonSet as users deploy it (kind-e2e), its first pods already with the run's
+        // settings: the scenario's, the gateway as endpoint, `local` as the cluster name (the
+        // scenario files' groups), and the scenario pods' files as the only ones to tail.
+        let mut env = shipper_settings_env(scenario);
+        env.insert("CLUSTER_NAME".into(), CLUSTER.into());
+        env.insert("AWS_ENDPOINT_URL".into(), tier.gateway.url().as_str().trim_end_matches('/').to_owned());
+        env.insert("SHIPPER_LOG_PATHS".into(), scenario_log_paths(&scenario.expanded_pods()));
+        // Both absolute and canonical: the overlay names kind-e2e by a relative path.
+        let overlay = tier._work.path().join("overlay");
+        std::fs::create_dir_all(&overlay).map_err(component("deploy"))?;
+        let overlay = overlay.canonicalize().map_err(component("deploy"))?;
+        let kind_e2e = root.join("deploy/overlays/kind-e2e").canonicalize().map_err(component("deploy"))?;
+        write_run_overlay(&overlay, &kind_e2e, &env).map_err(component("deploy"))?;
+        tier.cluster.apply_kustomization(&overlay).map_err(kind_error)?;
+        tier.cluster
+            .wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT)
+            .map_err(kind_error)?;
+
+        // Namespaces the cluster lacks are created with the run's label and deleted with it;
+        // existing ones (kube-system) are left alone, only the run's pods go from them.
+        let namespaces: BTreeSet<String> =
+            scenario.expanded_pods().into_iter().map(|p| p.namespace).collect();
+        for ns in &namespaces {
+            if !tier.cluster.namespace_exists(ns).map_err(kind_error)? {
+                let yaml = to_yaml(&namespace_object(ns, &tier.run)).map_err(component("namespace"))?;
+                tier.cluster.apply_yaml(&yaml).map_err(kind_error)?;
+            }
+        }
+        let mut tier = tier;
+        tier.nodes = tier.cluster.nodes().map_err(kind_error)?;
+        Ok(tier)
+    }
+}
+
+/// When the scenario's last fault is over.
+fn timeline_end(scenario: &Scenario) -> Duration {
+    crate::runner::last_fault_end(scenario)
+}
+
+impl Tier for KindTier<'_> {
+    fn name(&self) -> &'static str {
+        "kind"
     }
 
-    let mut pods = kind_pods(scenario, &run)?;
-    let mut ledger = Ledger::new(run.clone());
-    let steps = plan(scenario, options.seed);
-    let faults_over = timeline::last_fault_end(scenario);
-    let writing_ends = pods
-        .iter()
-        .flat_map(|p| {
-            p.spec.containers.iter().map(move |c| {
-                p.spec.start.0
-                    + p.spec.lifetime.map(|l| l.0).unwrap_or_default()
-                    + Duration::from_secs_f64(c.lines as f64 / c.rate)
-            })
-        })
-        .max()
-        .unwrap_or_default();
-    let give_up = faults_over.max(writing_ends) + CLUSTER_TIMEOUT;
-    let mut next_step = 0;
-    let mut faults = DockerFaults::default();
-    let mut shippers = ShipperPods::default();
-    let mut checks = Vec::new();
-    let mut samples = Vec::new();
-    let mut delivered_by: Vec<Option<BTreeMap<String, u64>>> = vec![None; scenario.expect.delivered_by.len()];
-    let mut nodes = cluster.nodes().map_err(kind_error)?;
-    let t0 = Instant::now();
-    let mut last_poll = Duration::ZERO;
-    let mut last_progress = Duration::ZERO;
+    fn run_id(&self) -> &str {
+        &self.run
+    }
 
-    loop {
-        let t = t0.elapsed();
-        while next_step < steps.len() && steps[next_step].at <= t {
-            let action = steps[next_step].action.clone();
-            next_step += 1;
-            let ctx = FaultContext {
-                cluster: &cluster,
-                backend: &backend_container,
-                gateway: &gateway,
-                run: &run,
-                t0,
-                scheduled: steps[next_step - 1].at,
-                scenario,
-            };
-            apply(&ctx, &action, &mut faults, &mut pods, &mut held_back).await?;
-        }
-        for pod in pods.iter_mut().filter(|p| p.state == PodState::Pending && p.spec.start.0 <= t) {
-            let node = first_node(&nodes).ok_or_else(|| RunError::Component {
+    fn cadence(&self) -> Cadence {
+        Cadence { tick: Duration::from_millis(100), sample: Duration::from_millis(500) }
+    }
+
+    fn gateway(&self) -> &GatewayHandle {
+        &self.gateway
+    }
+
+    fn client(&self) -> &aws_sdk_cloudwatchlogs::Client {
+        &self.client
+    }
+
+    fn backend_endpoint(&self) -> &str {
+        &self.backend_endpoint
+    }
+
+    async fn advance(&mut self, t: Duration, ledger: &mut Ledger) -> Result<(), RunError> {
+        for k in 0..self.pods.len() {
+            let pod = &self.pods[k];
+            if pod.state != PodState::Pending || pod.spec.start.0 > t {
+                continue;
+            }
+            let node = first_node(&self.nodes).ok_or_else(|| RunError::Failed {
                 component: "kind",
                 reason: "the cluster has no node".into(),
             })?;
-            match create_incarnation(&cluster, pod, &run, &images.writer, &node, t) {
+            let pod = &mut self.pods[k];
+            match create_incarnation(&self.cluster, pod, &self.run, &self.writer_image, &node, t) {
                 // Every line of every incarnation goes into the ledger once the pod exists.
                 Ok(()) => {
-                    pod.incarnations.iter().flatten().for_each(|plan| plan.record_all(&mut ledger));
+                    pod.incarnations.iter().flatten().for_each(|plan| plan.record_all(ledger));
                     for c in pod.spec.containers.iter().filter(|c| c.excluded_by.is_some()) {
                         ledger.exclude(&pod.spec.name, &c.name);
                     }
                 }
                 // No API while the nodes are disconnected: create it once they are back.
-                Err(_) if !faults.disconnected.is_empty() => {}
+                Err(_) if !self.faults.disconnected.is_empty() => {}
                 Err(e) => return Err(e),
             }
         }
-        for (snapshot, due) in delivered_by.iter_mut().zip(&scenario.expect.delivered_by) {
-            if snapshot.is_none() && t >= due.at.0 {
-                *snapshot = Some(accepted_per_group(&gateway));
-            }
-        }
-        if t - last_poll >= Duration::from_millis(500) {
-            last_poll = t;
+        if t - self.last_poll >= Duration::from_millis(500) {
+            self.last_poll = t;
             // The API is unreachable from the host while the nodes are disconnected: poll
             // again later rather than fail.
-            if let Ok(now) = cluster.nodes() {
-                nodes = now;
+            if let Ok(now) = self.cluster.nodes() {
+                self.nodes = now;
             }
-            if let Ok(phases) = cluster.pod_phases(RUN_LABEL, &run) {
-                advance_pods(&cluster, &mut pods, &phases, &nodes, &run, &images.writer, t)?;
-            }
-            let written = pods.iter().map(|p| p.written_by(t)).sum();
-            samples.push(Sample { t: t.as_secs_f64(), written, delivered: delivered_events(&gateway) });
-            let _ = shippers.scrape(&cluster);
-            if options.progress && t - last_progress >= Duration::from_secs(1) {
-                last_progress = t;
-                println!(
-                    "[{:6.1}s] {} on kind: written ~{written}/{} delivered {}",
-                    t.as_secs_f64(),
-                    scenario.name,
-                    scenario.total_lines(),
-                    delivered_events(&gateway)
-                );
+            if let Ok(phases) = self.cluster.pod_phases(RUN_LABEL, &self.run) {
+                let (cluster, run, image) = (&self.cluster, &self.run, &self.writer_image);
+                advance_pods(cluster, &mut self.pods, &phases, &self.nodes, run, image, t)?;
             }
         }
-        if next_step >= steps.len() && t >= faults_over && pods.iter().all(|p| p.state == PodState::Done) {
-            break;
+        Ok(())
+    }
+
+    async fn apply(&mut self, step: &Step, t: Duration, _checks: &mut Vec<Check>) -> Result<(), RunError> {
+        match &step.action {
+            Action::GatewayStart(f) => match f.kind {
+                FaultKind::BackendPause => {
+                    self.backend_container.pause().await.map_err(kind_error)?;
+                    self.faults.paused = true;
+                }
+                FaultKind::NetworkDisconnect => {
+                    for node in self.cluster.nodes().map_err(kind_error)? {
+                        let ip = docker::container_ip(&node, KIND_NETWORK).map_err(kind_error)?;
+                        docker::network_disconnect(KIND_NETWORK, &node).map_err(kind_error)?;
+                        if let Some(ip) = ip {
+                            self.faults.disconnected.push((node, ip));
+                        }
+                    }
+                }
+                _ => {
+                    self.gateway.inject(gateway_fault(f)).map_err(component("gateway"))?;
+                }
+            },
+            Action::GatewayEnd => {
+                if std::mem::take(&mut self.faults.paused) {
+                    self.backend_container.unpause().await.map_err(kind_error)?;
+                }
+                // In the order they were disconnected, so each gets its address back.
+                let reconnected = std::mem::take(&mut self.faults.disconnected);
+                for (node, ip) in &reconnected {
+                    docker::reconnect_keeping_address(KIND_NETWORK, node, *ip).map_err(kind_error)?;
+                }
+                // The run goes on once the nodes are Ready again (kubelet's lease renewed); a
+                // node that is not is reported as broken.
+                if !reconnected.is_empty() {
+                    let nodes: Vec<String> = reconnected.into_iter().map(|(node, _)| node).collect();
+                    self.cluster.wait_nodes_ready(&nodes, NODE_READY_TIMEOUT).map_err(kind_error)?;
+                }
+                self.gateway.clear();
+                self.gateway.listening().await;
+            }
+            Action::Kill(_) => {
+                // SIGKILL in place, then the pod gone before the DaemonSet's replacement starts on
+                // the same hostPath state.
+                for pod in self.cluster.pod_nodes(SHIPPER_NAMESPACE).map_err(kind_error)?.keys() {
+                    self.cluster.kill_pod(SHIPPER_NAMESPACE, pod, CLUSTER_TIMEOUT).map_err(kind_error)?;
+                }
+            }
+            Action::PodRelabel(name, labels) => {
+                // The scenario relabels a pod that logs: its file's group is decided by the
+                // shipper's first look at it, which on kind comes 1-2.5 s after the pod is
+                // created. Relabelling before then would make the group a coin flip, so wait
+                // (bounded) for the first accepted event of the pod.
+                relabel_gate(&self.gateway, self.scenario, name).await?;
+                for pod in self.pods.iter().filter(|p| &p.spec.name == name) {
+                    self.cluster
+                        .relabel_pod(&pod.spec.namespace, name, labels, &[RUN_LABEL])
+                        .map_err(kind_error)?;
+                }
+            }
+            Action::NodeJoin => {
+                let node = self
+                    .held_back
+                    .clone()
+                    .ok_or_else(|| RunError::Unsupported("node_join: no worker held back".into()))?;
+                self.cluster.join_node(&node, CLUSTER_TIMEOUT).map_err(kind_error)?;
+                self.joined = true;
+                self.cluster
+                    .wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT)
+                    .map_err(kind_error)?;
+            }
+            Action::PodReschedule(name) => {
+                for pod in
+                    self.pods.iter_mut().filter(|p| &p.spec.name == name && p.state == PodState::Running)
+                {
+                    pod.state = PodState::Moving;
+                }
+            }
+            Action::NodeRestart(down_for) => {
+                let restart =
+                    restart_node(&self.cluster, &self.pods, &self.run, step.at, t, *down_for).await?;
+                self.faults.restarts.push(restart);
+            }
+            other => {
+                return Err(RunError::Unsupported(format!("the kind tier cannot apply {other:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn observe(&mut self) {
+        let _ = self.shippers.scrape(&self.cluster);
+    }
+
+    fn written(&self, t: Duration) -> u64 {
+        self.pods.iter().map(|p| p.written_by(t)).sum()
+    }
+
+    fn planned(&self) -> u64 {
+        self.scenario.total_lines()
+    }
+
+    fn settled(&self, t: Duration) -> Result<bool, RunError> {
+        if self.pods.iter().all(|p| p.state == PodState::Done) {
+            return Ok(true);
         }
         // Time spent waiting for a restarted node does not count against the writers.
-        let restarting: Duration = faults.restarts.iter().map(|r| r.back.saturating_sub(r.scheduled)).sum();
-        if t > give_up + restarting {
-            let states: Vec<String> = pods
+        let restarting: Duration =
+            self.faults.restarts.iter().map(|r| r.back.saturating_sub(r.scheduled)).sum();
+        if t > self.give_up + restarting {
+            let states: Vec<String> = self
+                .pods
                 .iter()
                 .filter(|p| p.state != PodState::Done)
                 .map(|p| format!("{}/{} {:?}", p.spec.namespace, p.spec.name, p.state))
                 .collect();
-            return Err(RunError::Component {
+            return Err(RunError::Failed {
                 component: "kind",
-                reason: format!("pods did not finish writing within {give_up:?}: {}", states.join(", ")),
+                reason: format!(
+                    "pods did not finish writing within {:?}: {}",
+                    self.give_up,
+                    states.join(", ")
+                ),
             });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(false)
     }
-    let quiet_since = t0.elapsed();
 
-    // Drain gate, as on the other tiers; the writer pods are done, so all is written.
-    let gate = DrainGate {
-        t0,
-        timeout: scenario.expect.drain_timeout.0,
-        ledger: &ledger,
-        format: scenario.expect.message.format,
-        gateway: &gateway,
-        client: &client,
-    };
-    let written = (ledger.len() + ledger.excluded_len()) as u64;
-    let (delivered, drained_at) = gate.wait(&mut samples, || written, async |_| Ok(())).await?;
-    let mut shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
-    for _ in 1..FINAL_SCRAPE_ATTEMPTS {
-        if shippers.failure.is_none() {
-            break;
+    async fn while_draining(&mut self, _t: Duration) -> Result<(), RunError> {
+        Ok(())
+    }
+
+    async fn finish(&mut self, run: &Drained<'_>) -> Result<TierFigures, RunError> {
+        let mut shipper_nodes = self.shippers.scrape(&self.cluster).map_err(kind_error)?;
+        for _ in 1..FINAL_SCRAPE_ATTEMPTS {
+            if self.shippers.failure.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            shipper_nodes = self.shippers.scrape(&self.cluster).map_err(kind_error)?;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        shipper_nodes = shippers.scrape(&cluster).map_err(kind_error)?;
+        let mut checks: Vec<Check> = self.shippers.final_check().into_iter().collect();
+        if self.shippers.failure.is_some() {
+            self.shippers.metrics.clear();
+        }
+        let nodes: BTreeSet<String> = self.cluster.nodes().map_err(kind_error)?.into_iter().collect();
+        checks.push(daemonset_check(&nodes, &shipper_nodes));
+        checks.extend(self.faults.restarts.iter().map(node_restart_check));
+        checks.extend(reschedule_checks(run.scenario, &self.pods));
+        let substituted = crate::tiers::needs::kind_substitutions(run.scenario);
+        if !substituted.is_empty() {
+            checks.push(Check { name: "run as written".into(), ok: true, detail: substituted.join("; ") });
+        }
+        Ok(TierFigures {
+            checks,
+            // The writer pods are done, so all is written.
+            lines_written: (run.ledger.len() + run.ledger.excluded_len()) as u64,
+            // A node restart starts the same shipper pod again, in a new container.
+            starts: (self.shippers.seen.len() + self.faults.restarts.len()) as u32,
+            peak_rss_kib: 0,
+            peak_spool_bytes: self.shippers.peak_spool,
+            metrics: std::mem::take(&mut self.shippers.metrics),
+            hosts: nodes,
+            fleet: None,
+            view: Some(kind_view(run.scenario, &self.writer_image)),
+        })
     }
-    checks.extend(shippers.final_check());
-    if shippers.failure.is_some() {
-        shippers.metrics.clear();
-    }
-    let nodes: BTreeSet<String> = cluster.nodes().map_err(kind_error)?.into_iter().collect();
-    checks.push(daemonset_check(&nodes, &shipper_nodes));
-    checks.extend(faults.restarts.iter().map(node_restart_check));
-    checks.extend(reschedule_checks(scenario, &pods));
-    checks.extend(delivered_by_checks(scenario, &delivered_by, &ledger));
-    let substituted = super::support::kind_substitutions(scenario);
-    if !substituted.is_empty() {
-        checks.push(Check { name: "run as written".into(), ok: true, detail: substituted.join("; ") });
-    }
-
-    let view = kind_view(scenario, &images.writer);
-    let verdict = audit::verdict_for(&ledger, &delivered, scenario.expect.message.format);
-    let measured = verdict::Measured {
-        lines_written: written,
-        checks,
-        samples,
-        faults: timeline::windows(scenario),
-        quiet_since,
-        drained_at,
-        // A node restart starts the same shipper pod again, in a new container.
-        starts: (shippers.seen.len() + faults.restarts.len()) as u32,
-        peak_rss_kib: 0,
-        peak_spool_bytes: shippers.peak_spool,
-        metrics: shippers.metrics,
-        gateway: serde_json::to_value(gateway.summary()).unwrap_or_default(),
-        hosts: nodes,
-        fleet: None,
-    };
-    let backend_name = options.backend.name();
-    let report =
-        verdict::build_report(&view, "kind", &backend_name, options.seed, &verdict, &delivered, measured);
-    report.write(&out_dir).map_err(component("report"))?;
-    Ok(report)
 }
 
 impl KindPod {
@@ -607,7 +714,7 @@ fn advance_pods(
         let key = pod.key();
         match phases.get(&key).map(String::as_str) {
             Some("Failed") => {
-                return Err(RunError::Component {
+                return Err(RunError::Failed {
                     component: "kind",
                     reason: format!(
                         "writer pod {key} failed (kubectl -n {} describe pod {})",
@@ -629,7 +736,7 @@ fn advance_pods(
         if pod.state == PodState::Moving && !pod.incarnations.is_empty() {
             cluster.delete_pod_and_wait(&pod.spec.namespace, &pod.spec.name).map_err(kind_error)?;
             let current = pod.nodes.last().cloned().unwrap_or_default();
-            let node = other_node(nodes, &current).ok_or_else(|| RunError::Component {
+            let node = other_node(nodes, &current).ok_or_else(|| RunError::Failed {
                 component: "kind",
                 reason: format!("pod {key} cannot move: no node besides {current}"),
             })?;
@@ -646,110 +753,6 @@ fn advance_pods(
     Ok(())
 }
 
-struct FaultContext<'a> {
-    cluster: &'a KindCluster,
-    backend: &'a BackendContainer,
-    gateway: &'a GatewayHandle,
-    /// The run's label value on scenario pods.
-    run: &'a str,
-    /// The start of the run.
-    t0: Instant,
-    /// When the step being applied was due.
-    scheduled: Duration,
-    /// The scenario (its pods and expected layout gate a relabel).
-    scenario: &'a Scenario,
-}
-
-async fn apply(
-    ctx: &FaultContext<'_>,
-    action: &Action,
-    faults: &mut DockerFaults,
-    pods: &mut [KindPod],
-    held_back: &mut HeldBackNode<'_>,
-) -> Result<(), RunError> {
-    match action {
-        Action::GatewayStart(f) => match f.kind {
-            FaultKind::BackendPause => {
-                ctx.backend.pause().await.map_err(kind_error)?;
-                faults.paused = true;
-            }
-            FaultKind::NetworkDisconnect => {
-                for node in ctx.cluster.nodes().map_err(kind_error)? {
-                    let ip = docker::container_ip(&node, KIND_NETWORK).map_err(kind_error)?;
-                    docker::network_disconnect(KIND_NETWORK, &node).map_err(kind_error)?;
-                    if let Some(ip) = ip {
-                        faults.disconnected.push((node, ip));
-                    }
-                }
-            }
-            _ => {
-                ctx.gateway.inject(gateway_fault(f)).map_err(component("gateway"))?;
-            }
-        },
-        Action::GatewayEnd => {
-            if std::mem::take(&mut faults.paused) {
-                ctx.backend.unpause().await.map_err(kind_error)?;
-            }
-            // In the order they were disconnected, so each gets its address back.
-            let reconnected = std::mem::take(&mut faults.disconnected);
-            for (node, ip) in &reconnected {
-                docker::reconnect_keeping_address(KIND_NETWORK, node, *ip).map_err(kind_error)?;
-            }
-            // The run goes on once the nodes are Ready again (kubelet's lease renewed); a
-            // node that is not is reported as broken.
-            if !reconnected.is_empty() {
-                let nodes: Vec<String> = reconnected.into_iter().map(|(node, _)| node).collect();
-                ctx.cluster.wait_nodes_ready(&nodes, NODE_READY_TIMEOUT).map_err(kind_error)?;
-            }
-            ctx.gateway.clear();
-            ctx.gateway.listening().await;
-        }
-        Action::Kill(_) => {
-            // SIGKILL in place, then the pod gone before the DaemonSet's replacement starts on
-            // the same hostPath state.
-            for pod in ctx.cluster.pod_nodes(SHIPPER_NAMESPACE).map_err(kind_error)?.keys() {
-                ctx.cluster.kill_pod(SHIPPER_NAMESPACE, pod, CLUSTER_TIMEOUT).map_err(kind_error)?;
-            }
-        }
-        Action::PodRelabel(name, labels) => {
-            // The scenario relabels a pod that logs: its file's group is decided by the
-            // shipper's first look at it, which on kind comes 1-2.5 s after the pod is created.
-            // Relabelling before then would make the group a coin flip, so wait (bounded) for
-            // the first accepted event of the pod.
-            relabel_gate(ctx.gateway, ctx.scenario, name).await?;
-            for pod in pods.iter().filter(|p| &p.spec.name == name) {
-                ctx.cluster
-                    .relabel_pod(&pod.spec.namespace, name, labels, &[RUN_LABEL])
-                    .map_err(kind_error)?;
-            }
-        }
-        Action::NodeJoin => {
-            let node = held_back
-                .node
-                .clone()
-                .ok_or_else(|| RunError::Unsupported("node_join: no worker held back".into()))?;
-            ctx.cluster.join_node(&node, CLUSTER_TIMEOUT).map_err(kind_error)?;
-            held_back.joined = true;
-            ctx.cluster
-                .wait_daemonset(SHIPPER_NAMESPACE, SHIPPER_DAEMONSET, CLUSTER_TIMEOUT)
-                .map_err(kind_error)?;
-        }
-        Action::PodReschedule(name) => {
-            for pod in pods.iter_mut().filter(|p| &p.spec.name == name && p.state == PodState::Running) {
-                pod.state = PodState::Moving;
-            }
-        }
-        Action::NodeRestart(down_for) => {
-            let restart = restart_node(ctx, pods, *down_for).await?;
-            faults.restarts.push(restart);
-        }
-        other => {
-            return Err(RunError::Unsupported(format!("the kind tier cannot apply {other:?}")));
-        }
-    }
-    Ok(())
-}
-
 /// `node_restart` on the node the scenario pods run on. First every writer pod created so
 /// far must have exited: the model only allows a restart after the pods' last lines are due,
 /// but a pod starts later on kind than its `start` (image, sandbox), and a writer killed
@@ -758,11 +761,16 @@ async fn apply(
 /// with the DaemonSet's pod on it ready in a new container (the shipper restarted on its
 /// hostPath spool). Pods due meanwhile are created after this returns.
 async fn restart_node(
-    ctx: &FaultContext<'_>,
+    cluster: &KindCluster,
     pods: &[KindPod],
+    run: &str,
+    scheduled: Duration,
+    t: Duration,
     down_for: Duration,
 ) -> Result<NodeRestart, RunError> {
-    let node = first_node(&ctx.cluster.nodes().map_err(kind_error)?).ok_or_else(|| RunError::Component {
+    // Times in the report are the run's: `t` now, plus what this takes.
+    let began = Instant::now();
+    let node = first_node(&cluster.nodes().map_err(kind_error)?).ok_or_else(|| RunError::Failed {
         component: "kind",
         reason: "node_restart: the cluster has no node".into(),
     })?;
@@ -774,11 +782,11 @@ async fn restart_node(
     let deadline = Instant::now() + CLUSTER_TIMEOUT;
     let mut waited_for = BTreeSet::new();
     loop {
-        let phases = ctx.cluster.pod_phases(RUN_LABEL, ctx.run).map_err(kind_error)?;
+        let phases = cluster.pod_phases(RUN_LABEL, run).map_err(kind_error)?;
         let writing: Vec<&String> =
             created.iter().filter(|k| phases.get(*k).map(String::as_str) != Some("Succeeded")).collect();
         if let Some(failed) = writing.iter().find(|k| phases.get(**k).map(String::as_str) == Some("Failed")) {
-            return Err(RunError::Component {
+            return Err(RunError::Failed {
                 component: "kind",
                 reason: format!("writer pod {failed} failed before the node restart"),
             });
@@ -787,7 +795,7 @@ async fn restart_node(
             break;
         }
         if Instant::now() >= deadline {
-            return Err(RunError::Component {
+            return Err(RunError::Failed {
                 component: "kind",
                 reason: format!(
                     "node_restart: writer pods {writing:?} still running after {CLUSTER_TIMEOUT:?}; a \
@@ -798,18 +806,17 @@ async fn restart_node(
         waited_for.extend(writing.into_iter().cloned());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let before = ctx.cluster.pod_containers(SHIPPER_NAMESPACE).map_err(kind_error)?;
-    let killed = ctx.t0.elapsed();
-    ctx.cluster.restart_node(&node, down_for).map_err(kind_error)?;
-    let shipper_pod = ctx
-        .cluster
+    let before = cluster.pod_containers(SHIPPER_NAMESPACE).map_err(kind_error)?;
+    let killed = t + began.elapsed();
+    cluster.restart_node(&node, down_for).map_err(kind_error)?;
+    let shipper_pod = cluster
         .wait_pod_restarted(SHIPPER_NAMESPACE, &node, &before, NODE_READY_TIMEOUT)
         .map_err(kind_error)?;
     Ok(NodeRestart {
         node,
-        scheduled: ctx.scheduled,
+        scheduled,
         killed,
-        back: ctx.t0.elapsed(),
+        back: t + began.elapsed(),
         waited_for: waited_for.into_iter().collect(),
         shipper_pod,
     })
@@ -949,8 +956,8 @@ groups = { g = ["web-0_nginx"] }
         let path = repo_root().join("scenarios/kind/node-restart.toml");
         let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kind_config(&s).1, "kind-config/single-node.yaml");
-        assert_eq!(super::super::support::kind_refusal(&s), None);
-        let restarts: Vec<_> = plan(&s, 1)
+        assert_eq!(crate::tiers::needs::kind_refusal(&s), None);
+        let restarts: Vec<_> = crate::runner::plan(&s, 1)
             .into_iter()
             .filter_map(|step| match step.action {
                 Action::NodeRestart(down) => Some((step.at, down)),

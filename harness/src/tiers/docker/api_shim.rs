@@ -22,7 +22,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{ContainerError, docker};
+use super::{ContainerError, cli as docker};
 
 /// The API version testcontainers 0.28 (bollard 0.21) sends.
 pub const TESTCONTAINERS_API: (u32, u32) = (1, 53);

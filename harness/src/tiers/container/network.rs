@@ -4,8 +4,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::docker::Network;
-use super::{BackendContainer, ContainerError, Emulator, Images};
+use crate::tiers::docker::cli::Network;
+use crate::tiers::docker::{BackendContainer, ContainerError, Emulator, Images};
 
 /// The container tier's shared pieces for one run. Drop order matters: the backend container
 /// goes before the network it is attached to.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{ContainerError, docker};
+use super::{ContainerError, cli as docker};
 
 /// The tier's images.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cluster::Shipper;
+use super::host::Shipper;
 use crate::report::Check;
 use crate::scenario::{PodSpec, Scenario};
 

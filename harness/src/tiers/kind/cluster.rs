@@ -6,7 +6,7 @@
 //! container), and delete the cluster it created when dropped, also when a test panics.
 //!
 //! The scenario's pods, as typed objects running the writer image, come from
-//! [`crate::kind_pods`] (not behind `e2e`: their rendering is snapshot-tested offline).
+//! [`super::pods`] (not behind `e2e`: their rendering is snapshot-tested offline).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::ContainerError;
+use crate::tiers::docker::{ContainerError, cli as docker};
 
 /// A kind cluster; deleted on drop when this process created it (unless
 /// [`KEEP_CLUSTERS_VAR`] is set).
@@ -147,9 +147,9 @@ impl KindCluster {
     /// host's page cache survives too: this is a crash of the node's processes, not a power
     /// loss).
     pub fn restart_node(&self, node: &str, down_for: Duration) -> Result<(), ContainerError> {
-        super::docker::run(["kill", node])?;
+        docker::run(["kill", node])?;
         std::thread::sleep(down_for);
-        super::docker::run(["start", node]).map(drop)
+        docker::run(["start", node]).map(drop)
     }
 
     /// `pod → (node, first container ready, its restart count)` of every pod in `namespace`.
@@ -234,14 +234,14 @@ impl KindCluster {
     /// scrapes through the API server's proxy then hang). Without it the node stays NotReady
     /// until kindnet writes the new one.
     pub fn hold_back_node(&self, node: &str) -> Result<(), ContainerError> {
-        super::docker::run(["exec", node, "rm", "-f", KINDNET_CONFLIST])?;
-        super::docker::run(["stop", node])?;
+        docker::run(["exec", node, "rm", "-f", KINDNET_CONFLIST])?;
+        docker::run(["stop", node])?;
         self.kubectl(&["delete", "node", node, "--ignore-not-found", "--wait=true"], None).map(drop)
     }
 
     /// Start a held-back worker: its kubelet registers the node again; wait until it is Ready.
     pub fn join_node(&self, node: &str, timeout: Duration) -> Result<(), ContainerError> {
-        super::docker::run(["start", node])?;
+        docker::run(["start", node])?;
         let deadline = std::time::Instant::now() + timeout;
         let target = format!("node/{node}");
         let wait = format!("--timeout={}s", timeout.as_secs().max(1));
@@ -361,7 +361,7 @@ impl KindCluster {
             None,
         )?;
         if let Some((node, id)) = parse_node_and_container(&text) {
-            super::docker::run(["exec", node.as_str(), "crictl", "stop", "--timeout", "0", id.as_str()])?;
+            docker::run(["exec", node.as_str(), "crictl", "stop", "--timeout", "0", id.as_str()])?;
         }
         let wait = format!("--timeout={}s", timeout.as_secs().max(1));
         self.kubectl(

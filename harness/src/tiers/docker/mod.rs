@@ -1,30 +1,21 @@
-//! The container tier (feature `e2e`): the shipper image on a simulated node, the backend in
-//! a container started through testcontainers, faults injected with docker itself.
+//! The docker plumbing the container-based tiers share (feature `e2e`): the container tier
+//! ([`crate::tiers::container`]) and the kind tier ([`crate::tiers::kind`]).
 //!
 //! - [`images`]: the image tags `harness/images/build.sh` built (cached by content key);
-//! - [`docker`]: the few `docker` CLI calls the tier needs (networks, pause, kill, logs);
+//! - [`cli`]: the few `docker` CLI calls the tiers need (networks, pause, kill, logs);
 //! - [`api_shim`]: lets testcontainers (Docker API 1.53) talk to older daemons;
 //! - [`backend`]: LocalStack or moto in a container, reachable from the host and from other
-//!   containers on a given network (the kind tier passes the `kind` network);
-//! - [`shipper`]: the shipper container, with the surface of the local tier's process;
-//! - [`kind`]: the kind tier's cluster provider (skeleton, cannot run without kind's node image);
-//! - [`tier`]: one node in containers: a private network, the backend, the host's address
-//!   on that network for the stand-in API and the gateway.
+//!   containers on a given network (the kind tier passes the `kind` network).
 
 pub mod api_shim;
 pub mod backend;
-pub mod docker;
+pub mod cli;
 pub mod images;
-pub mod kind;
-pub mod shipper;
-pub mod tier;
 
 pub use backend::{BackendContainer, Emulator};
 pub use images::Images;
-pub use shipper::ShipperContainer;
-pub use tier::ContainerTier;
 
-/// Failures of the container tier.
+/// Failures of the container-based tiers.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// A `docker` command failed.
