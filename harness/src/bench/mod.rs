@@ -1,6 +1,7 @@
 //! `harness bench`: the real shipper binary against the sink-mode gateway, measured.
 //!
-//! Per workload ([`workloads`]) a fresh environment: a SimNode directory, the stand-in API
+//! Per workload ([`workloads`]) a fresh environment, built with the local tier's pieces
+//! ([`crate::tiers::local`]): a SimNode directory, the stand-in API
 //! holding one pod per log file, a sink-mode gateway (validates PutLogEvents like
 //! CloudWatch, acknowledges, stores nothing) and a shipper process with its own state
 //! directory. The shipper starts on empty files; once it is ready the writer thread writes
@@ -21,10 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::gateway::{Fault, FaultKind, Gateway, GatewayHandle, GatewayOptions, Outcome};
-use crate::shipper_proc::{ShipperEnv, ShipperError, ShipperProcess, free_port};
+use crate::shipper_proc::{ShipperError, ShipperProcess};
 use crate::simnode::SimNode;
+use crate::standin::StandinOptions;
 use crate::standin::pod::pod_json;
-use crate::standin::{StandinApi, StandinOptions};
+use crate::tiers::local;
 
 use self::latency::{Acceptance, latencies_ms, percentile};
 use self::report::{BenchReport, CatchUp, WorkloadResult};
@@ -167,10 +169,9 @@ async fn set_up(spec: &WorkloadSpec, options: &BenchOptions, work: &Path) -> Res
     })
     .await
     .map_err(component(spec, "gateway"))?;
-    let standin =
-        StandinApi::start(StandinOptions::default()).await.map_err(component(spec, "stand-in API"))?;
-    let kubeconfig = work.join("kubeconfig");
-    standin.write_kubeconfig(&kubeconfig).map_err(component(spec, "stand-in API"))?;
+    // The local tier's node: its stand-in API, simulated node and shipper env.
+    let (standin, kubeconfig) =
+        local::start_api(StandinOptions::default(), work).await.map_err(component(spec, "local tier"))?;
     let node = SimNode::new(work.join("node")).map_err(component(spec, "simnode"))?;
     let mut files = Vec::with_capacity(spec.files);
     for i in 0..spec.files {
@@ -193,16 +194,9 @@ async fn set_up(spec: &WorkloadSpec, options: &BenchOptions, work: &Path) -> Res
         ("SHIPPER_SHUTDOWN_GRACE".to_owned(), "2s".to_owned()),
     ]);
     extra.extend(spec.env.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
-    let env = ShipperEnv {
-        cluster: CLUSTER.into(),
-        node: NODE.into(),
-        endpoint: gateway.url().as_str().trim_end_matches('/').to_owned(),
-        kubeconfig,
-        log_paths: format!("{}/*.log", node.containers_dir().display()),
-        state_dir: work.join("state"),
-        port: free_port().map_err(component(spec, "port"))?,
-        extra,
-    };
+    let mut env = local::node_shipper_env(NODE, &gateway, &kubeconfig, &node, work.join("state"), extra)
+        .map_err(component(spec, "local tier"))?;
+    env.cluster = CLUSTER.into();
     let shipper = ShipperProcess::spawn_binary(options.shipper.clone(), env, work.join("shipper.log"))
         .map_err(|source| BenchError::Shipper { workload: spec.name.into(), source })?;
     Ok(Setup { gateway, shipper, files, _standin: standin })

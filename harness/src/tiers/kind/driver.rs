@@ -368,7 +368,7 @@ impl<'a> KindTier<'a> {
             nodes: Vec::new(),
             held_back,
             joined: false,
-            give_up: timeline_end(scenario).max(writing_ends) + CLUSTER_TIMEOUT,
+            give_up: crate::runner::last_fault_end(scenario).max(writing_ends) + CLUSTER_TIMEOUT,
             last_poll: Duration::ZERO,
             client: backend.client(),
             backend_endpoint: backend.endpoint.clone(),
@@ -413,11 +413,6 @@ impl<'a> KindTier<'a> {
         tier.nodes = tier.cluster.nodes().map_err(kind_error)?;
         Ok(tier)
     }
-}
-
-/// When the scenario's last fault is over.
-fn timeline_end(scenario: &Scenario) -> Duration {
-    crate::runner::last_fault_end(scenario)
 }
 
 impl Tier for KindTier<'_> {

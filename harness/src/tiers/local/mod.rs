@@ -77,17 +77,57 @@ async fn start_env(
     })
     .await
     .map_err(component("gateway"))?;
-    let standin = StandinApi::start(StandinOptions {
-        bookmark_interval: Duration::from_secs(1),
-        api_addr: listen,
-        ..StandinOptions::default()
-    })
-    .await
-    .map_err(component("stand-in API"))?;
-    let kubeconfig = dir.join("kubeconfig");
-    standin.write_kubeconfig(&kubeconfig).map_err(component("stand-in API"))?;
+    let (standin, kubeconfig) = start_api(
+        StandinOptions {
+            bookmark_interval: Duration::from_secs(1),
+            api_addr: listen,
+            ..StandinOptions::default()
+        },
+        dir,
+    )
+    .await?;
     let client = backend.client();
     Ok(Env { cluster, backend, gateway, standin, client, kubeconfig })
+}
+
+/// Node `k`'s directory `what` (`node`, `state`) of `nodes`: one node keeps the names it always
+/// had, a fleet's are numbered.
+fn node_dir(work: &Path, nodes: usize, k: usize, what: &str) -> PathBuf {
+    match nodes {
+        1 => work.join(what),
+        _ => work.join(format!("{what}-{}", k + 1)),
+    }
+}
+
+/// The stand-in API as `options` say, and a kubeconfig for it at `dir/kubeconfig` (the local
+/// tier's nodes and the bench share this).
+pub(crate) async fn start_api(options: StandinOptions, dir: &Path) -> Result<(Standin, PathBuf), RunError> {
+    let standin = StandinApi::start(options).await.map_err(component("stand-in API"))?;
+    let kubeconfig = dir.join("kubeconfig");
+    standin.write_kubeconfig(&kubeconfig).map_err(component("stand-in API"))?;
+    Ok((standin, kubeconfig))
+}
+
+/// The contract's env for the shipper of node `node`, whose files are on `sim`: the gateway
+/// as endpoint, the stand-in API's kubeconfig, a free port, `extra` settings.
+pub(crate) fn node_shipper_env(
+    node: &str,
+    gateway: &GatewayHandle,
+    kubeconfig: &Path,
+    sim: &SimNode,
+    state_dir: PathBuf,
+    extra: BTreeMap<String, String>,
+) -> Result<ShipperEnv, RunError> {
+    Ok(ShipperEnv {
+        cluster: CLUSTER.into(),
+        node: node.to_owned(),
+        endpoint: gateway.url().as_str().trim_end_matches('/').to_owned(),
+        kubeconfig: kubeconfig.to_owned(),
+        log_paths: format!("{}/*.log", sim.containers_dir().display()),
+        state_dir,
+        port: free_port().map_err(component("port"))?,
+        extra,
+    })
 }
 
 /// The local (or container) tier, up: its nodes, shippers and workload.
@@ -133,13 +173,10 @@ impl<'a> NodeTier<'a> {
             start_env(&options.backend, options.cluster, options.seed, work.path(), &tag, &scenario.account)
                 .await?;
         let names = nodes::node_names(scenario);
-        // One node keeps the directory names it always had; a fleet's are numbered.
-        let node_dir = |k: usize, what: &str| match names.len() {
-            1 => work.path().join(what),
-            _ => work.path().join(format!("{what}-{}", k + 1)),
-        };
         let sims = (0..names.len())
-            .map(|k| SimNode::new(node_dir(k, "node")).map_err(component("simnode")))
+            .map(|k| {
+                SimNode::new(node_dir(work.path(), names.len(), k, "node")).map_err(component("simnode"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let run_id =
             format!("r{:x}", options.seed ^ (std::process::id() as u64) << 16 ^ crate::runner::now_nanos());
@@ -179,22 +216,16 @@ impl<'a> NodeTier<'a> {
         for group in &scenario.existing_groups {
             audit::groups::create_group(&tier.env.client, group).await.map_err(component("backend"))?;
         }
-        let work = tier._work.path().to_owned();
         for (k, (name, sim)) in tier.names.iter().zip(&tier.sims).enumerate() {
-            let node_dir = |what: &str| match tier.names.len() {
-                1 => work.join(what),
-                _ => work.join(format!("{what}-{}", k + 1)),
-            };
-            let shipper_env = ShipperEnv {
-                cluster: CLUSTER.into(),
-                node: name.clone(),
-                endpoint: tier.env.gateway.url().as_str().trim_end_matches('/').to_owned(),
-                kubeconfig: tier.env.kubeconfig.clone(),
-                log_paths: format!("{}/*.log", sim.containers_dir().display()),
-                state_dir: node_dir("state"),
-                port: free_port().map_err(component("port"))?,
-                extra: shipper_settings_env(scenario),
-            };
+            let node_dir = |what: &str| node_dir(tier._work.path(), tier.names.len(), k, what);
+            let shipper_env = node_shipper_env(
+                name,
+                &tier.env.gateway,
+                &tier.env.kubeconfig,
+                sim,
+                node_dir("state"),
+                shipper_settings_env(scenario),
+            )?;
             let log_path = match tier.names.len() {
                 1 => out_dir.join("shipper.log"),
                 _ => out_dir.join(format!("shipper-{name}.log")),
