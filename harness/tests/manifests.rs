@@ -386,10 +386,10 @@ fn images_are_the_release_in_base_and_the_local_build_in_kind() {
         assert_eq!(format!("{renamed}:{}", image.new_tag.as_deref().unwrap_or("latest")), kind);
     }
 
-    // The kind runner tags build.sh's shipper image as that very tag and loads it; the e2e
+    // The kind driver tags build.sh's shipper image as that very tag and loads it; the e2e
     // workflow builds nothing else under it (issue #13: its own build was silently replaced).
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let runner = std::fs::read_to_string(root.join("src/runner/kind.rs")).expect("runner");
+    let runner = std::fs::read_to_string(root.join("src/tiers/kind/driver.rs")).expect("kind driver");
     assert!(runner.contains(&format!("const SHIPPER_TAG: &str = \"{kind}\";")), "the runner loads {kind}");
     let workflow = std::fs::read_to_string(root.join("../.github/workflows/e2e.yml")).expect("e2e.yml");
     assert!(!workflow.contains(&kind), "the workflow builds no image of its own as {kind}");
