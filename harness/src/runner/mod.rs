@@ -121,6 +121,7 @@ pub(crate) fn component<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     move |e| RunError::Component { component, source: e.into() }
 }
 
+/// Events accepted per group so far, per the gateway's journal (`expect.delivered_by`).
 pub(crate) fn accepted_per_group(gateway: &GatewayHandle) -> BTreeMap<String, u64> {
     gateway
         .summary()
@@ -208,10 +209,12 @@ pub async fn run_scenario_with(
     }
 }
 
+/// Events the backend accepted so far, per the gateway's journal.
 pub(crate) fn delivered_events(gateway: &GatewayHandle) -> u64 {
     gateway.summary().accepted.values().flat_map(|streams| streams.values()).map(|t| t.events).sum()
 }
 
+/// The gateway fault a scenario fault becomes (docker-level faults: their gateway twin).
 pub(crate) fn gateway_fault(f: &crate::scenario::Fault) -> GatewayFault {
     use crate::scenario::FaultKind as K;
     let kind = match crate::tiers::local::host::local_equivalent(f.kind) {

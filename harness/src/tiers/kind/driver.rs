@@ -265,7 +265,8 @@ pub(crate) struct KindTier<'a> {
     backend_endpoint: String,
     backend_container: BackendContainer,
     cluster: KindCluster,
-    _work: tempfile::TempDir,
+    /// The run's files (node, state, kubeconfig), removed on drop.
+    work: tempfile::TempDir,
 }
 
 impl Drop for KindTier<'_> {
@@ -375,7 +376,7 @@ impl<'a> KindTier<'a> {
             gateway,
             backend_container,
             cluster,
-            _work: work,
+            work,
         };
         if let Some(node) = &tier.held_back {
             tier.cluster.hold_back_node(node).map_err(kind_error)?;
@@ -389,7 +390,7 @@ impl<'a> KindTier<'a> {
         env.insert("AWS_ENDPOINT_URL".into(), tier.gateway.url().as_str().trim_end_matches('/').to_owned());
         env.insert("SHIPPER_LOG_PATHS".into(), scenario_log_paths(&scenario.expanded_pods()));
         // Both absolute and canonical: the overlay names kind-e2e by a relative path.
-        let overlay = tier._work.path().join("overlay");
+        let overlay = tier.work.path().join("overlay");
         std::fs::create_dir_all(&overlay).map_err(component("deploy"))?;
         let overlay = overlay.canonicalize().map_err(component("deploy"))?;
         let kind_e2e = root.join("deploy/overlays/kind-e2e").canonicalize().map_err(component("deploy"))?;

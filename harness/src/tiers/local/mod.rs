@@ -154,7 +154,8 @@ pub(crate) struct NodeTier<'a> {
     backpressure_seen: bool,
     last_metrics: BTreeMap<String, f64>,
     env: Env,
-    _work: tempfile::TempDir,
+    /// The run's files (node, state, kubeconfig), removed on drop.
+    work: tempfile::TempDir,
 }
 
 impl<'a> NodeTier<'a> {
@@ -202,7 +203,7 @@ impl<'a> NodeTier<'a> {
             backpressure_seen: false,
             last_metrics: BTreeMap::new(),
             env,
-            _work: work,
+            work,
         };
         // Pods exist in the API (bound to their node) before their containers write.
         for pod in pods {
@@ -217,7 +218,7 @@ impl<'a> NodeTier<'a> {
             audit::groups::create_group(&tier.env.client, group).await.map_err(component("backend"))?;
         }
         for (k, (name, sim)) in tier.names.iter().zip(&tier.sims).enumerate() {
-            let node_dir = |what: &str| node_dir(tier._work.path(), tier.names.len(), k, what);
+            let node_dir = |what: &str| node_dir(tier.work.path(), tier.names.len(), k, what);
             let shipper_env = node_shipper_env(
                 name,
                 &tier.env.gateway,
