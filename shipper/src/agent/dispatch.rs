@@ -235,7 +235,7 @@ fn never_readable(error: &SpoolError) -> bool {
 mod tests {
     use super::*;
     use crate::route::Destination;
-    use crate::sink::testing::{FakeCloudWatch, fast_options};
+    use crate::sink::testing::{FakeCloudWatch, Fault, fast_options};
     use crate::sink::{GroupOptions, client_for_endpoint};
     use crate::spool::SpoolOptions;
 
@@ -324,5 +324,113 @@ mod tests {
             .map(|e| std::fs::read(e.unwrap().path()).unwrap())
             .collect();
         assert_eq!(quarantined, [bytes], "the damaged bytes are kept as they were");
+    }
+
+    /// A spool holding `chunks` sealed chunks of 2 events for each stream in `streams`.
+    fn spool_with_streams(dir: &std::path::Path, streams: &[&str], chunks: usize) -> Spool {
+        let options = SpoolOptions { max_bytes: 1 << 30, flush_interval: Duration::from_secs(3600) };
+        let (mut spool, _) = Spool::open(&dir.join("spool"), options).unwrap();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        for round in 0..chunks {
+            for stream in streams {
+                for i in 0..2 {
+                    spool.append(&dest(stream), now, &format!("{stream} {round}.{i}")).unwrap();
+                }
+            }
+            spool.seal_all();
+        }
+        spool.commit(b"").unwrap();
+        spool
+    }
+
+    /// A dispatcher with `slots` sending slots against `fake`, running until `done` says so
+    /// (at most 10 s); whether it did.
+    async fn dispatch_until(
+        spool: Spool,
+        dir: &std::path::Path,
+        fake: &FakeCloudWatch,
+        slots: usize,
+        done: impl Fn(&FakeCloudWatch) -> bool,
+    ) -> bool {
+        let metrics = Arc::new(Metrics::default());
+        let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(10));
+        let sink = CloudWatch::new(client, fast_options(dir, GroupOptions::default()), metrics.clone());
+        let dispatcher =
+            Dispatcher::new(Arc::new(Mutex::new(spool)), sink, metrics, slots, Arc::new(Notify::new()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(dispatcher.run(cancel.clone()));
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while !done(fake) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        cancel.cancel();
+        run.await.unwrap();
+        waited.is_ok()
+    }
+
+    /// Six streams with five chunks each and two sending slots: the streams take turns. At
+    /// every point no stream has had more than 2 deliveries more than any other (one turn,
+    /// plus two concurrent requests arriving in either order). Served in sorted order instead, the first streams would get all five
+    /// chunks out before the last got one. Each stream's chunks go out in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ready_streams_take_turns_when_there_are_more_than_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let streams = ["a", "b", "c", "d", "e", "f"];
+        let chunks = 5;
+        let spool = spool_with_streams(dir.path(), &streams, chunks);
+        let fake = FakeCloudWatch::start().await;
+        // The streams exist: every PutLogEvents is a delivery (no create-and-retry).
+        for stream in streams {
+            fake.with_stream("g", Some(stream));
+        }
+
+        let total = streams.len() * chunks;
+        assert!(dispatch_until(spool, dir.path(), &fake, 2, |f| f.puts().len() >= total).await);
+
+        let puts = fake.puts();
+        let mut served: std::collections::BTreeMap<&str, usize> = streams.iter().map(|s| (*s, 0)).collect();
+        for (n, stream) in puts.iter().enumerate() {
+            *served.get_mut(stream.as_str()).unwrap() += 1;
+            let (most, least) = (served.values().max().unwrap(), served.values().min().unwrap());
+            assert!(most - least <= 2, "after {} deliveries {served:?}: {puts:?}", n + 1);
+        }
+        for stream in streams {
+            let stored: Vec<String> = fake.stored("g", stream).into_iter().map(|(_, m)| m).collect();
+            let want: Vec<String> =
+                (0..chunks).flat_map(|r| (0..2).map(move |i| format!("{stream} {r}.{i}"))).collect();
+            assert_eq!(stored, want);
+        }
+    }
+
+    /// One slot, and one stream whose destination always answers 503: after a few attempts
+    /// it gives the slot back and waits out its backoff, so the other stream is delivered
+    /// meanwhile; the failing one keeps being retried, never dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_stream_gives_its_slot_back_and_backs_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool_with_streams(dir.path(), &["bad", "good"], 3);
+        let fake = FakeCloudWatch::start().await;
+        fake.with_stream("g", Some("bad"));
+        fake.with_stream("g", Some("good"));
+        fake.fail_stream("bad", Fault::Unavailable);
+
+        let delivered =
+            dispatch_until(spool, dir.path(), &fake, 1, |f| f.stored("g", "good").len() == 6).await;
+
+        assert!(delivered, "the good stream waited behind the failing one: {:?}", fake.puts());
+        let puts = fake.puts();
+        let bad = puts.iter().filter(|s| *s == "bad").count();
+        assert!(bad >= DEFER_AFTER_FAILURES as usize, "the failing stream was tried: {puts:?}");
+        // Between two deliveries of the good stream, the failing one held the slot for at most
+        // one turn of attempts.
+        let mut run = 0;
+        for stream in &puts {
+            run = if stream == "bad" { run + 1 } else { 0 };
+            assert!(run <= DEFER_AFTER_FAILURES as usize, "held the slot past its turn: {puts:?}");
+        }
+        assert!(fake.stored("g", "bad").is_empty());
     }
 }

@@ -117,6 +117,12 @@ pub struct Ingest {
     unroutable: std::collections::HashSet<FileKey>,
     /// The tailer reported a change since the last commit (its state differs from the stored one).
     source_changed: bool,
+    /// The next pass takes the tailer's news first.
+    scan_due: bool,
+    /// When the last group commit was due.
+    last_commit: Instant,
+    /// Bytes read since then.
+    uncommitted: usize,
     buf: Vec<u8>,
 }
 
@@ -141,6 +147,9 @@ impl Ingest {
             pending_safe: HashMap::new(),
             unroutable: std::collections::HashSet::new(),
             source_changed: true,
+            scan_due: true,
+            last_commit: crate::clock::now(),
+            uncommitted: 0,
             buf: Vec::with_capacity(512 * 1024),
         }
     }
@@ -148,31 +157,10 @@ impl Ingest {
     /// Run until `shutdown` fires, then seal and commit everything read so far.
     pub fn run_blocking(mut self, shutdown: CancellationToken) -> Result<(), SpoolError> {
         let handle = tokio::runtime::Handle::current();
-        let mut last_commit = Instant::now();
-        let mut uncommitted = 0usize;
-        // Scan when the tailer saw a change, a rescan is due, or lines are flowing.
-        let mut scan_due = true;
         while !shutdown.is_cancelled() {
-            if scan_due {
-                self.handle_events();
-            }
-            let full = self.lock_spool().is_full();
-            Metrics::set(&self.metrics.backpressure, i64::from(full));
-            let read = if full { 0 } else { self.read_ready()? };
-            uncommitted += read;
-            if last_commit.elapsed() >= self.options.commit_interval
-                || uncommitted >= self.options.commit_bytes
-            {
-                if uncommitted > 0 || self.needs_commit() {
-                    self.commit(false)?;
-                }
-                last_commit = Instant::now();
-                uncommitted = 0;
-            }
-            scan_due = true;
-            if read == 0 {
+            if self.step()? == 0 {
                 let wait = self.options.idle_wait;
-                scan_due = handle.block_on(async {
+                self.scan_due = handle.block_on(async {
                     tokio::select! {
                         _ = shutdown.cancelled() => true,
                         changed = self.tailer.changed(wait) => changed,
@@ -180,6 +168,38 @@ impl Ingest {
                 });
             }
         }
+        self.finish()
+    }
+
+    /// One pass: take the tailer's news when a scan is due, read every readable file once
+    /// (unless the spool is full), and group-commit when the commit interval or byte budget
+    /// is reached. Returns the bytes read; after a pass that read nothing the caller waits
+    /// for the tailer (and sets `scan_due` from what it saw), or a test moves the clock on.
+    pub fn step(&mut self) -> Result<usize, SpoolError> {
+        if self.scan_due {
+            self.handle_events();
+        }
+        let full = self.lock_spool().is_full();
+        Metrics::set(&self.metrics.backpressure, i64::from(full));
+        let read = if full { 0 } else { self.read_ready()? };
+        self.uncommitted += read;
+        let now = crate::clock::now();
+        if now.saturating_duration_since(self.last_commit) >= self.options.commit_interval
+            || self.uncommitted >= self.options.commit_bytes
+        {
+            if self.uncommitted > 0 || self.needs_commit() {
+                self.commit(false)?;
+            }
+            self.last_commit = now;
+            self.uncommitted = 0;
+        }
+        // Scan again when the tailer saw a change, a rescan is due, or lines are flowing.
+        self.scan_due = true;
+        Ok(read)
+    }
+
+    /// Stop reading: seal and commit everything read so far (shutdown).
+    pub fn finish(mut self) -> Result<(), SpoolError> {
         self.commit(true)
     }
 
@@ -267,7 +287,7 @@ impl Ingest {
     /// becomes a line of its own: split, never lost. Stack traces whose flush timeout passed
     /// are spooled too.
     fn flush_idle_partials(&mut self) -> Result<(), SpoolError> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
         for (key, file) in &mut self.files {
             let mut flushed = false;
@@ -302,7 +322,7 @@ impl Ingest {
 
     /// Read every readable file once; returns bytes read.
     fn read_ready(&mut self) -> Result<usize, SpoolError> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut total = 0;
         let mut partial_bytes: usize = self.files.values().map(FilePipeline::pending_line_bytes).sum();
         let mut paused = std::collections::HashSet::new();
@@ -448,7 +468,7 @@ impl Ingest {
     /// Whether a commit would store anything new. An idle node with 1,000 files otherwise
     /// serialises every checkpoint and fsyncs the manifest five times a second.
     fn needs_commit(&self) -> bool {
-        let now = Instant::now();
+        let now = crate::clock::now();
         self.source_changed
             || !self.pending_safe.is_empty()
             || self.files.values().any(|file| {
@@ -472,7 +492,7 @@ impl Ingest {
             spool.seal_all();
         } else {
             spool.set_flush_interval(self.options.pace.interval());
-            spool.seal_expired(Instant::now());
+            spool.seal_expired(crate::clock::now());
         }
         spool.commit(&state)?;
         self.source_changed = false;
@@ -504,3 +524,7 @@ mod budget_tests {
         assert_eq!(to_release(held, 60), [key(2), key(3)]);
     }
 }
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;

@@ -242,7 +242,7 @@ impl FilePipeline {
         if self.routed.is_none() {
             return Ok(start);
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut offset = start;
         let end = start + bytes.len() as u64;
         for raw in bytes.split_inclusive(|b| *b == b'\n') {
@@ -371,7 +371,7 @@ impl FilePipeline {
     pub fn flush_partial(&mut self, spool: &mut Spool, metrics: &Metrics) -> Result<(), SpoolError> {
         let first = self.assembler.pending_since().unwrap_or(self.read_end);
         self.assembler.flush(&mut self.assembled);
-        self.admit(first, Instant::now());
+        self.admit(first, crate::clock::now());
         self.spool_lines(spool, metrics)
     }
 
@@ -388,7 +388,7 @@ impl FilePipeline {
         let before = self.assembled.len();
         self.assembler.release_pieces(&mut self.assembled);
         let released = self.assembled.len() - before;
-        self.admit(first, Instant::now());
+        self.admit(first, crate::clock::now());
         self.spool_lines(spool, metrics)?;
         Ok(released)
     }

@@ -94,6 +94,10 @@ struct Model {
     style: RejectStyle,
     retention_ms: Option<i64>,
     calls: Vec<Op>,
+    /// The stream of each PutLogEvents call, in arrival order.
+    puts: Vec<String>,
+    /// Streams whose every PutLogEvents is answered with a fault.
+    failing_streams: BTreeMap<String, Fault>,
     /// The access key that signed each call in `calls`.
     signers: Vec<String>,
     /// Requests without `X-Amz-Target` go to STS.
@@ -133,6 +137,8 @@ impl FakeCloudWatch {
             style: RejectStyle::Aws,
             retention_ms: None,
             calls: Vec::new(),
+            puts: Vec::new(),
+            failing_streams: BTreeMap::new(),
             signers: Vec::new(),
             sts: StsModel { lifetime: Duration::from_secs(3600), ..StsModel::default() },
         }));
@@ -160,6 +166,16 @@ impl FakeCloudWatch {
         for _ in 0..times {
             m.faults.push_back((op, fault.clone()));
         }
+    }
+
+    /// Answer every PutLogEvents to `stream` (any group) with `fault`.
+    pub(crate) fn fail_stream(&self, stream: &str, fault: Fault) {
+        self.model().failing_streams.insert(stream.into(), fault);
+    }
+
+    /// The stream of each PutLogEvents call so far, in arrival order (failed ones too).
+    pub(crate) fn puts(&self) -> Vec<String> {
+        self.model().puts.clone()
     }
 
     /// Answer every call with `fault`.
@@ -247,6 +263,12 @@ fn answer(m: &mut Model, op: Op, req: &Value) -> (StatusCode, Value) {
     m.calls.push(op);
     let group = req["logGroupName"].as_str().unwrap_or_default().to_owned();
     let stream = req["logStreamName"].as_str().unwrap_or_default().to_owned();
+    if op == Op::PutLogEvents {
+        m.puts.push(stream.clone());
+        if let Some(fault) = m.failing_streams.get(&stream) {
+            return fault_answer(fault);
+        }
+    }
     if let Some(fault) = &m.always {
         return fault_answer(fault);
     }

@@ -332,7 +332,7 @@ impl Spool {
             writer: Some(writer),
         });
         stream.open = Some(OpenChunk {
-            opened_at: Instant::now(),
+            opened_at: crate::clock::now(),
             // Replaced by the caller's first event before anyone reads it.
             limits: BatchLimits::first(0, 0),
         });
@@ -609,4 +609,12 @@ fn seal(stream: &mut StreamState) {
     {
         chunk.sealed = true;
     }
+}
+
+/// The source state the last commit in `dir` stored, read without recovering the spool (a
+/// test looks while the spool is open).
+#[cfg(test)]
+pub(crate) fn committed_source_state(dir: &Path) -> Option<Vec<u8>> {
+    let bytes = Manifest::read_bytes(dir).ok()??;
+    Manifest::parse(&bytes).ok()?.decode_state().ok()?
 }
