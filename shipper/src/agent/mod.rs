@@ -12,6 +12,8 @@ mod ingest;
 mod limits;
 mod lock;
 mod pipeline;
+#[cfg(test)]
+mod shutdown_tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -73,9 +75,72 @@ const RETAIN_DELETED_PODS: Duration = Duration::from_secs(600);
 /// while bounding scratch disk use.
 const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
 
+/// What stops the agent: `requested` (the first SIGTERM/SIGINT) stops reading and starts
+/// the drain; `now` (a second one) ends the drain at once. A test cancels them itself.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    /// Stop reading, drain within the grace period.
+    pub requested: CancellationToken,
+    /// Stop draining: exit now; committed data stays in the spool.
+    pub now: CancellationToken,
+}
+
+impl Stop {
+    /// Tokens the process's signals cancel: the first SIGTERM/SIGINT `requested`, the next
+    /// one `now`.
+    fn from_signals() -> Stop {
+        let stop = Stop::default();
+        let mut signals = Signals::new();
+        let tokens = stop.clone();
+        tokio::spawn(async move {
+            signals.recv().await;
+            tokens.requested.cancel();
+            signals.recv().await;
+            tokens.now.cancel();
+        });
+        stop
+    }
+}
+
+/// Where the agent's CloudWatch client comes from.
+#[derive(Debug)]
+pub enum ClientSource {
+    /// The SDK's environment (region, endpoint, credentials; the role to assume, if set).
+    Environment,
+    /// This client (tests: a fake CloudWatch).
+    Given(aws_sdk_cloudwatchlogs::Client),
+}
+
 /// Run until SIGTERM/SIGINT, then drain within the grace period.
 pub async fn run(config: Config) -> Result<(), AgentError> {
-    let mut signals = Signals::new();
+    let stop = Stop::from_signals();
+    match start(config, ClientSource::Environment, &stop).await? {
+        Some(agent) => agent.run_until(&stop).await,
+        None => Ok(()),
+    }
+}
+
+/// The agent, started: reading, spooling and delivering, until [`Running::run_until`]'s stop.
+#[derive(Debug)]
+pub struct Running {
+    shutdown_grace: Duration,
+    spool: Arc<Mutex<Spool>>,
+    wake: Arc<tokio::sync::Notify>,
+    /// Stops reading (the ingest loop seals and commits, then ends).
+    stop_reading: CancellationToken,
+    /// Stops delivery, the pod watch and the HTTP endpoints.
+    stop_delivery: CancellationToken,
+    ingest_task: tokio::task::JoinHandle<Result<(), crate::spool::SpoolError>>,
+    dispatch_task: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<()>,
+    http: tokio::task::JoinHandle<()>,
+    _state_lock: lock::StateLock,
+}
+
+/// Start the agent: the HTTP endpoints, the state directory's lock (waited for; `None` when
+/// `stop` is requested meanwhile: nothing was touched), the spool recovered, the tailer, the
+/// pod watch, the dispatcher and the ingest loop.
+pub async fn start(config: Config, client: ClientSource, stop: &Stop) -> Result<Option<Running>, AgentError> {
     let metrics = Arc::new(Metrics::default());
     let open_files = limits::raise_open_file_limit().map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     Metrics::set(&metrics.open_fds_limit, open_files);
@@ -92,7 +157,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             .map_err(|e| AgentError::StateDir { path: config.state_dir.clone(), reason: e.to_string() })?;
     }
     let pods = Arc::new(PodCache::new(RETAIN_DELETED_PODS));
-    let shutdown = CancellationToken::new();
+    let stop_reading = CancellationToken::new();
     let stop_delivery = CancellationToken::new();
 
     // Served first, so that an instance waiting for the state directory says so on /readyz.
@@ -103,12 +168,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let http = tokio::spawn(http::serve(listener, metrics.clone(), pods.clone(), stop_delivery.clone()));
 
     let Some(_state_lock) =
-        lock::acquire(&config.state_dir, &metrics.state_lock_waiting, signals.recv()).await?
+        lock::acquire(&config.state_dir, &metrics.state_lock_waiting, stop.requested.cancelled()).await?
     else {
         tracing::info!("signal while waiting for the state directory: exiting, nothing touched");
         stop_delivery.cancel();
         let _ = http.await;
-        return Ok(());
+        return Ok(None);
     };
 
     let spool_dir = config.state_dir.join("spool");
@@ -171,12 +236,17 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         tokio::spawn(async move { crate::kube::watch_pods(&node, &keys, pods, metrics, cancel).await })
     };
 
-    let client = crate::sink::client_from_env(
-        Duration::from_secs(30),
-        config.aws_region.clone(),
-        config.assume_role.as_ref(),
-    )
-    .await;
+    let client = match client {
+        ClientSource::Given(client) => client,
+        ClientSource::Environment => {
+            crate::sink::client_from_env(
+                Duration::from_secs(30),
+                config.aws_region.clone(),
+                config.assume_role.as_ref(),
+            )
+            .await
+        }
+    };
     let ingest_options =
         IngestOptions::from_config(&config).map_err(|e| AgentError::Template(e.to_string()))?;
     metrics.set_flush_interval(ingest_options.pace.interval());
@@ -206,69 +276,88 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
     let ingest =
         Ingest::new(tailer, spool.clone(), pods.clone(), metrics.clone(), ingest_options, wake.clone());
-    let ingest_shutdown = shutdown.clone();
-    let mut ingest_task = tokio::task::spawn_blocking(move || ingest.run_blocking(ingest_shutdown));
+    let ingest_stop = stop_reading.clone();
+    let ingest_task = tokio::task::spawn_blocking(move || ingest.run_blocking(ingest_stop));
+    Ok(Some(Running {
+        shutdown_grace: config.shutdown_grace,
+        spool,
+        wake,
+        stop_reading,
+        stop_delivery,
+        ingest_task,
+        dispatch_task,
+        watch,
+        http,
+        _state_lock,
+    }))
+}
 
-    // Ingest only ends by itself on a spool failure (disk full, I/O error): then the agent
-    // stops too, delivering what is already spooled, and exits non-zero so that it is
-    // restarted and recovers, rather than living on without reading.
-    let mut failure = None;
-    let ingest_result = tokio::select! {
-        _ = signals.recv() => {
-            tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: reading stops, draining the spool");
-            shutdown.cancel();
-            tokio::select! {
-                r = &mut ingest_task => r,
-                _ = signals.recv() => {
-                    tracing::warn!("second signal: exiting now; committed data stays in the spool");
-                    return Ok(());
+impl Running {
+    /// Run until `stop` is requested (or reading fails), then shut down: reading stops, open
+    /// chunks are sealed and committed, the dispatcher delivers for the grace period (or
+    /// until `stop.now`), and what is left stays in the spool for the next start.
+    pub async fn run_until(mut self, stop: &Stop) -> Result<(), AgentError> {
+        // Ingest only ends by itself on a spool failure (disk full, I/O error): then the agent
+        // stops too, delivering what is already spooled, and exits non-zero so that it is
+        // restarted and recovers, rather than living on without reading.
+        let mut failure = None;
+        let ingest_result = tokio::select! {
+            _ = stop.requested.cancelled() => {
+                tracing::info!(grace = ?self.shutdown_grace, "shutdown requested: reading stops, draining the spool");
+                self.stop_reading.cancel();
+                tokio::select! {
+                    r = &mut self.ingest_task => r,
+                    _ = stop.now.cancelled() => {
+                        tracing::warn!("second signal: exiting now; committed data stays in the spool");
+                        return Ok(());
+                    }
                 }
             }
-        }
-        r = &mut ingest_task => r,
-    };
-    match ingest_result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "reading stopped: the spool failed; lines not committed will be re-read after a restart");
-            failure = Some(AgentError::Ingest(e.to_string()));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "ingest task failed");
-            failure = Some(AgentError::Ingest(e.to_string()));
-        }
-    }
-    wake.notify_one();
-
-    let drained = {
-        let spool = spool.clone();
-        async move {
-            loop {
-                let events = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
-                if events == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            r = &mut self.ingest_task => r,
+        };
+        match ingest_result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading stopped: the spool failed; lines not committed will be re-read after a restart");
+                failure = Some(AgentError::Ingest(e.to_string()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ingest task failed");
+                failure = Some(AgentError::Ingest(e.to_string()));
             }
         }
-    };
-    tokio::select! {
-        _ = drained => tracing::info!("spool drained"),
-        _ = tokio::time::sleep(config.shutdown_grace) => {
-            let left = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
-            tracing::warn!(events = left, "grace period over; undelivered events stay in the spool for the next start");
+        self.wake.notify_one();
+
+        let drained = {
+            let spool = self.spool.clone();
+            async move {
+                loop {
+                    let events = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
+                    if events == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = drained => tracing::info!("spool drained"),
+            _ = tokio::time::sleep(self.shutdown_grace) => {
+                let left = self.spool.lock().unwrap_or_else(|e| e.into_inner()).events();
+                tracing::warn!(events = left, "grace period over; undelivered events stay in the spool for the next start");
+            }
+            _ = stop.now.cancelled() => tracing::warn!("second signal: exiting now; spooled events stay for the next start"),
         }
-        _ = signals.recv() => tracing::warn!("second signal: exiting now; spooled events stay for the next start"),
-    }
-    stop_delivery.cancel();
-    let _ = dispatch_task.await;
-    watch.abort();
-    http.abort();
-    let left = spool.lock().unwrap_or_else(|e| e.into_inner()).events();
-    tracing::info!(spooled_events = left, "stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        self.stop_delivery.cancel();
+        let _ = self.dispatch_task.await;
+        self.watch.abort();
+        self.http.abort();
+        let left = self.spool.lock().unwrap_or_else(|e| e.into_inner()).events();
+        tracing::info!(spooled_events = left, "stopped");
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
