@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sink::{Backoff, CloudWatch, Delivery};
 use crate::spool::{ChunkRef, Spool, SpoolError};
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{InternalEvent, Metrics, SpoolEventsLost};
 
 /// Moves chunks from the spool to CloudWatch.
 #[derive(Debug)]
@@ -214,9 +214,8 @@ impl Job {
         });
         self.export_spool_size(&spool);
         drop(spool);
-        self.metrics.dropped(DropReason::SpoolCorrupt, freed.max(1));
-        tracing::error!(error = %error, group = %chunk.dest.group, stream = %chunk.dest.stream, events = freed,
-            "spool chunk can never be read (corrupt: quarantined; or its file is gone): its events are dropped");
+        let dest = Some((chunk.dest.group.as_str(), chunk.dest.stream.as_str()));
+        SpoolEventsLost { count: freed.max(1), dest, error: &error.to_string() }.emit(&self.metrics);
     }
 }
 
@@ -238,6 +237,7 @@ mod tests {
     use crate::sink::testing::{FakeCloudWatch, Fault, fast_options};
     use crate::sink::{GroupOptions, client_for_endpoint};
     use crate::spool::SpoolOptions;
+    use crate::telemetry::DropReason;
 
     fn dest(name: &str) -> Destination {
         Destination { group: "g".into(), stream: name.into() }

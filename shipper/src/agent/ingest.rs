@@ -20,7 +20,7 @@ use crate::route::Routing;
 use crate::sink::Pace;
 use crate::source::{FileKey, SourceEvent, Tailer, container_ref};
 use crate::spool::{Spool, SpoolError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{InternalEvent, Metrics, SourceLost, SourceOpenFailed, SourceSkipped, UnroutableFile};
 
 /// How long a partial line waits for its continuation before it is shipped as it is.
 const PARTIAL_IDLE_FLUSH: Duration = Duration::from_secs(5);
@@ -228,21 +228,15 @@ impl Ingest {
                     tracing::info!(path = %path.display(), "finished");
                 }
                 SourceEvent::Lost { path, from, to, reason } => {
-                    self.metrics.source_lost(reason, to.map(|to| to.saturating_sub(from)));
-                    tracing::error!(path = %path.display(), from, to, reason = reason.as_str(),
-                        "log data lost: these bytes can never be read");
+                    SourceLost { path: &path, from, to, reason }.emit(&self.metrics);
                 }
                 SourceEvent::OpenFailed { path, reason, error } => {
-                    self.metrics.source_open_failed(reason);
-                    tracing::error!(path = %path.display(), reason = reason.as_str(), %error,
-                        "cannot open container log file; retrying at every scan, nothing of it is read until then");
+                    SourceOpenFailed { path: &path, reason, error: &error }.emit(&self.metrics);
                 }
                 SourceEvent::Skipped { path, from, to, reason } => {
                     // Skipped by configuration (a first install's read_from / ignore_older):
                     // counted apart from losses.
-                    self.metrics.source_skipped(reason, to.saturating_sub(from));
-                    tracing::info!(path = %path.display(), from, to, reason = reason.as_str(),
-                        "existing log data skipped by configuration");
+                    SourceSkipped { path: &path, from, to, reason }.emit(&self.metrics);
                 }
             }
         }
@@ -389,8 +383,7 @@ impl Ingest {
             };
             let Some(container) = container_ref(&path) else {
                 if self.unroutable.insert(key) {
-                    Metrics::add(&self.metrics.unroutable_files, 1);
-                    tracing::error!(path = %path.display(), "not a kubelet container log name (<pod>_<namespace>_<container>-<id>.log): its lines cannot be routed and are not read");
+                    UnroutableFile { path: &path }.emit(&self.metrics);
                 }
                 return false;
             };

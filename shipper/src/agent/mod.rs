@@ -26,7 +26,7 @@ use crate::kube::PodCache;
 use crate::sink::{CloudWatch, GroupOptions, SinkOptions};
 use crate::source::{SourceState, Tailer, TailerOptions};
 use crate::spool::{Spool, SpoolOptions};
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{InternalEvent, Metrics, SpoolEventsLost};
 
 pub use dispatch::Dispatcher;
 pub use ingest::{Ingest, IngestOptions, IngestOptionsError};
@@ -188,7 +188,8 @@ pub async fn start(config: Config, client: ClientSource, stop: &Stop) -> Result<
         SpoolOptions { max_bytes: config.spool_max_bytes, flush_interval: config.flush_interval },
     )?;
     if recovery.corrupt_events > 0 {
-        metrics.dropped(DropReason::SpoolCorrupt, recovery.corrupt_events);
+        let error = format!("{} chunk(s) quarantined", recovery.quarantined.len());
+        SpoolEventsLost { count: recovery.corrupt_events, dest: None, error: &error }.emit(&metrics);
     }
     tracing::info!(
         spool_bytes = spool.bytes(),

@@ -8,7 +8,7 @@ use crate::parse::{Assembler, Format, Line, Record, detect_format, parse_record}
 use crate::route::{Destination, MessageEncoder, MultilineDecision, RouteInput, Routing};
 use crate::source::{ContainerRef, FileKey};
 use crate::spool::{Spool, SpoolError};
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{EmptyLineDropped, InternalEvent, Metrics};
 
 /// Queue slots a file keeps between reads (a read chunk of short lines needs ~1,000).
 const KEPT_QUEUE_CAPACITY: usize = 64;
@@ -498,7 +498,7 @@ impl FilePipeline {
             }
             if pieces == 0 {
                 // Only an empty line in the raw format: CloudWatch has no empty events.
-                metrics.dropped(DropReason::EmptyMessage, 1);
+                EmptyLineDropped.emit(metrics);
             }
             for message in &self.messages {
                 spool.append(&routed.dest, line.timestamp_ms, message)?;

@@ -1,6 +1,7 @@
 //! The per-file pipeline in-process: exclusion, checkpoints around held stack traces, and a
 //! trace carried across kubelet's rotation, against a real spool in a temporary directory.
 
+use crate::telemetry::DropReason;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

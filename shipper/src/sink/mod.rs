@@ -34,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::route::Destination;
 use crate::spool::{Batch, Event};
-use crate::telemetry::{DropReason, Metrics, PutOutcome};
+use crate::telemetry::{
+    CallRetried, DropReason, EventsRejected, InternalEvent, Metrics, PutAnswered, PutOutcome,
+};
 
 use calls::CallResult;
 use classify::Failure;
@@ -258,15 +260,9 @@ impl CloudWatch {
         for reason in DropReason::ALL {
             let n = dead.iter().filter(|(r, _)| *r == reason).count() as u64;
             if n > 0 {
-                metrics.dropped(reason, n);
                 report.dropped.push((reason, n));
-                tracing::warn!(
-                    group = %batch.dest.group,
-                    stream = %batch.dest.stream,
-                    reason = reason.as_str(),
-                    events = n,
-                    "events rejected by CloudWatch, dead-lettered"
-                );
+                EventsRejected { group: &batch.dest.group, stream: &batch.dest.stream, reason, count: n }
+                    .emit(metrics);
             }
         }
         Ok(Delivery::Done(report))
@@ -299,7 +295,7 @@ impl CloudWatch {
                         CallResult::Ok(_) => PutOutcome::Ok,
                         CallResult::Failed { failure, .. } => failure.outcome(),
                     };
-                    inner.metrics.put_request(outcome);
+                    PutAnswered { outcome }.emit(&inner.metrics);
                     self.pace(outcome);
                     match result {
                         CallResult::Ok(rejections) => {
@@ -327,11 +323,11 @@ impl CloudWatch {
                                     "log stream disappeared, re-creating it");
                                 inner.known_streams.remove(dest);
                             }
-                            self.count_retry(report);
                             step = Step::CreateStream;
                             not_found_in_a_row += 1;
                             if not_found_in_a_row == 1 {
                                 // The usual case: a new stream. Create it at once.
+                                self.retried(report, Some(dest), Step::Put, "missing_stream", &detail, 0);
                                 backoff.reset();
                                 continue;
                             }
@@ -339,7 +335,8 @@ impl CloudWatch {
                             // something else deletes it, or the service lags. Back off like
                             // any failure instead of spinning between the two calls.
                             failures_in_a_row = failures_in_a_row.saturating_add(1);
-                            log_failure(dest, Step::Put, Failure::NotFound, &detail, failures_in_a_row);
+                            let kind = Failure::NotFound.outcome().as_str();
+                            self.retried(report, Some(dest), Step::Put, kind, &detail, failures_in_a_row);
                             if defer_after.is_some_and(|n| failures_in_a_row >= n) {
                                 return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
                             }
@@ -356,9 +353,9 @@ impl CloudWatch {
                         step = Step::Put;
                         continue;
                     }
-                    CallResult::Failed { failure: Failure::NotFound, .. } => {
+                    CallResult::Failed { failure: Failure::NotFound, detail, .. } => {
                         // CreateLogStream says NotFound only when the group is missing.
-                        self.count_retry(report);
+                        self.retried(report, Some(dest), Step::CreateStream, "missing_group", &detail, 0);
                         backoff.reset();
                         step = Step::CreateGroup;
                         continue;
@@ -371,7 +368,8 @@ impl CloudWatch {
                     inner.groups.block(&inner.metrics, dest);
                     step = Step::CreateStream;
                     failures_in_a_row = failures_in_a_row.saturating_add(1);
-                    self.count_retry(report);
+                    // Logged by `block` (once); each wait is a retry of CreateLogStream.
+                    self.retried(report, Some(dest), Step::CreateStream, "missing_group", "", 0);
                     if defer_after.is_some_and(|n| failures_in_a_row >= n) {
                         return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
                     }
@@ -427,8 +425,7 @@ impl CloudWatch {
                 return Ok(Answer::Invalid { names: true });
             }
             failures_in_a_row = failures_in_a_row.saturating_add(1);
-            log_failure(dest, step, failure, &detail, failures_in_a_row);
-            self.count_retry(report);
+            self.retried(report, Some(dest), step, failure.outcome().as_str(), &detail, failures_in_a_row);
             let delay = self.retry_delay(&mut backoff, failure);
             if defer_after.is_some_and(|n| failures_in_a_row >= n) {
                 return Ok(Answer::Deferred { retry_in: delay });
@@ -525,9 +522,19 @@ impl CloudWatch {
         }
     }
 
-    fn count_retry(&self, report: &mut DeliveryReport) {
+    /// A call of `step` for `dest` failed and is retried: in the report, counted and logged.
+    fn retried(
+        &self,
+        report: &mut DeliveryReport,
+        dest: Option<&Destination>,
+        step: Step,
+        kind: &'static str,
+        detail: &str,
+        attempt: u32,
+    ) {
         report.retries += 1;
-        Metrics::add(&self.inner.metrics.retries, 1);
+        let dest = dest.map(|d| (d.group.as_str(), d.stream.as_str()));
+        CallRetried { dest, operation: step.operation(), kind, detail, attempt }.emit(&self.inner.metrics);
     }
 
     /// Append the dead letters durably, retrying (the data stays in the spool meanwhile).
@@ -544,14 +551,14 @@ impl CloudWatch {
             let file = Arc::clone(&self.inner.dead_letters);
             let chunk = Arc::clone(&bytes);
             let write = tokio::task::spawn_blocking(move || file.append_synced(&chunk));
-            match or_cancel(cancel, write).await? {
+            let error = match or_cancel(cancel, write).await? {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(err)) => {
-                    tracing::error!(error = %err, "cannot write dead letters, retrying")
-                }
-                Err(join) => tracing::error!(error = %join, "dead-letter writer failed, retrying"),
-            }
-            self.count_retry(report);
+                Ok(Err(err)) => err.to_string(),
+                Err(join) => format!("dead-letter writer failed: {join}"),
+            };
+            report.retries += 1;
+            CallRetried { dest: None, operation: "dead letters", kind: "io", detail: &error, attempt: 1 }
+                .emit(&self.inner.metrics);
             retry::sleep(cancel, backoff.next_delay()).await?;
         }
     }
@@ -560,24 +567,6 @@ impl CloudWatch {
 /// Whether an InvalidParameterException message blames the group or stream name.
 fn mentions_names(message: &str) -> bool {
     message.contains("logGroupName") || message.contains("logStreamName")
-}
-
-/// Log a transient failure: the first one and then every 10th at warn (credentials at
-/// error, since they need an operator), the rest at debug so long outages do not flood.
-fn log_failure(dest: &Destination, step: Step, failure: Failure, detail: &str, in_a_row: u32) {
-    let operation = step.operation();
-    let kind = failure.outcome().as_str();
-    if failure == Failure::Credentials {
-        tracing::error!(group = %dest.group, stream = %dest.stream, operation, kind,
-            attempt = in_a_row, error = %detail,
-            "CloudWatch credentials missing or rejected; data waits in the spool");
-    } else if in_a_row == 1 || in_a_row.is_multiple_of(10) {
-        tracing::warn!(group = %dest.group, stream = %dest.stream, operation, kind,
-            attempt = in_a_row, error = %detail, "CloudWatch call failed, retrying");
-    } else {
-        tracing::debug!(group = %dest.group, stream = %dest.stream, operation, kind,
-            attempt = in_a_row, error = %detail, "CloudWatch call failed, retrying");
-    }
 }
 
 fn unix_ms(t: SystemTime) -> i64 {

@@ -313,13 +313,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Count `n` events dropped for `reason`.
-    pub fn dropped(&self, reason: DropReason, n: u64) {
+    /// Count `n` events dropped for `reason` (only through a typed event: [`super::events`]).
+    pub(super) fn dropped(&self, reason: DropReason, n: u64) {
         self.dropped[reason.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Count a file losing `bytes` (when known) for `reason`.
-    pub fn source_lost(&self, reason: LossReason, bytes: Option<u64>) {
+    pub(super) fn source_lost(&self, reason: LossReason, bytes: Option<u64>) {
         self.source_lost_files[reason as usize].fetch_add(1, Ordering::Relaxed);
         self.source_lost_bytes[reason as usize].fetch_add(bytes.unwrap_or(0), Ordering::Relaxed);
     }
@@ -330,7 +330,7 @@ impl Metrics {
     }
 
     /// A container log file could not be opened (counted once per path until it opens).
-    pub fn source_open_failed(&self, reason: OpenFailure) {
+    pub(super) fn source_open_failed(&self, reason: OpenFailure) {
         self.source_open_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -340,7 +340,7 @@ impl Metrics {
     }
 
     /// Count a file whose `bytes` were skipped by choice for `reason`.
-    pub fn source_skipped(&self, reason: SkipReason, bytes: u64) {
+    pub(super) fn source_skipped(&self, reason: SkipReason, bytes: u64) {
         self.source_skipped_files[reason as usize].fetch_add(1, Ordering::Relaxed);
         self.source_skipped_bytes[reason as usize].fetch_add(bytes, Ordering::Relaxed);
     }
@@ -356,7 +356,7 @@ impl Metrics {
     }
 
     /// Count one PutLogEvents call with its outcome.
-    pub fn put_request(&self, outcome: PutOutcome) {
+    pub(super) fn put_request(&self, outcome: PutOutcome) {
         self.put_requests[outcome.index()].fetch_add(1, Ordering::Relaxed);
     }
 
