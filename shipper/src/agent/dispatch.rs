@@ -189,14 +189,9 @@ impl Job {
             if let Err(e) = spool.ack(&chunk) {
                 tracing::error!(error = %e, "freeing a delivered chunk failed; it may be sent once more after a restart");
             }
-            self.export_spool_size(&spool);
+            spool.export_gauges(&self.metrics);
         }
         // Err(Cancelled): shutdown; the chunk stays in the spool for the next start.
-    }
-
-    fn export_spool_size(&self, spool: &Spool) {
-        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
-        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
     }
 
     /// A chunk that can never be read (see [`never_readable`]): freed, a corrupt one kept in
@@ -212,7 +207,7 @@ impl Job {
             tracing::error!(error = %e, "freeing an unsendable chunk failed");
             0
         });
-        self.export_spool_size(&spool);
+        spool.export_gauges(&self.metrics);
         drop(spool);
         let dest = Some((chunk.dest.group.as_str(), chunk.dest.stream.as_str()));
         SpoolEventsLost { count: freed.max(1), dest, error: &error.to_string() }.emit(&self.metrics);

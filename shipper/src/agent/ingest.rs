@@ -489,8 +489,7 @@ impl Ingest {
         }
         spool.commit(&state)?;
         self.source_changed = false;
-        Metrics::set(&self.metrics.spool_bytes, spool.bytes() as i64);
-        Metrics::set(&self.metrics.spool_events, spool.events() as i64);
+        spool.export_gauges(&self.metrics);
         drop(spool);
         self.wake.notify_one();
         Ok(())

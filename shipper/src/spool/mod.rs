@@ -544,6 +544,13 @@ impl Spool {
         self.events
     }
 
+    /// Export the spool's gauges (`shipper_spool_bytes`, `shipper_spool_events`): whoever
+    /// changed the spool calls this, the spool says what they are.
+    pub fn export_gauges(&self, metrics: &crate::telemetry::Metrics) {
+        crate::telemetry::Metrics::set(&metrics.spool_bytes, self.bytes() as i64);
+        crate::telemetry::Metrics::set(&metrics.spool_events, self.events() as i64);
+    }
+
     /// At or above the size cap.
     pub fn is_full(&self) -> bool {
         self.bytes >= self.options.max_bytes
