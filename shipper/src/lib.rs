@@ -2,6 +2,14 @@
 //! CloudWatch Logs, one log group per kind of container, without losing a line.
 //!
 //! Data path (DESIGN §2): `source` → `parse` → `kube` (metadata) → `route` → `spool` → `sink`.
+//!
+//! - [`agent`] wires them: [`agent::start`] brings the agent up, [`agent::Running::run_until`]
+//!   drains it on SIGTERM; the ingest loop ([`agent::Ingest::step`]) and the dispatcher are
+//!   tested in-process against the fake CloudWatch;
+//! - [`clock`]: the agent's clock (tokio's, so tests pause it);
+//! - [`telemetry`]: every drop, loss, retry and outcome is a typed event that counts its
+//!   `/metrics` series and logs;
+//! - [`config`] and [`cli`]: the settings and the `run` / `check` commands.
 
 pub mod agent;
 pub mod cli;
