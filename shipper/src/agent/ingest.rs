@@ -183,14 +183,14 @@ impl Ingest {
         Metrics::set(&self.metrics.backpressure, i64::from(full));
         let read = if full { 0 } else { self.read_ready()? };
         self.uncommitted += read;
-        let now = crate::clock::now();
-        if now.saturating_duration_since(self.last_commit) >= self.options.commit_interval
+        if crate::clock::now().saturating_duration_since(self.last_commit) >= self.options.commit_interval
             || self.uncommitted >= self.options.commit_bytes
         {
             if self.uncommitted > 0 || self.needs_commit() {
                 self.commit(false)?;
             }
-            self.last_commit = now;
+            // The next interval counts from the end of this commit (an fsync can be slow).
+            self.last_commit = crate::clock::now();
             self.uncommitted = 0;
         }
         // Scan again when the tailer saw a change, a rescan is due, or lines are flowing.

@@ -22,19 +22,14 @@ pub fn local_equivalent(kind: FaultKind) -> FaultKind {
     }
 }
 
-/// The tier-specific resources of one run.
+/// Where the shipper runs: a host process, or the container tier's host.
 #[derive(Debug)]
 pub enum ClusterEnv {
     /// Nothing beyond the host processes.
     Local,
-    /// Network and backend container, and which docker faults are active.
+    /// The container tier ([`crate::tiers::container::host`]).
     #[cfg(feature = "e2e")]
-    Container {
-        /// Network and backend.
-        tier: Box<crate::tiers::container::ContainerTier>,
-        /// Active docker-level faults (ended together, like gateway faults).
-        active: std::sync::Mutex<Vec<FaultKind>>,
-    },
+    Container(Box<crate::tiers::container::ContainerHost>),
 }
 
 /// Why the tier could not be set up.
@@ -55,9 +50,10 @@ pub enum ClusterError {
     #[cfg(feature = "e2e")]
     #[error(transparent)]
     Container(#[from] crate::tiers::docker::ContainerError),
-    /// The shipper container could not be disconnected or reconnected.
+    /// A docker-level fault could not be applied or ended.
+    #[cfg(feature = "e2e")]
     #[error(transparent)]
-    Shipper(#[from] ShipperError),
+    Fault(#[from] crate::tiers::container::HostError),
 }
 
 impl ClusterEnv {
@@ -73,15 +69,14 @@ impl ClusterEnv {
             ClusterChoice::Kind => Err(ClusterError::NotHere),
             #[cfg(feature = "e2e")]
             ClusterChoice::Container => {
-                use crate::tiers::container::ContainerTier;
                 use crate::tiers::docker::Emulator;
                 let emulator = match localstack {
                     Some(true) => Emulator::LocalStack,
                     Some(false) => Emulator::Moto,
                     None => return Err(ClusterError::UnsupportedBackend("a URL".into())),
                 };
-                let tier = Box::new(ContainerTier::start(emulator, tag).await?);
-                Ok(ClusterEnv::Container { tier, active: std::sync::Mutex::new(Vec::new()) })
+                let host = crate::tiers::container::ContainerHost::start(emulator, tag).await?;
+                Ok(ClusterEnv::Container(Box::new(host)))
             }
             #[cfg(not(feature = "e2e"))]
             ClusterChoice::Container => {
@@ -96,7 +91,7 @@ impl ClusterEnv {
         match self {
             ClusterEnv::Local => "local",
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { .. } => "container",
+            ClusterEnv::Container(_) => "container",
         }
     }
 
@@ -106,7 +101,7 @@ impl ClusterEnv {
         match self {
             ClusterEnv::Local => IpAddr::V4(Ipv4Addr::LOCALHOST),
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { tier, .. } => IpAddr::V4(tier.host_address()),
+            ClusterEnv::Container(host) => host.listen_ip(),
         }
     }
 
@@ -115,7 +110,7 @@ impl ClusterEnv {
         match self {
             ClusterEnv::Local => None,
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { tier, .. } => Some(tier.backend().host_endpoint()),
+            ClusterEnv::Container(host) => Some(host.backend_endpoint()),
         }
     }
 
@@ -137,7 +132,7 @@ impl ClusterEnv {
                     .map(|p| Shipper::Process(Box::new(p)))
             }
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { .. } if launch.is_some() || !crash_plan.is_empty() => {
+            ClusterEnv::Container(_) if launch.is_some() || !crash_plan.is_empty() => {
                 Err(ShipperError::Container(
                     "launch hooks and crash points run on the local tier only (the container's \
                      command and env are the DaemonSet's)"
@@ -145,15 +140,9 @@ impl ClusterEnv {
                 ))
             }
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { tier, .. } => crate::tiers::container::ShipperContainer::spawn(
-                &tier.images().shipper,
-                &tier.container_name("shipper"),
-                tier.network(),
-                &env,
-                node_root,
-                log_path,
-            )
-            .map(Shipper::Container),
+            ClusterEnv::Container(host) => {
+                host.spawn_shipper(&env, node_root, log_path).map(Shipper::Container)
+            }
         }
     }
 
@@ -170,15 +159,7 @@ impl ClusterEnv {
                 Ok(Some(local_equivalent(kind)))
             }
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { tier, active } => {
-                match (kind, shipper) {
-                    (FaultKind::BackendPause, _) => tier.backend().pause().await?,
-                    (FaultKind::NetworkDisconnect, Shipper::Container(c)) => c.disconnect()?,
-                    (other, _) => return Ok(Some(other)),
-                }
-                active.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(kind);
-                Ok(None)
-            }
+            ClusterEnv::Container(host) => Ok(host.start_fault(kind, shipper.container()).await?),
         }
     }
 
@@ -190,18 +171,7 @@ impl ClusterEnv {
                 Ok(())
             }
             #[cfg(feature = "e2e")]
-            ClusterEnv::Container { tier, active } => {
-                let ended: Vec<FaultKind> =
-                    std::mem::take(&mut *active.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-                for kind in ended {
-                    match (kind, &mut *shipper) {
-                        (FaultKind::BackendPause, _) => tier.backend().unpause().await?,
-                        (FaultKind::NetworkDisconnect, Shipper::Container(c)) => c.connect()?,
-                        _ => {}
-                    }
-                }
-                Ok(())
-            }
+            ClusterEnv::Container(host) => Ok(host.end_faults(shipper.container()).await?),
         }
     }
 }
@@ -227,6 +197,15 @@ macro_rules! each {
 }
 
 impl Shipper {
+    /// The shipper container, on the container tier.
+    #[cfg(feature = "e2e")]
+    fn container(&mut self) -> Option<&mut crate::tiers::container::ShipperContainer> {
+        match self {
+            Shipper::Container(c) => Some(c),
+            Shipper::Process(_) => None,
+        }
+    }
+
     /// The crash point armed in the current start (local tier only).
     pub fn armed_crash_point(&self) -> Option<&str> {
         match self {
