@@ -46,6 +46,30 @@ fn spooled(dir: &std::path::Path) -> u64 {
     Spool::open(&dir.join("state/spool"), options).expect("spool").0.events()
 }
 
+/// Start the agent on `dir` against `fake` and run it until `stop`; return once its first
+/// PutLogEvents reached the fake: the lines were read (routed by name once the metadata wait
+/// ran out) and are on their way.
+async fn run_until_sent(
+    dir: &std::path::Path,
+    fake: &FakeCloudWatch,
+    stop: &Stop,
+) -> tokio::task::JoinHandle<Result<(), super::AgentError>> {
+    let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(5));
+    let agent = start(config(dir), ClientSource::Given(client), stop).await.expect("start").expect("lock");
+    let run = {
+        let stop = stop.clone();
+        tokio::spawn(async move { agent.run_until(&stop).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !fake.calls().contains(&Op::PutLogEvents) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("lines read and sent");
+    run
+}
+
 /// SIGTERM while CloudWatch is briefly unavailable: the lines read are delivered during
 /// the grace period (the first two PutLogEvents fail, the retries come after the signal),
 /// and the agent exits cleanly with an empty spool.
@@ -56,22 +80,7 @@ async fn sigterm_delivers_what_was_read_within_the_grace_period() {
     fake.fail_next(Op::PutLogEvents, Fault::Unavailable, 2);
     write_lines(dir.path(), 50);
     let stop = Stop::default();
-    let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(5));
-    let agent =
-        start(config(dir.path()), ClientSource::Given(client), &stop).await.expect("start").expect("lock");
-    let run = {
-        let stop = stop.clone();
-        tokio::spawn(async move { agent.run_until(&stop).await })
-    };
-    // The first (failed) delivery shows the lines were read (routed by name once the
-    // metadata wait ran out) and are on their way.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !fake.calls().contains(&Op::PutLogEvents) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("lines read");
+    let run = run_until_sent(dir.path(), &fake, &stop).await;
 
     stop.requested.cancel();
     tokio::time::timeout(GRACE * 3, run).await.expect("stopped").expect("task").expect("clean exit");
@@ -89,21 +98,7 @@ async fn sigterm_during_an_outage_keeps_the_lines_in_the_spool() {
     fake.fail_always(Fault::Unavailable);
     write_lines(dir.path(), 30);
     let stop = Stop::default();
-    let client = client_for_endpoint(&fake.url, "us-east-1", Duration::from_secs(5));
-    let agent =
-        start(config(dir.path()), ClientSource::Given(client), &stop).await.expect("start").expect("lock");
-    let run = {
-        let stop = stop.clone();
-        tokio::spawn(async move { agent.run_until(&stop).await })
-    };
-    // The delivery attempts show the lines were read and are being sent.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.calls().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("delivery attempted");
+    let run = run_until_sent(dir.path(), &fake, &stop).await;
 
     stop.requested.cancel();
     let stopped = Instant::now();
