@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::{Ingest, IngestOptions};
 use crate::kube::{PodCache, PodInfo, Workload};
-use crate::route::{MessageFormat, Routing, RoutingSettings};
+use crate::route::{Routing, RoutingSettings};
 use crate::sink::Pace;
 use crate::source::{ReadFrom, SourceState, Tailer, TailerOptions};
 use crate::spool::{Spool, SpoolOptions};
@@ -112,17 +112,7 @@ impl Rig {
 }
 
 fn routing() -> Routing {
-    Routing::new(&RoutingSettings {
-        group_template: crate::route::DEFAULT_GROUP_TEMPLATE,
-        stream_template: crate::route::DEFAULT_STREAM_TEMPLATE,
-        include: &[],
-        exclude: &[],
-        multiline_rules: &[],
-        multiline: None,
-        message_format: MessageFormat::default(),
-        message_fields: &[],
-    })
-    .expect("valid routing")
+    Routing::new(&RoutingSettings::defaults()).expect("valid routing")
 }
 
 fn pod(name: &str, app: &str) -> PodInfo {

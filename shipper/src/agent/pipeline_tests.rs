@@ -12,14 +12,10 @@ use crate::spool::{Spool, SpoolOptions};
 
 fn routing(exclude: &[MatcherSpec], format: MessageFormat) -> Routing {
     Routing::new(&RoutingSettings {
-        group_template: crate::route::DEFAULT_GROUP_TEMPLATE,
-        stream_template: crate::route::DEFAULT_STREAM_TEMPLATE,
-        include: &[],
         exclude,
-        multiline_rules: &[],
         multiline: Some("java"),
         message_format: format,
-        message_fields: &[],
+        ..RoutingSettings::defaults()
     })
     .expect("valid routing")
 }

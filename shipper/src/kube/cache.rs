@@ -321,14 +321,8 @@ mod tests {
     #[test]
     fn a_pod_with_huge_metadata_costs_only_what_routing_reads() {
         let default = Routing::new(&RoutingSettings {
-            group_template: crate::route::DEFAULT_GROUP_TEMPLATE,
-            stream_template: crate::route::DEFAULT_STREAM_TEMPLATE,
-            include: &[],
-            exclude: &[],
-            multiline_rules: &[],
-            multiline: None,
             message_format: MessageFormat::Envelope,
-            message_fields: &[],
+            ..RoutingSettings::defaults()
         })
         .expect("routing");
         let mut pod = info("hostile");

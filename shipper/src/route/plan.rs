@@ -161,6 +161,24 @@ pub struct RoutingSettings<'a> {
     pub message_fields: &'a [MessageField],
 }
 
+#[cfg(test)]
+impl RoutingSettings<'static> {
+    /// The defaults: the contract's templates, no filters, no multiline, the default message
+    /// format (tests change what they need with `..RoutingSettings::defaults()`).
+    pub(crate) fn defaults() -> Self {
+        RoutingSettings {
+            group_template: super::DEFAULT_GROUP_TEMPLATE,
+            stream_template: super::DEFAULT_STREAM_TEMPLATE,
+            include: &[],
+            exclude: &[],
+            multiline_rules: &[],
+            multiline: None,
+            message_format: MessageFormat::default(),
+            message_fields: &[],
+        }
+    }
+}
+
 impl Routing {
     /// Compile the settings.
     pub fn new(settings: &RoutingSettings<'_>) -> Result<Self, RoutingError> {

@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::route::Destination;
 use crate::spool::{Batch, Event};
 use crate::telemetry::{
-    CallRetried, DropReason, EventsRejected, InternalEvent, Metrics, PutAnswered, PutOutcome,
+    CallRetried, DeadLetterWriteRetried, DropReason, EventsRejected, InternalEvent, Metrics, PutAnswered,
+    PutOutcome,
 };
 
 use calls::CallResult;
@@ -327,7 +328,7 @@ impl CloudWatch {
                             not_found_in_a_row += 1;
                             if not_found_in_a_row == 1 {
                                 // The usual case: a new stream. Create it at once.
-                                self.retried(report, Some(dest), Step::Put, "missing_stream", &detail, 0);
+                                self.retried(report, dest, Step::Put, "missing_stream", &detail, 0);
                                 backoff.reset();
                                 continue;
                             }
@@ -336,7 +337,7 @@ impl CloudWatch {
                             // any failure instead of spinning between the two calls.
                             failures_in_a_row = failures_in_a_row.saturating_add(1);
                             let kind = Failure::NotFound.outcome().as_str();
-                            self.retried(report, Some(dest), Step::Put, kind, &detail, failures_in_a_row);
+                            self.retried(report, dest, Step::Put, kind, &detail, failures_in_a_row);
                             if defer_after.is_some_and(|n| failures_in_a_row >= n) {
                                 return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
                             }
@@ -355,7 +356,7 @@ impl CloudWatch {
                     }
                     CallResult::Failed { failure: Failure::NotFound, detail, .. } => {
                         // CreateLogStream says NotFound only when the group is missing.
-                        self.retried(report, Some(dest), Step::CreateStream, "missing_group", &detail, 0);
+                        self.retried(report, dest, Step::CreateStream, "missing_group", &detail, 0);
                         backoff.reset();
                         step = Step::CreateGroup;
                         continue;
@@ -369,7 +370,7 @@ impl CloudWatch {
                     step = Step::CreateStream;
                     failures_in_a_row = failures_in_a_row.saturating_add(1);
                     // Logged by `block` (once); each wait is a retry of CreateLogStream.
-                    self.retried(report, Some(dest), Step::CreateStream, "missing_group", "", 0);
+                    self.retried(report, dest, Step::CreateStream, "missing_group", "", 0);
                     if defer_after.is_some_and(|n| failures_in_a_row >= n) {
                         return Ok(Answer::Deferred { retry_in: backoff.next_delay() });
                     }
@@ -425,7 +426,7 @@ impl CloudWatch {
                 return Ok(Answer::Invalid { names: true });
             }
             failures_in_a_row = failures_in_a_row.saturating_add(1);
-            self.retried(report, Some(dest), step, failure.outcome().as_str(), &detail, failures_in_a_row);
+            self.retried(report, dest, step, failure.outcome().as_str(), &detail, failures_in_a_row);
             let delay = self.retry_delay(&mut backoff, failure);
             if defer_after.is_some_and(|n| failures_in_a_row >= n) {
                 return Ok(Answer::Deferred { retry_in: delay });
@@ -526,15 +527,15 @@ impl CloudWatch {
     fn retried(
         &self,
         report: &mut DeliveryReport,
-        dest: Option<&Destination>,
+        dest: &Destination,
         step: Step,
         kind: &'static str,
         detail: &str,
         attempt: u32,
     ) {
         report.retries += 1;
-        let dest = dest.map(|d| (d.group.as_str(), d.stream.as_str()));
-        CallRetried { dest, operation: step.operation(), kind, detail, attempt }.emit(&self.inner.metrics);
+        let (group, stream, operation) = (dest.group.as_str(), dest.stream.as_str(), step.operation());
+        CallRetried { group, stream, operation, kind, detail, attempt }.emit(&self.inner.metrics);
     }
 
     /// Append the dead letters durably, retrying (the data stays in the spool meanwhile).
@@ -557,8 +558,7 @@ impl CloudWatch {
                 Err(join) => format!("dead-letter writer failed: {join}"),
             };
             report.retries += 1;
-            CallRetried { dest: None, operation: "dead letters", kind: "io", detail: &error, attempt: 1 }
-                .emit(&self.inner.metrics);
+            DeadLetterWriteRetried { error: &error }.emit(&self.inner.metrics);
             retry::sleep(cancel, backoff.next_delay()).await?;
         }
     }

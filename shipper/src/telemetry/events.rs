@@ -37,11 +37,13 @@ pub enum EventKind {
     CallRetried,
     /// [`UnroutableFile`].
     UnroutableFile,
+    /// [`DeadLetterWriteRetried`].
+    DeadLetterWriteRetried,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::EventsRejected,
         EventKind::EmptyLineDropped,
         EventKind::SpoolEventsLost,
@@ -51,6 +53,7 @@ impl EventKind {
         EventKind::PutAnswered,
         EventKind::CallRetried,
         EventKind::UnroutableFile,
+        EventKind::DeadLetterWriteRetried,
     ];
 
     /// The series it counts in (names are the metrics contract).
@@ -65,7 +68,7 @@ impl EventKind {
                 &["shipper_source_skipped_files_total", "shipper_source_skipped_bytes_total"]
             }
             EventKind::PutAnswered => &["shipper_put_requests_total"],
-            EventKind::CallRetried => &["shipper_retries_total"],
+            EventKind::CallRetried | EventKind::DeadLetterWriteRetried => &["shipper_retries_total"],
             EventKind::UnroutableFile => &["shipper_unroutable_files_total"],
         }
     }
@@ -206,13 +209,14 @@ impl InternalEvent for PutAnswered {
     }
 }
 
-/// A CloudWatch call (or the dead-letter write) failed and is retried; the data waits in
-/// the spool meanwhile.
+/// A CloudWatch call failed and is retried; the data waits in the spool meanwhile.
 #[derive(Debug)]
 pub struct CallRetried<'a> {
-    /// The log group and stream, when the call was for one.
-    pub dest: Option<(&'a str, &'a str)>,
-    /// The operation (`PutLogEvents`, `CreateLogStream`, ..., `dead letters`).
+    /// The log group.
+    pub group: &'a str,
+    /// The log stream.
+    pub stream: &'a str,
+    /// The operation (`PutLogEvents`, `CreateLogStream`, ...).
     pub operation: &'static str,
     /// The failure's kind (an outcome label, or `missing_stream` / `missing_group` for the
     /// resource created before the retry).
@@ -226,8 +230,8 @@ pub struct CallRetried<'a> {
 impl InternalEvent for CallRetried<'_> {
     fn emit(self, metrics: &Metrics) {
         Metrics::add(&metrics.retries, 1);
-        let (group, stream) = self.dest.unwrap_or_default();
-        let (operation, kind, attempt, error) = (self.operation, self.kind, self.attempt, self.detail);
+        let (group, stream, operation, kind) = (self.group, self.stream, self.operation, self.kind);
+        let (attempt, error) = (self.attempt, self.detail);
         if kind == PutOutcome::Credentials.as_str() {
             tracing::error!(
                 group,
@@ -238,8 +242,6 @@ impl InternalEvent for CallRetried<'_> {
                 error,
                 "CloudWatch credentials missing or rejected; data waits in the spool"
             );
-        } else if self.operation == "dead letters" {
-            tracing::error!(error, "cannot write dead letters, retrying");
         } else if attempt == 0 {
             tracing::debug!(group, stream, operation, kind, "creating what is missing, then retrying");
         } else if attempt == 1 || attempt.is_multiple_of(10) {
@@ -282,6 +284,21 @@ impl InternalEvent for UnroutableFile<'_> {
     }
 }
 
+/// Rejected events could not be written to the dead-letter file; retried (the batch stays
+/// in the spool meanwhile, so nothing is lost).
+#[derive(Debug)]
+pub struct DeadLetterWriteRetried<'a> {
+    /// Why the write failed.
+    pub error: &'a str,
+}
+
+impl InternalEvent for DeadLetterWriteRetried<'_> {
+    fn emit(self, metrics: &Metrics) {
+        Metrics::add(&metrics.retries, 1);
+        tracing::error!(error = self.error, "cannot write dead letters, retrying");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,13 +327,15 @@ mod tests {
             }
             EventKind::PutAnswered => PutAnswered { outcome: PutOutcome::Throttled }.emit(metrics),
             EventKind::CallRetried => CallRetried {
-                dest: Some(("g", "s")),
+                group: "g",
+                stream: "s",
                 operation: "PutLogEvents",
                 kind: PutOutcome::ServerError.as_str(),
                 detail: "503",
                 attempt: 1,
             }
             .emit(metrics),
+            EventKind::DeadLetterWriteRetried => DeadLetterWriteRetried { error: "disk full" }.emit(metrics),
             EventKind::UnroutableFile => {
                 UnroutableFile { path: Path::new("/var/log/containers/x.log") }.emit(metrics)
             }

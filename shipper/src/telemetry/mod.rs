@@ -9,8 +9,8 @@ mod logging;
 mod metrics;
 
 pub use events::{
-    CallRetried, EmptyLineDropped, EventKind, EventsRejected, InternalEvent, PutAnswered, SourceLost,
-    SourceOpenFailed, SourceSkipped, SpoolEventsLost, UnroutableFile,
+    CallRetried, DeadLetterWriteRetried, EmptyLineDropped, EventKind, EventsRejected, InternalEvent,
+    PutAnswered, SourceLost, SourceOpenFailed, SourceSkipped, SpoolEventsLost, UnroutableFile,
 };
 pub use logging::{LogFormat, init_logging};
 pub use metrics::{DropReason, LossReason, Metrics, OpenFailure, PutOutcome, SkipReason};
