@@ -359,7 +359,7 @@ impl<'a> KindTier<'a> {
             })
             .max()
             .unwrap_or_default();
-        let tier = KindTier {
+        let mut tier = KindTier {
             scenario,
             run,
             writer_image: images.writer.clone(),
@@ -410,7 +410,6 @@ impl<'a> KindTier<'a> {
                 tier.cluster.apply_yaml(&yaml).map_err(kind_error)?;
             }
         }
-        let mut tier = tier;
         tier.nodes = tier.cluster.nodes().map_err(kind_error)?;
         Ok(tier)
     }
